@@ -1,0 +1,9 @@
+//! The tensor backend of sana-sr.
+//!
+//! Everything above this crate names tensors, dtypes and devices through these re-exports, so that the
+//! backend (libtorch through tch today) is chosen in one place; see `docs/decisions.md` for why tch.
+
+pub mod device;
+
+pub use device::{parse_device, DeviceError};
+pub use tch::{nn, no_grad, Device, Kind, Tensor};

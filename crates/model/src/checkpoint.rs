@@ -1,0 +1,197 @@
+//! Reading and writing diffusers-format checkpoints: `config.json` beside
+//! `diffusion_pytorch_model.safetensors`, or shards listed in `diffusion_pytorch_model.safetensors.index.json`.
+//!
+//! Weights go into a [`nn::VarStore`] whose variable names are the checkpoint's keys (the model code builds
+//! its paths with the reference's module names), so no renaming table exists. f32, f16 and bf16 on disk are
+//! converted to the store's dtype. Every problem is reported with the key and both shapes, and all key
+//! mismatches are listed at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use sana_sr_core::{nn, Kind, Tensor};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// File names of the diffusers layout.
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+pub const INDEX_FILE: &str = "diffusion_pytorch_model.safetensors.index.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid safetensors file ({reason}); is it truncated or of another format?")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: bad shard index: {reason}")]
+    Index { path: PathBuf, reason: String },
+    #[error("{path}: bad config: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: no `{WEIGHTS_FILE}` nor `{INDEX_FILE}` in this folder")]
+    NoWeights { path: PathBuf },
+    #[error("{path}: weight `{key}` is stored as {dtype:?}; only F32, F16 and BF16 are supported")]
+    UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
+    #[error("weight `{key}` has shape {found:?} in the checkpoint but the model expects {expected:?}; is this a checkpoint of another model or config?")]
+    ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", "))]
+    Keys { missing: Vec<String>, unexpected: Vec<String> },
+}
+
+type Result<T> = std::result::Result<T, CheckpointError>;
+
+/// The weight files of a checkpoint: a `.safetensors` file, an `.index.json`, or a diffusers model folder.
+pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_dir() {
+        let single = path.join(WEIGHTS_FILE);
+        let index = path.join(INDEX_FILE);
+        return if single.is_file() {
+            Ok(vec![single])
+        } else if index.is_file() {
+            shards_of_index(&index)
+        } else {
+            Err(CheckpointError::NoWeights { path: path.to_path_buf() })
+        };
+    }
+    if path.to_string_lossy().ends_with(".index.json") {
+        return shards_of_index(path);
+    }
+    if !path.exists() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder");
+        return Err(CheckpointError::Io { path: path.to_path_buf(), source });
+    }
+    Ok(vec![path.to_path_buf()])
+}
+
+fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(index).map_err(|source| CheckpointError::Io { path: index.into(), source })?;
+    let parsed: Index = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Index { path: index.into(), reason: e.to_string() })?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}
+
+/// Reads every tensor of the given safetensors files onto the CPU, in the dtype they are stored in.
+pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for path in files {
+        let file = File::open(path).map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+        // SAFETY: the mapping is read-only and dropped before this function returns; a file changed
+        // underneath us could only yield wrong numbers, which the shape/key checks then report.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+        let st = SafeTensors::deserialize(&mmap)
+            .map_err(|e| CheckpointError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        for (key, view) in st.tensors() {
+            let kind = match view.dtype() {
+                Dtype::F32 => Kind::Float,
+                Dtype::F16 => Kind::Half,
+                Dtype::BF16 => Kind::BFloat16,
+                dtype => return Err(CheckpointError::UnsupportedDtype { path: path.clone(), key, dtype }),
+            };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            out.insert(key, Tensor::from_data_size(view.data(), &shape, kind));
+        }
+    }
+    Ok(out)
+}
+
+/// Copies a checkpoint into the variables of `vs`, converting dtypes; strict: the key sets must be equal.
+pub fn load_into(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let tensors = read_tensors(&weight_files(path)?)?;
+    copy_into(vs, tensors)
+}
+
+/// Copies named tensors into the variables of `vs`; every variable must be given once, with its shape.
+pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Result<()> {
+    let variables = vs.variables();
+    let mut missing = Vec::new();
+    let mut pending = Vec::new();
+    for (key, var) in &variables {
+        match tensors.remove(key) {
+            None => missing.push(key.clone()),
+            Some(src) if src.size() != var.size() => {
+                return Err(CheckpointError::ShapeMismatch { key: key.clone(), expected: var.size(), found: src.size() })
+            }
+            Some(src) => pending.push((var, src)),
+        }
+    }
+    let mut unexpected: Vec<String> = tensors.into_keys().collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        missing.sort();
+        unexpected.sort();
+        return Err(CheckpointError::Keys { missing, unexpected });
+    }
+    sana_sr_core::no_grad(|| {
+        for (var, src) in pending {
+            let mut var = var.shallow_clone();
+            var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
+        }
+    });
+    Ok(())
+}
+
+/// Writes the variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically.
+pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
+    let dtype = match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        _ => panic!("checkpoints are saved as F32, F16 or BF16, not {kind:?}"),
+    };
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
+        .into_iter()
+        .map(|(name, t)| {
+            let t = t.detach().to_device(sana_sr_core::Device::Cpu).to_kind(kind).contiguous();
+            let numel = t.numel();
+            let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
+            t.copy_data_u8(&mut bytes, numel);
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
+                .expect("buffer length matches shape by construction");
+            (name.clone(), view)
+        })
+        .collect();
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let bytes = safetensors::serialize(views, &metadata)
+        .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads a model's `config.json` (a folder's, or the file itself).
+pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let file = if path.is_dir() { path.join(CONFIG_FILE) } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&file).map_err(|source| CheckpointError::Io { path: file.clone(), source })?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: file, reason: e.to_string() })
+}
+
+/// Saves a model folder in the diffusers layout: `config.json` and the weights.
+pub fn save_pretrained<C: Serialize>(dir: &Path, config: &C, vs: &nn::VarStore, kind: Kind) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io { path: dir.into(), source })?;
+    let json = serde_json::to_vec_pretty(config).expect("model configs always serialize");
+    write_atomically(&dir.join(CONFIG_FILE), &json)?;
+    save(vs, &dir.join(WEIGHTS_FILE), kind)
+}
+
+/// Writes through a temporary file in the same folder and renames it, so a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

@@ -1,0 +1,108 @@
+//! The one weight-carrying layer of sana-sr.
+//!
+//! Every linear and convolution of the DiT and of the DC-AE is a [`Layer`], so that LoRA adapters and
+//! structured pruning have exactly one type to wrap: both act on `weight` (`[out, in]` or
+//! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation.
+
+use sana_sr_core::{nn, Tensor};
+
+/// What a [`Layer`] computes with its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `x @ W^T + b` over the last dimension (torch `nn.Linear`).
+    Linear,
+    /// A 2-D convolution over NCHW (torch `nn.Conv2d`, zero padding).
+    Conv2d { stride: i64, padding: i64, groups: i64 },
+}
+
+/// Options of a convolution; `Default` is torch's `nn.Conv2d` default.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvConfig {
+    pub stride: i64,
+    pub padding: i64,
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl Default for ConvConfig {
+    fn default() -> Self {
+        Self { stride: 1, padding: 0, groups: 1, bias: true }
+    }
+}
+
+#[derive(Debug)]
+pub struct Layer {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub op: Op,
+}
+
+impl Layer {
+    /// A linear layer, initialised as torch does (Kaiming-uniform weight, uniform bias in ±1/sqrt(fan_in)).
+    pub fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
+        let weight = p.var("weight", &[out_dim, in_dim], nn::init::DEFAULT_KAIMING_UNIFORM);
+        let bias = bias.then(|| p.var("bias", &[out_dim], uniform_bias(in_dim)));
+        Self { weight, bias, op: Op::Linear }
+    }
+
+    /// A square-kernel convolution.
+    pub fn conv2d(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
+        let fan_in = in_ch / cfg.groups * kernel * kernel;
+        let weight =
+            p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], nn::init::DEFAULT_KAIMING_UNIFORM);
+        let bias = cfg.bias.then(|| p.var("bias", &[out_ch], uniform_bias(fan_in)));
+        Self { weight, bias, op: Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups } }
+    }
+
+    /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
+    pub fn conv2d_same(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, bias: bool) -> Self {
+        Self::conv2d(p, in_ch, out_ch, kernel, ConvConfig { padding: kernel / 2, bias, ..Default::default() })
+    }
+
+    pub fn out_features(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        match self.op {
+            Op::Linear => x.linear(&self.weight, self.bias.as_ref()),
+            Op::Conv2d { stride, padding, groups } => {
+                x.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], [padding, padding], [1, 1], groups)
+            }
+        }
+    }
+}
+
+impl nn::Module for Layer {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        Layer::forward(self, xs)
+    }
+}
+
+fn uniform_bias(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sana_sr_core::{Device, Kind};
+
+    #[test]
+    fn linear_and_conv_follow_torch_semantics() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let lin = Layer::linear(vs.root() / "lin", 3, 2, true);
+        let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+        let want = x.matmul(&lin.weight.tr()) + lin.bias.as_ref().unwrap();
+        assert!(lin.forward(&x).allclose(&want, 1e-6, 1e-6, false));
+
+        // A depthwise 3x3 convolution keeps the spatial size and applies one filter per channel.
+        let dw = Layer::conv2d(vs.root() / "dw", 4, 4, 3, ConvConfig { padding: 1, groups: 4, ..Default::default() });
+        assert_eq!(dw.weight.size(), [4, 1, 3, 3]);
+        let img = Tensor::randn([1, 4, 5, 7], (Kind::Float, Device::Cpu));
+        assert_eq!(dw.forward(&img).size(), [1, 4, 5, 7]);
+        let names: Vec<_> = { let mut v: Vec<_> = vs.variables().into_keys().collect(); v.sort(); v };
+        assert_eq!(names, ["dw.bias", "dw.weight", "lin.bias", "lin.weight"]);
+    }
+}

@@ -1,0 +1,9 @@
+//! Building blocks shared by the DC-AE and the DiT.
+
+mod activation;
+mod layer;
+mod norm;
+
+pub use activation::Activation;
+pub use layer::{ConvConfig, Layer, Op};
+pub use norm::{BatchNorm2d, LayerNorm, RmsNorm};

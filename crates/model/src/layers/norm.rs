@@ -1,0 +1,101 @@
+//! Normalisations of the reference: RMSNorm (diffusers `normalization.RMSNorm`), LayerNorm and
+//! inference-mode BatchNorm2d.
+
+use sana_sr_core::{nn, Kind, Tensor};
+
+/// RMS norm over the last dimension, computed in float32 as diffusers does, with an optional affine
+/// weight and bias.
+#[derive(Debug)]
+pub struct RmsNorm {
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(p: nn::Path, dim: i64, eps: f64, elementwise_affine: bool, bias: bool) -> Self {
+        let weight = elementwise_affine.then(|| p.var("weight", &[dim], nn::Init::Const(1.0)));
+        let bias = (elementwise_affine && bias).then(|| p.var("bias", &[dim], nn::Init::Const(0.0)));
+        Self { weight, bias, eps }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let input_kind = x.kind();
+        let variance = x.to_kind(Kind::Float).pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let x = x * (variance + self.eps).rsqrt();
+        match &self.weight {
+            Some(w) => {
+                // Half-precision weights pull the activations down to their dtype, as in the reference.
+                let x = if matches!(w.kind(), Kind::Half | Kind::BFloat16) { x.to_kind(w.kind()) } else { x };
+                let x = x * w;
+                match &self.bias {
+                    Some(b) => x + b,
+                    None => x,
+                }
+            }
+            None => x.to_kind(input_kind),
+        }
+    }
+
+    /// RMS norm across the channels of an NCHW tensor (channels moved last and back).
+    pub fn forward_channels(&self, x: &Tensor) -> Tensor {
+        self.forward(&x.movedim(&[1], &[-1])).movedim(&[-1], &[1])
+    }
+}
+
+/// Layer norm over the last dimension (torch `nn.LayerNorm`).
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    dim: i64,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(p: nn::Path, dim: i64, eps: f64, elementwise_affine: bool, bias: bool) -> Self {
+        let weight = elementwise_affine.then(|| p.var("weight", &[dim], nn::Init::Const(1.0)));
+        let bias = (elementwise_affine && bias).then(|| p.var("bias", &[dim], nn::Init::Const(0.0)));
+        Self { weight, bias, dim, eps }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.dim], self.weight.as_ref(), self.bias.as_ref(), self.eps, true)
+    }
+}
+
+/// Batch norm of NCHW activations with the stored running statistics (inference mode; the reference
+/// checkpoints are only ever run in eval mode).
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    pub fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+        Self {
+            weight: p.var("weight", &[dim], nn::Init::Const(1.0)),
+            bias: p.var("bias", &[dim], nn::Init::Const(0.0)),
+            running_mean: p.zeros_no_train("running_mean", &[dim]),
+            running_var: p.ones_no_train("running_var", &[dim]),
+            eps,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            false,
+            0.1,
+            self.eps,
+            false,
+        )
+    }
+}

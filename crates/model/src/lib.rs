@@ -1,0 +1,5 @@
+//! The networks of SANA-SR, equal to diffusers' `AutoencoderDC` and `SanaTransformer2DModel` number for
+//! number and loading their checkpoints.
+
+pub mod checkpoint;
+pub mod layers;
