@@ -1,0 +1,56 @@
+//! GLUMBConv, the gated inverted-bottleneck convolution of EfficientViT: SANA's Mix-FFN in the DiT and the
+//! second half of every EfficientViT block in the DC-AE (diffusers `sana_transformer.GLUMBConv`).
+//!
+//! 1×1 expand to twice the hidden width → SiLU → 3×3 depthwise conv (the only source of position in
+//! SANA, which has no positional embedding) → split into value and gate, `value * silu(gate)` → 1×1 project.
+
+use sana_sr_core::{nn, Tensor};
+
+use super::{ConvConfig, Layer, RmsNorm};
+
+#[derive(Debug)]
+pub struct GluMbConv {
+    pub conv_inverted: Layer,
+    pub conv_depth: Layer,
+    pub conv_point: Layer,
+    /// RMS norm over channels after the projection (the DC-AE's blocks; the DiT's Mix-FFN has none).
+    pub norm: Option<RmsNorm>,
+    residual_connection: bool,
+}
+
+impl GluMbConv {
+    pub fn new(
+        p: nn::Path,
+        in_channels: i64,
+        out_channels: i64,
+        expand_ratio: f64,
+        rms_norm: bool,
+        residual_connection: bool,
+    ) -> Self {
+        // `int(expand_ratio * in_channels)` in the reference: truncation, not rounding.
+        let hidden = (expand_ratio * in_channels as f64) as i64;
+        let conv_inverted = Layer::conv2d(&p / "conv_inverted", in_channels, hidden * 2, 1, ConvConfig::default());
+        let depthwise = ConvConfig { padding: 1, groups: hidden * 2, ..Default::default() };
+        let conv_depth = Layer::conv2d(&p / "conv_depth", hidden * 2, hidden * 2, 3, depthwise);
+        let conv_point =
+            Layer::conv2d(&p / "conv_point", hidden, out_channels, 1, ConvConfig { bias: false, ..Default::default() });
+        let norm = rms_norm.then(|| RmsNorm::new(&p / "norm", out_channels, 1e-5, true, true));
+        Self { conv_inverted, conv_depth, conv_point, norm, residual_connection }
+    }
+
+    /// `x`: NCHW.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.conv_depth.forward(&self.conv_inverted.forward(x).silu());
+        let halves = h.chunk(2, 1);
+        let h = self.conv_point.forward(&(&halves[0] * halves[1].silu()));
+        let h = match &self.norm {
+            Some(norm) => norm.forward_channels(&h),
+            None => h,
+        };
+        if self.residual_connection {
+            h + x
+        } else {
+            h
+        }
+    }
+}
