@@ -6,4 +6,4 @@
 pub mod device;
 
 pub use device::{parse_device, DeviceError};
-pub use tch::{nn, no_grad, Device, Kind, Tensor};
+pub use tch::{manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};
