@@ -31,7 +31,7 @@ pub enum CheckpointError {
     Config { path: PathBuf, reason: String },
     #[error("{path}: no `{WEIGHTS_FILE}` nor `{INDEX_FILE}` in this folder")]
     NoWeights { path: PathBuf },
-    #[error("{path}: weight `{key}` is stored as {dtype:?}; only F32, F16 and BF16 are supported")]
+    #[error("{path}: weight `{key}` is stored as {dtype:?}; only F32, F16, BF16 (and I64 counters) are supported")]
     UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
     #[error("weight `{key}` has shape {found:?} in the checkpoint but the model expects {expected:?}; is this a checkpoint of another model or config?")]
     ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
@@ -93,6 +93,8 @@ pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>> {
                 Dtype::F32 => Kind::Float,
                 Dtype::F16 => Kind::Half,
                 Dtype::BF16 => Kind::BFloat16,
+                // torch's BatchNorm step counter `num_batches_tracked`.
+                Dtype::I64 => Kind::Int64,
                 dtype => return Err(CheckpointError::UnsupportedDtype { path: path.clone(), key, dtype }),
             };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
@@ -137,7 +139,8 @@ pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Res
     Ok(())
 }
 
-/// Writes the variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically.
+/// Writes the variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically; integer
+/// counters (BatchNorm's `num_batches_tracked`) stay I64 as torch saves them.
 pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
     let dtype = match kind {
         Kind::Float => Dtype::F32,
@@ -147,21 +150,22 @@ pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
     };
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
+    let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = named
         .into_iter()
         .map(|(name, t)| {
+            let (dtype, kind) = if t.kind() == Kind::Int64 { (Dtype::I64, Kind::Int64) } else { (dtype, kind) };
             let t = t.detach().to_device(sana_sr_core::Device::Cpu).to_kind(kind).contiguous();
             let numel = t.numel();
             let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
             t.copy_data_u8(&mut bytes, numel);
             let shape = t.size().iter().map(|&d| d as usize).collect();
-            (name, shape, bytes)
+            (name, dtype, shape, bytes)
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
         .iter()
-        .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
+        .map(|(name, dtype, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .expect("buffer length matches shape by construction");
             (name.clone(), view)
         })

@@ -72,6 +72,9 @@ pub struct BatchNorm2d {
     pub bias: Tensor,
     pub running_mean: Tensor,
     pub running_var: Tensor,
+    /// torch's int64 step counter; unused in eval mode but part of every saved state dict, so it is kept
+    /// to make the variable names equal the checkpoint's keys.
+    pub num_batches_tracked: Tensor,
     eps: f64,
 }
 
@@ -82,6 +85,7 @@ impl BatchNorm2d {
             bias: p.var("bias", &[dim], nn::Init::Const(0.0)),
             running_mean: p.zeros_no_train("running_mean", &[dim]),
             running_var: p.ones_no_train("running_var", &[dim]),
+            num_batches_tracked: p.add("num_batches_tracked", Tensor::zeros([], (Kind::Int64, p.device())), false),
             eps,
         }
     }
