@@ -24,3 +24,46 @@ impl Image {
         self.data[(y * self.width + x) * self.channels + c]
     }
 }
+
+impl Image {
+    /// The `width x height` window whose top-left pixel is (`x`, `y`); `None` if it does not fit.
+    pub fn crop(&self, x: usize, y: usize, width: usize, height: usize) -> Option<Image> {
+        if x + width > self.width || y + height > self.height {
+            return None;
+        }
+        let row_len = width * self.channels;
+        let mut data = Vec::with_capacity(height * row_len);
+        for row in y..y + height {
+            let start = (row * self.width + x) * self.channels;
+            data.extend_from_slice(&self.data[start..start + row_len]);
+        }
+        Some(Image::new(width, height, self.channels, data))
+    }
+
+    /// The image as RGB: gray is repeated into three channels, alpha is dropped (composited on nothing: SR
+    /// training and evaluation see the stored colour).
+    pub fn to_rgb(&self) -> Image {
+        let data = match self.channels {
+            3 => return self.clone(),
+            1 | 2 => self.data.chunks_exact(self.channels).flat_map(|p| [p[0]; 3]).collect(),
+            _ => self.data.chunks_exact(self.channels).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        };
+        Image::new(self.width, self.height, 3, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_and_rgb() {
+        let image = Image::new(3, 2, 2, (0..12).map(|i| i as f32).collect());
+        let crop = image.crop(1, 1, 2, 1).unwrap();
+        assert_eq!(crop.data, vec![8.0, 9.0, 10.0, 11.0]);
+        assert!(image.crop(2, 0, 2, 1).is_none());
+        assert_eq!(crop.to_rgb().data, vec![8.0, 8.0, 8.0, 10.0, 10.0, 10.0]);
+        let rgba = Image::new(1, 1, 4, vec![0.1, 0.2, 0.3, 0.4]);
+        assert_eq!(rgba.to_rgb().data, vec![0.1, 0.2, 0.3]);
+    }
+}

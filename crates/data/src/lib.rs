@@ -1,6 +1,10 @@
 //! Data of sana-sr: images in and out, resizing, degradations and training pairs.
 
+pub mod degradations;
 pub mod image;
+pub mod io;
+pub mod loader;
 pub mod resize;
+pub mod tensor;
 
 pub use image::Image;

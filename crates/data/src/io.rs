@@ -1,0 +1,236 @@
+//! Reading and writing image files: PNG (8/16-bit), JPEG and WebP, into and out of [`Image`].
+//!
+//! Reading is defensive, because training pools and user inputs contain hostile or broken files: the pixel
+//! count is checked against a limit from the header alone, before any pixel buffer is allocated, so a
+//! decompression bomb costs nothing; truncated, empty and non-image files are errors naming the file. EXIF
+//! orientation is applied, so a phone photo comes out upright.
+//!
+//! Channels are kept as stored: gray stays 1 channel, gray+alpha is 2 channels, RGB 3, RGBA 4 (alpha is
+//! never dropped or premultiplied here; callers that want RGB decide what to do with it).
+//!
+//! Writing is atomic: the file is encoded into a temporary file in the destination folder and renamed into
+//! place, so a crash never leaves a half-written image, and an existing file is only replaced when asked.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::webp::WebPEncoder;
+use image::{ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageReader, Limits};
+
+use crate::Image;
+
+/// The default pixel limit of [`read_image`]: 100 megapixels, larger than any camera photo a pool holds
+/// (a 100 MP RGB image is already 1.2 GB as `f32`).
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("cannot open image `{path}`: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("image file `{path}` is empty (0 bytes)")]
+    Empty { path: PathBuf },
+    #[error("`{path}` is not an image in a supported format (PNG, JPEG, WebP)")]
+    UnknownFormat { path: PathBuf },
+    #[error("image `{path}` is {width}x{height} = {pixels} pixels, over the limit of {max_pixels} pixels")]
+    TooLarge { path: PathBuf, width: u32, height: u32, pixels: u64, max_pixels: u64 },
+    #[error("cannot decode image `{path}` (truncated or corrupt?): {source}")]
+    Decode { path: PathBuf, source: ImageError },
+    #[error("image `{path}` has a colour type sana-sr does not read: {color:?}")]
+    UnsupportedColor { path: PathBuf, color: ColorType },
+    #[error("cannot write `{path}`: {reason}")]
+    Unwritable { path: PathBuf, reason: String },
+    #[error("`{path}` exists already; pass overwrite to replace it")]
+    Exists { path: PathBuf },
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot encode `{path}`: {source}")]
+    Encode { path: PathBuf, source: ImageError },
+}
+
+/// Options of [`read_image_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Files whose header declares more pixels than this are refused before decoding.
+    pub max_pixels: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self { max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
+
+/// Reads an image file with the default [`ReadOptions`].
+pub fn read_image(path: impl AsRef<Path>) -> Result<Image, IoError> {
+    read_image_with(path, &ReadOptions::default())
+}
+
+/// Reads a PNG, JPEG or WebP file (format from its content, not its name), upright per its EXIF orientation.
+pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Image, IoError> {
+    let path = path.as_ref();
+    let open_error = |source| IoError::Open { path: path.to_path_buf(), source };
+    let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(open_error)?;
+    if file.metadata().map_err(open_error)?.len() == 0 {
+        return Err(IoError::Empty { path: path.to_path_buf() });
+    }
+    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(open_error)?;
+    if reader.format().is_none() {
+        return Err(IoError::UnknownFormat { path: path.to_path_buf() });
+    }
+    // The decoder's own allocation limit backs up the pixel check below: 16-bit RGBA is 8 bytes a pixel,
+    // plus room for the decoder's working buffers.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(options.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > options.max_pixels {
+        return Err(IoError::TooLarge { path: path.to_path_buf(), width, height, pixels, max_pixels: options.max_pixels });
+    }
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    decoded.apply_orientation(orientation);
+    from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor { path: path.to_path_buf(), color })
+}
+
+/// Converts a decoded image to [`Image`], keeping its channel count.
+fn from_dynamic(decoded: DynamicImage) -> Result<Image, ColorType> {
+    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
+    let (channels, data) = match decoded.color() {
+        ColorType::L8 | ColorType::L16 => (1, decoded.to_luma32f().into_raw()),
+        ColorType::La8 | ColorType::La16 => (2, decoded.to_luma_alpha32f().into_raw()),
+        ColorType::Rgb8 | ColorType::Rgb16 | ColorType::Rgb32F => (3, decoded.to_rgb32f().into_raw()),
+        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => (4, decoded.to_rgba32f().into_raw()),
+        other => return Err(other),
+    };
+    Ok(Image::new(width, height, channels, data))
+}
+
+/// How [`write_image`] encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Lossless PNG, 8 or 16 bits a sample.
+    Png { sixteen_bit: bool },
+    /// Baseline JPEG at a quality of 1..=100 (gray or RGB only: JPEG has no alpha).
+    Jpeg { quality: u8 },
+    /// Lossless WebP, 8 bits a sample.
+    WebpLossless,
+}
+
+impl Encoding {
+    /// The encoding a file name asks for: `.png` → 8-bit PNG, `.jpg`/`.jpeg` → JPEG quality 95,
+    /// `.webp` → lossless WebP.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "png" => Some(Self::Png { sixteen_bit: false }),
+            "jpg" | "jpeg" => Some(Self::Jpeg { quality: 95 }),
+            "webp" => Some(Self::WebpLossless),
+            _ => None,
+        }
+    }
+}
+
+/// Options of [`write_image`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub encoding: Encoding,
+    /// Replace an existing file (otherwise writing to an existing path is an error).
+    pub overwrite: bool,
+}
+
+/// Writes `image` to `path` in the encoding the file name asks for (8-bit PNG, JPEG q95, lossless WebP),
+/// refusing to replace an existing file.
+pub fn save_image(image: &Image, path: impl AsRef<Path>) -> Result<(), IoError> {
+    let path = path.as_ref();
+    let encoding = Encoding::from_path(path).ok_or_else(|| IoError::Unwritable {
+        path: path.to_path_buf(),
+        reason: "unknown extension (expected .png, .jpg, .jpeg or .webp)".into(),
+    })?;
+    write_image(image, path, &WriteOptions { encoding, overwrite: false })
+}
+
+/// Encodes `image` into a temporary file next to `path`, then renames it into place.
+///
+/// Samples are clamped to `[0, 1]` and rounded to the nearest code value.
+pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions) -> Result<(), IoError> {
+    let path = path.as_ref();
+    let unwritable = |reason: String| IoError::Unwritable { path: path.to_path_buf(), reason };
+    let write_error = |source| IoError::Write { path: path.to_path_buf(), source };
+    if !options.overwrite && path.exists() {
+        return Err(IoError::Exists { path: path.to_path_buf() });
+    }
+    let (width, height) = match (u32::try_from(image.width), u32::try_from(image.height)) {
+        (Ok(w @ 1..), Ok(h @ 1..)) => (w, h),
+        _ => return Err(unwritable(format!("cannot encode an image of {}x{} pixels", image.width, image.height))),
+    };
+    let channels = image.channels;
+    if !(1..=4).contains(&channels) {
+        return Err(unwritable(format!("cannot encode an image of {channels} channels")));
+    }
+    if matches!(options.encoding, Encoding::Jpeg { .. }) && channels != 1 && channels != 3 {
+        return Err(unwritable(format!("JPEG stores gray or RGB, not {channels} channels")));
+    }
+
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let temporary = tempfile::Builder::new().prefix(".sana-sr-").suffix(".part").tempfile_in(folder).map_err(write_error)?;
+    {
+        let mut writer = BufWriter::new(temporary.as_file());
+        encode(image, width, height, options.encoding, &mut writer)
+            .map_err(|source| IoError::Encode { path: path.to_path_buf(), source })?;
+        writer.flush().map_err(write_error)?;
+    }
+    temporary.as_file().sync_all().map_err(write_error)?;
+    if options.overwrite {
+        temporary.persist(path).map_err(|e| write_error(e.error))?;
+    } else {
+        temporary.persist_noclobber(path).map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => IoError::Exists { path: path.to_path_buf() },
+            _ => write_error(e.error),
+        })?;
+    }
+    Ok(())
+}
+
+fn encode(image: &Image, width: u32, height: u32, encoding: Encoding, writer: &mut impl Write) -> Result<(), ImageError> {
+    let eight_bit_type = [ExtendedColorType::L8, ExtendedColorType::La8, ExtendedColorType::Rgb8, ExtendedColorType::Rgba8]
+        [image.channels - 1];
+    match encoding {
+        Encoding::Png { sixteen_bit: true } => {
+            let color = [ExtendedColorType::L16, ExtendedColorType::La16, ExtendedColorType::Rgb16, ExtendedColorType::Rgba16]
+                [image.channels - 1];
+            // PNG stores 16-bit samples big-endian; the encoder takes native-endian bytes of u16 samples.
+            let bytes: Vec<u8> = image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_ne_bytes()).collect();
+            png_encoder(writer).write_image(&bytes, width, height, color)
+        }
+        Encoding::Png { sixteen_bit: false } => {
+            png_encoder(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type)
+        }
+        Encoding::Jpeg { quality } => {
+            JpegEncoder::new_with_quality(writer, quality.clamp(1, 100)).write_image(&to_u8(&image.data), width, height, eight_bit_type)
+        }
+        Encoding::WebpLossless => WebPEncoder::new_lossless(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type),
+    }
+}
+
+fn png_encoder<W: Write>(writer: W) -> PngEncoder<W> {
+    PngEncoder::new_with_quality(writer, CompressionType::Default, FilterType::Adaptive)
+}
+
+/// A `[0, 1]` sample as the nearest code value of a `max`-level integer format.
+fn quantize(x: f32, max: f32) -> u16 {
+    (x.clamp(0.0, 1.0) * max).round() as u16
+}
+
+/// Samples as 8-bit code values.
+pub(crate) fn to_u8(samples: &[f32]) -> Vec<u8> {
+    samples.iter().map(|&x| quantize(x, 255.0) as u8).collect()
+}
