@@ -19,7 +19,11 @@ pub enum DcAeError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("{what} of shape {shape:?} does not fit this DC-AE: expected {expected}")]
-    Input { what: &'static str, shape: Vec<i64>, expected: String },
+    Input {
+        what: &'static str,
+        shape: Vec<i64>,
+        expected: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, DcAeError>;
@@ -37,9 +41,13 @@ fn stage_block(
 ) -> Block {
     match block_type {
         BlockType::ResBlock => Block::Res(ResBlock::new(p, channels, norm_type, act)),
-        BlockType::EfficientVitBlock => {
-            Block::EfficientVit(EfficientVitBlock::new(p, channels, attention_head_dim, qkv_multiscales, norm_type))
-        }
+        BlockType::EfficientVitBlock => Block::EfficientVit(Box::new(EfficientVitBlock::new(
+            p,
+            channels,
+            attention_head_dim,
+            qkv_multiscales,
+            norm_type,
+        ))),
     }
 }
 
@@ -66,10 +74,22 @@ impl Encoder {
         let unshuffle = cfg.pixel_unshuffle_down();
         let mut steps_need_even = Vec::new();
         let conv_in = if layers[0] > 0 {
-            Block::Conv(Layer::conv2d_same(&p / "conv_in", cfg.in_channels, widths[0], 3, true))
+            Block::Conv(Layer::conv2d_same(
+                &p / "conv_in",
+                cfg.in_channels,
+                widths[0],
+                3,
+                true,
+            ))
         } else {
             steps_need_even.push(unshuffle);
-            Block::Down(DcDownBlock2d::new(&p / "conv_in", cfg.in_channels, widths[1], unshuffle, false))
+            Block::Down(DcDownBlock2d::new(
+                &p / "conv_in",
+                cfg.in_channels,
+                widths[1],
+                unshuffle,
+                false,
+            ))
         };
         let down_blocks = (0..stages)
             .map(|i| {
@@ -79,12 +99,26 @@ impl Encoder {
                     .map(|j| {
                         let scales = &cfg.encoder_qkv_multiscales[i];
                         let (norm, act) = (NormType::RmsNorm, Activation::Silu);
-                        stage_block(&stage / j, block_type, widths[i], cfg.attention_head_dim, scales, norm, act)
+                        stage_block(
+                            &stage / j,
+                            block_type,
+                            widths[i],
+                            cfg.attention_head_dim,
+                            scales,
+                            norm,
+                            act,
+                        )
                     })
                     .collect();
                 if i + 1 < stages && layers[i] > 0 {
                     steps_need_even.push(true);
-                    let down = DcDownBlock2d::new(&stage / layers[i], widths[i], widths[i + 1], unshuffle, true);
+                    let down = DcDownBlock2d::new(
+                        &stage / layers[i],
+                        widths[i],
+                        widths[i + 1],
+                        unshuffle,
+                        true,
+                    );
                     blocks.push(Block::Down(down));
                 }
                 blocks
@@ -160,14 +194,29 @@ impl Decoder {
                 let stage = &p / "up_blocks" / i;
                 let mut blocks = Vec::new();
                 if i + 1 < stages && layers[i] > 0 {
-                    blocks.push(Block::Up(DcUpBlock2d::new(&stage / 0, widths[i + 1], widths[i], interpolate, true)));
+                    blocks.push(Block::Up(DcUpBlock2d::new(
+                        &stage / 0,
+                        widths[i + 1],
+                        widths[i],
+                        interpolate,
+                        true,
+                    )));
                 }
                 let block_type = cfg.decoder_block_types.stage(i).expect("validated config");
                 let norm = cfg.decoder_norm_types.stage(i).expect("validated config");
                 let act = cfg.decoder_act_fns.stage(i).expect("validated config");
                 for _ in 0..layers[i] {
-                    let (scales, head_dim) = (&cfg.decoder_qkv_multiscales[i], cfg.attention_head_dim);
-                    let block = stage_block(&stage / blocks.len(), block_type, widths[i], head_dim, scales, norm, act);
+                    let (scales, head_dim) =
+                        (&cfg.decoder_qkv_multiscales[i], cfg.attention_head_dim);
+                    let block = stage_block(
+                        &stage / blocks.len(),
+                        block_type,
+                        widths[i],
+                        head_dim,
+                        scales,
+                        norm,
+                        act,
+                    );
                     blocks.push(block);
                 }
                 blocks
@@ -176,9 +225,21 @@ impl Decoder {
         let last = widths[stages - 1];
         let channels = if layers[0] > 0 { widths[0] } else { widths[1] };
         let conv_out = if layers[0] > 0 {
-            Block::Conv(Layer::conv2d_same(&p / "conv_out", channels, cfg.in_channels, 3, true))
+            Block::Conv(Layer::conv2d_same(
+                &p / "conv_out",
+                channels,
+                cfg.in_channels,
+                3,
+                true,
+            ))
         } else {
-            Block::Up(DcUpBlock2d::new(&p / "conv_out", channels, cfg.in_channels, interpolate, false))
+            Block::Up(DcUpBlock2d::new(
+                &p / "conv_out",
+                channels,
+                cfg.in_channels,
+                interpolate,
+                false,
+            ))
         };
         Self {
             conv_in: Layer::conv2d_same(&p / "conv_in", cfg.latent_channels, last, 3, true),
@@ -256,7 +317,8 @@ impl AutoencoderDc {
         let shape = image.size();
         let fits = match shape[..] {
             [_, channels, height, width] => {
-                channels == self.config.in_channels && self.encoder.latent_size(height, width).is_some()
+                channels == self.config.in_channels
+                    && self.encoder.latent_size(height, width).is_some()
             }
             _ => false,
         };
@@ -267,7 +329,11 @@ impl AutoencoderDc {
                 self.config.in_channels,
                 self.config.spatial_compression_ratio()
             );
-            return Err(DcAeError::Input { what: "image", shape, expected });
+            return Err(DcAeError::Input {
+                what: "image",
+                shape,
+                expected,
+            });
         }
         Ok(self.encoder.forward(&self.to_model(image)))
     }
@@ -277,7 +343,11 @@ impl AutoencoderDc {
         let shape = latent.size();
         if !matches!(shape[..], [_, channels, _, _] if channels == self.config.latent_channels) {
             let expected = format!("[batch, {}, height, width]", self.config.latent_channels);
-            return Err(DcAeError::Input { what: "latent", shape, expected });
+            return Err(DcAeError::Input {
+                what: "latent",
+                shape,
+                expected,
+            });
         }
         Ok(self.decoder.forward(&self.to_model(latent)))
     }

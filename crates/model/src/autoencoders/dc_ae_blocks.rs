@@ -32,7 +32,9 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.conv2.forward(&self.act.forward(&self.conv1.forward(x)));
+        let h = self
+            .conv2
+            .forward(&self.act.forward(&self.conv1.forward(x)));
         self.norm.forward(&h) + x
     }
 }
@@ -46,7 +48,13 @@ pub struct EfficientVitBlock {
 }
 
 impl EfficientVitBlock {
-    pub fn new(p: nn::Path, channels: i64, attention_head_dim: i64, qkv_multiscales: &[i64], norm_type: NormType) -> Self {
+    pub fn new(
+        p: nn::Path,
+        channels: i64,
+        attention_head_dim: i64,
+        qkv_multiscales: &[i64],
+        norm_type: NormType,
+    ) -> Self {
         Self {
             attn: SanaMultiscaleLinearAttention::new(
                 &p / "attn",
@@ -81,10 +89,24 @@ pub struct DcDownBlock2d {
 }
 
 impl DcDownBlock2d {
-    pub fn new(p: nn::Path, in_channels: i64, out_channels: i64, pixel_unshuffle: bool, shortcut: bool) -> Self {
+    pub fn new(
+        p: nn::Path,
+        in_channels: i64,
+        out_channels: i64,
+        pixel_unshuffle: bool,
+        shortcut: bool,
+    ) -> Self {
         let ratio = FACTOR * FACTOR;
-        let (conv_out, stride) = if pixel_unshuffle { (out_channels / ratio, 1) } else { (out_channels, FACTOR) };
-        let conv = ConvConfig { stride, padding: 1, ..Default::default() };
+        let (conv_out, stride) = if pixel_unshuffle {
+            (out_channels / ratio, 1)
+        } else {
+            (out_channels, FACTOR)
+        };
+        let conv = ConvConfig {
+            stride,
+            padding: 1,
+            ..Default::default()
+        };
         Self {
             conv: Layer::conv2d(&p / "conv", in_channels, conv_out, 3, conv),
             pixel_unshuffle,
@@ -94,9 +116,18 @@ impl DcDownBlock2d {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.conv.forward(x);
-        let h = if self.pixel_unshuffle { h.pixel_unshuffle(FACTOR) } else { h };
+        let h = if self.pixel_unshuffle {
+            h.pixel_unshuffle(FACTOR)
+        } else {
+            h
+        };
         match self.shortcut_group_size {
-            Some(group) => h + x.pixel_unshuffle(FACTOR).unflatten(1, [-1, group]).mean_dim(2, false, None),
+            Some(group) => {
+                h + x
+                    .pixel_unshuffle(FACTOR)
+                    .unflatten(1, [-1, group])
+                    .mean_dim(2, false, None)
+            }
             None => h,
         }
     }
@@ -114,9 +145,19 @@ pub struct DcUpBlock2d {
 }
 
 impl DcUpBlock2d {
-    pub fn new(p: nn::Path, in_channels: i64, out_channels: i64, interpolate: bool, shortcut: bool) -> Self {
+    pub fn new(
+        p: nn::Path,
+        in_channels: i64,
+        out_channels: i64,
+        interpolate: bool,
+        shortcut: bool,
+    ) -> Self {
         let ratio = FACTOR * FACTOR;
-        let conv_out = if interpolate { out_channels } else { out_channels * ratio };
+        let conv_out = if interpolate {
+            out_channels
+        } else {
+            out_channels * ratio
+        };
         Self {
             conv: Layer::conv2d_same(&p / "conv", in_channels, conv_out, 3, true),
             interpolate,
@@ -127,7 +168,11 @@ impl DcUpBlock2d {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = if self.interpolate {
             let (_, _, height, width) = x.size4().expect("NCHW activations");
-            let upsampled = x.upsample_nearest2d([height * FACTOR, width * FACTOR], FACTOR as f64, FACTOR as f64);
+            let upsampled = x.upsample_nearest2d(
+                [height * FACTOR, width * FACTOR],
+                FACTOR as f64,
+                FACTOR as f64,
+            );
             self.conv.forward(&upsampled)
         } else {
             self.conv.forward(x).pixel_shuffle(FACTOR)
@@ -135,7 +180,9 @@ impl DcUpBlock2d {
         match self.shortcut_repeats {
             Some(repeats) => {
                 let channels = x.size()[1];
-                h + x.repeat_interleave_self_int(repeats, 1, channels * repeats).pixel_shuffle(FACTOR)
+                h + x
+                    .repeat_interleave_self_int(repeats, 1, channels * repeats)
+                    .pixel_shuffle(FACTOR)
             }
             None => h,
         }
@@ -148,7 +195,7 @@ impl DcUpBlock2d {
 pub enum Block {
     Conv(Layer),
     Res(ResBlock),
-    EfficientVit(EfficientVitBlock),
+    EfficientVit(Box<EfficientVitBlock>),
     Down(DcDownBlock2d),
     Up(DcUpBlock2d),
 }
