@@ -1,0 +1,137 @@
+//! The Real-ESRGAN pipeline end to end: config, draw statistics, reproducibility.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sana_sr_core::{Device, Kind, Tensor};
+use sana_sr_data::degradations::noise::NoiseKind;
+use sana_sr_data::degradations::pipeline::pair_rng;
+use sana_sr_data::degradations::{Degradation, DegradeError, RealEsrganConfig};
+use sana_sr_data::resize::interpolate::Mode;
+
+fn config_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/realesrgan_x4plus.toml")
+}
+
+/// A 256x256 colour texture with edges and smooth areas.
+fn hr_image() -> Tensor {
+    let n = 256;
+    let y = Tensor::arange(n, (Kind::Float, Device::Cpu)).view([1, 1, n, 1]) / n as f64;
+    let x = Tensor::arange(n, (Kind::Float, Device::Cpu)).view([1, 1, 1, n]) / n as f64;
+    let r = ((&x * 40.0).sin() * (&y * 7.0).cos() * 0.4 + 0.5).clamp(0.0, 1.0);
+    let g = ((&x + &y) * 0.5).clamp(0.0, 1.0);
+    let b = ((&x - &y).abs().ge(0.3).to_kind(Kind::Float) * 0.6 + 0.2).clamp(0.0, 1.0);
+    Tensor::cat(&[r, g, b], 1)
+}
+
+#[test]
+fn the_config_file_is_the_x4plus_default() {
+    let config = RealEsrganConfig::from_toml_file(config_path()).unwrap();
+    assert_eq!(config, RealEsrganConfig::default());
+    let partial: RealEsrganConfig = toml::from_str("jpeg_range = [60.0, 95.0]").unwrap();
+    assert_eq!(partial.jpeg_range, [60.0, 95.0]);
+    assert_eq!(partial.noise_range, [1.0, 30.0]);
+    assert!(toml::from_str::<RealEsrganConfig>("jpeg_rnage = [60.0, 95.0]").is_err(), "typos are errors");
+    let bad: RealEsrganConfig = toml::from_str("gray_noise_prob = 1.5").unwrap();
+    assert!(bad.validate().is_err());
+}
+
+#[test]
+fn same_seed_same_pair_other_seed_other_pair() {
+    let degradation = Degradation::new(RealEsrganConfig::default()).unwrap();
+    let hr = hr_image();
+    let lr = |seed, index| degradation.degrade(&hr, &mut pair_rng(seed, index)).unwrap();
+    let a = lr(1, 0);
+    assert_eq!(a.size(), [1, 3, 64, 64]);
+    assert!(a.equal(&lr(1, 0)));
+    assert!(!a.equal(&lr(2, 0)));
+    assert!(!a.equal(&lr(1, 1)));
+    // 8-bit levels in [0, 1], as the reference's final rounding leaves them.
+    let levels = &a * 255.0;
+    assert!((&levels - levels.round()).abs().max().double_value(&[]) < 1e-4);
+    assert!(a.min().double_value(&[]) >= 0.0 && a.max().double_value(&[]) <= 1.0);
+}
+
+#[test]
+fn the_lr_is_a_degraded_view_of_the_hr() {
+    // Whatever the draw, the LR must still show the HR's content: close to its area downscale.
+    let degradation = Degradation::new(RealEsrganConfig::default()).unwrap();
+    let hr = hr_image();
+    let reference = hr.adaptive_avg_pool2d([64, 64]);
+    for index in 0..8 {
+        let lr = degradation.degrade(&hr, &mut pair_rng(9, index)).unwrap();
+        let mse = (&lr - &reference).square().mean(Kind::Double).double_value(&[]);
+        let psnr = 10.0 * (1.0 / mse).log10();
+        assert!(psnr > 12.0 && psnr < 60.0, "pair {index}: PSNR {psnr:.1} dB against the area downscale");
+    }
+}
+
+#[test]
+fn draws_follow_the_configured_odds_and_ranges() {
+    let config = RealEsrganConfig::default();
+    let degradation = Degradation::new(config.clone()).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let n = 4000;
+    let (mut up, mut down, mut gaussian, mut gray, mut second_blur, mut sinc, mut jpeg_last) = (0, 0, 0, 0, 0, 0, 0);
+    let mut modes = [0; 3];
+    for _ in 0..n {
+        let p = degradation.sample(&mut rng);
+        let s = p.first.resize_scale;
+        assert!((config.resize_range[0]..config.resize_range[1]).contains(&s));
+        up += (s > 1.0) as usize;
+        down += (s < 1.0) as usize;
+        modes[Mode::REAL_ESRGAN.iter().position(|&m| m == p.first.resize_mode).unwrap()] += 1;
+        assert!((config.resize_range2[0]..config.resize_range2[1]).contains(&p.second.resize_scale));
+        for (quality, range) in [(p.first.jpeg_quality, config.jpeg_range), (p.second.jpeg_quality, config.jpeg_range2)] {
+            assert!((range[0]..range[1]).contains(&quality));
+        }
+        match p.first.noise.kind {
+            NoiseKind::Gaussian { sigma } => {
+                gaussian += 1;
+                assert!((config.noise_range[0]..config.noise_range[1]).contains(&sigma));
+            }
+            NoiseKind::Poisson { scale } => assert!((config.poisson_scale_range[0]..config.poisson_scale_range[1]).contains(&scale)),
+        }
+        if let NoiseKind::Gaussian { sigma } = p.second.noise.kind {
+            assert!((config.noise_range2[0]..config.noise_range2[1]).contains(&sigma));
+        }
+        gray += p.first.noise.gray as usize;
+        second_blur += p.second.blur.is_some() as usize;
+        sinc += p.final_sinc.is_some() as usize;
+        jpeg_last += p.jpeg_last as usize;
+        for kernel in [&p.first.blur, &p.second.blur, &p.final_sinc].into_iter().flatten() {
+            assert_eq!(kernel.size, 21);
+            assert!((kernel.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
+    // Binomial counts: 4 standard deviations at n = 4000 is at most 0.032.
+    let near = |count: usize, p: f64, what: &str| {
+        let f = count as f64 / n as f64;
+        assert!((f - p).abs() < 0.032, "{what}: {f:.3} vs {p}");
+    };
+    near(up, config.resize_prob[0], "up");
+    near(down, config.resize_prob[1], "down");
+    near(gaussian, config.gaussian_noise_prob, "gaussian noise");
+    near(gray, config.gray_noise_prob, "gray noise");
+    near(second_blur, config.second_blur_prob, "second blur");
+    near(sinc, config.final_sinc_prob, "final sinc");
+    near(jpeg_last, 0.5, "JPEG last");
+    for count in modes {
+        near(count, 1.0 / 3.0, "resize mode");
+    }
+}
+
+#[test]
+fn images_too_small_for_the_kernels_are_refused() {
+    let degradation = Degradation::new(RealEsrganConfig::default()).unwrap();
+    assert_eq!(degradation.min_hr_size(), 74);
+    let small = Tensor::zeros([1, 3, 73, 200], (Kind::Float, Device::Cpu));
+    let err = degradation.degrade(&small, &mut pair_rng(0, 0)).unwrap_err();
+    assert!(matches!(err, DegradeError::TooSmall { .. }), "{err}");
+    let gray = Tensor::zeros([1, 1, 128, 128], (Kind::Float, Device::Cpu));
+    assert!(matches!(degradation.degrade(&gray, &mut pair_rng(0, 0)), Err(DegradeError::Shape(_))));
+    // Every draw works at the minimum size.
+    let tiny = Tensor::full([1, 3, 74, 74], 0.5, (Kind::Float, Device::Cpu));
+    for index in 0..100 {
+        degradation.degrade(&tiny, &mut pair_rng(3, index)).unwrap();
+    }
+}

@@ -1,0 +1,60 @@
+//! The loader: batches in index order, identical for any worker count.
+
+use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
+use sana_sr_data::io::{write_image, Encoding, WriteOptions};
+use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig, LoaderError};
+use sana_sr_data::Image;
+
+fn make_pool(dir: &std::path::Path, sizes: &[(usize, usize)]) {
+    for (i, &(w, h)) in sizes.iter().enumerate() {
+        let data = (0..w * h * 3).map(|k| ((k * (i + 3) * 7919) % 251) as f32 / 250.0).collect();
+        let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: false };
+        write_image(&Image::new(w, h, 3, data), dir.join(format!("img{i}.png")), &options).unwrap();
+    }
+}
+
+fn batches(paths: Vec<std::path::PathBuf>, seed: u64, workers: usize, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let config = LoaderConfig { gt_size: 96, batch_size: 3, num_workers: workers, use_rot: true, seed, ..LoaderConfig::default() };
+    let loader = Loader::new(paths, Degradation::new(RealEsrganConfig::default()).unwrap(), config).unwrap();
+    loader
+        .take(count)
+        .map(|batch| {
+            let batch = batch.unwrap();
+            assert_eq!(batch.hr.size(), [3, 3, 96, 96]);
+            assert_eq!(batch.lr.size(), [3, 3, 24, 24]);
+            let bytes = |t: &sana_sr_core::Tensor| {
+                let v = Vec::<f32>::try_from(&t.contiguous().view([-1])).unwrap();
+                v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()
+            };
+            (bytes(&batch.hr), bytes(&batch.lr))
+        })
+        .collect()
+}
+
+#[test]
+fn batches_do_not_depend_on_the_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), &[(120, 100), (100, 130), (150, 110), (104, 104)]);
+    let paths = pool_paths(dir.path()).unwrap();
+    assert_eq!(paths.len(), 4);
+    // 4 batches of 3 = 12 pairs: three epochs over the 4 images.
+    let one = batches(paths.clone(), 5, 1, 4);
+    let three = batches(paths.clone(), 5, 3, 4);
+    assert_eq!(one, three);
+    let other_seed = batches(paths, 6, 2, 4);
+    assert_ne!(one[0], other_seed[0]);
+    assert_ne!(one[0], one[1]);
+}
+
+#[test]
+fn bad_pools_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), &[(120, 100), (60, 300)]);
+    let degradation = || Degradation::new(RealEsrganConfig::default()).unwrap();
+    let config = LoaderConfig { gt_size: 96, ..LoaderConfig::default() };
+    let err = Loader::new(pool_paths(dir.path()).unwrap(), degradation(), config.clone()).err().unwrap();
+    assert!(matches!(&err, LoaderError::TooSmall { width: 60, .. }), "{err}");
+    assert!(matches!(Loader::new(vec![], degradation(), config.clone()), Err(LoaderError::EmptyPool)));
+    let odd = LoaderConfig { gt_size: 98, ..config };
+    assert!(matches!(Loader::new(pool_paths(dir.path()).unwrap(), degradation(), odd), Err(LoaderError::Config(_))));
+}
