@@ -42,9 +42,8 @@ pub struct AttentionDims {
 impl AttentionProjections {
     pub fn new(p: nn::Path, dims: AttentionDims, qk_norm: Option<QkNorm>) -> Self {
         let inner = dims.heads * dims.head_dim;
-        let norm = |name: &str| match qk_norm {
-            Some(QkNorm::RmsNormAcrossHeads) => Some(RmsNorm::new(&p / name, inner, QK_NORM_EPS, true, false)),
-            None => None,
+        let norm = |name: &str| {
+            qk_norm.map(|QkNorm::RmsNormAcrossHeads| RmsNorm::new(&p / name, inner, QK_NORM_EPS, true, false))
         };
         Self {
             to_q: Layer::linear(&p / "to_q", dims.query_dim, inner, dims.qkv_bias),

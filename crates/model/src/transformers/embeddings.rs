@@ -54,9 +54,8 @@ impl PatchEmbed {
 /// in the second (the reference's meshgrid with "xy" indexing puts w first). Coordinates are
 /// `index / (extent / base_size) / interpolation_scale` in float32; the sines are taken in float64.
 fn sincos_pos_embed_2d(dim: i64, height: i64, width: i64, base_size: i64, scale: f64, device: Device) -> Tensor {
-    let coords = |extent: i64| {
-        Tensor::arange(extent, (Kind::Float, device)) / (extent as f64 / base_size as f64) / scale
-    };
+    let coords =
+        |extent: i64| Tensor::arange(extent, (Kind::Float, device)) / (extent as f64 / base_size as f64) / scale;
     let cols = coords(width).unsqueeze(0).expand([height, width], false).reshape([-1]);
     let rows = coords(height).unsqueeze(1).expand([height, width], false).reshape([-1]);
     Tensor::cat(&[sincos_1d(dim / 2, &cols), sincos_1d(dim / 2, &rows)], 1).to_kind(Kind::Float)
@@ -117,7 +116,10 @@ pub struct TimeEmbed {
 impl TimeEmbed {
     pub fn new(p: nn::Path, dim: i64, guidance_embeds: bool) -> Self {
         let (timestep_embedder, guidance_embedder) = if guidance_embeds {
-            (TimestepEmbedding::new(&p / "timestep_embedder", dim), Some(TimestepEmbedding::new(&p / "guidance_embedder", dim)))
+            (
+                TimestepEmbedding::new(&p / "timestep_embedder", dim),
+                Some(TimestepEmbedding::new(&p / "guidance_embedder", dim)),
+            )
         } else {
             (TimestepEmbedding::new(&p / "emb" / "timestep_embedder", dim), None)
         };
@@ -128,10 +130,11 @@ impl TimeEmbed {
     /// Returns the modulation `[B, 6D]` and the embedded timestep `[B, D]` (used by the output norm).
     /// `guidance` is used exactly when the model has a guidance embedder; the caller checks that.
     pub fn forward(&self, timestep: &Tensor, guidance: Option<&Tensor>, kind: Kind) -> (Tensor, Tensor) {
-        let mut embedded = self.timestep_embedder.forward(timestep, kind);
-        if let (Some(embedder), Some(guidance)) = (&self.guidance_embedder, guidance) {
-            embedded = embedded + embedder.forward(guidance, kind);
-        }
+        let embedded = self.timestep_embedder.forward(timestep, kind);
+        let embedded = match (&self.guidance_embedder, guidance) {
+            (Some(embedder), Some(guidance)) => embedded + embedder.forward(guidance, kind),
+            _ => embedded,
+        };
         (self.linear.forward(&embedded.silu()), embedded)
     }
 }

@@ -216,7 +216,8 @@ impl SanaTransformer2DModel {
         let caption = self.caption_projection.forward(encoder_hidden_states);
         let encoder_hidden_states = self.caption_norm.forward(&caption);
         let encoder_bias = encoder_attention_mask.map(|mask| mask_to_bias(mask, kind));
-        let cond = BlockConditioning { timestep, embedded_timestep, encoder_hidden_states, encoder_bias, height, width };
+        let cond =
+            BlockConditioning { timestep, embedded_timestep, encoder_hidden_states, encoder_bias, height, width };
         Ok((tokens, cond))
     }
 
@@ -229,9 +230,12 @@ impl SanaTransformer2DModel {
         let x = self.norm_out.forward(hidden_states) * (scale + 1.0) + shift;
         let x = self.proj_out.forward(&x);
         let p = self.config.patch_size;
-        x.reshape([batch, cond.height, cond.width, p, p, -1])
-            .permute([0, 5, 1, 3, 2, 4])
-            .reshape([batch, -1, cond.height * p, cond.width * p])
+        x.reshape([batch, cond.height, cond.width, p, p, -1]).permute([0, 5, 1, 3, 2, 4]).reshape([
+            batch,
+            -1,
+            cond.height * p,
+            cond.width * p,
+        ])
     }
 
     fn check_inputs(
