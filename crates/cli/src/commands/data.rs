@@ -1,0 +1,77 @@
+//! `sana-sr data …`: preparing training data. `data build-pool` turns the fetched photographs
+//! (scripts/fetch_training_data.sh) into the HR pool the loader reads.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sana_sr_data::loader::pool_paths;
+use sana_sr_data::pool::{build_pool, PoolOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Downscale the listed photographs into PNGs of the HR pool (idempotent).
+    BuildPool(BuildPoolArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildPoolArgs {
+    /// The photographs to use, one path a line relative to --root ('#' starts a comment).
+    #[arg(long, default_value = "scripts/training_photos.txt")]
+    list: PathBuf,
+    /// Where the fetched packages were unpacked.
+    #[arg(long, default_value = "data/raw")]
+    root: PathBuf,
+    /// Folders whose every image is added too.
+    #[arg(long, default_value = "../shared/datasets/SunHays80")]
+    extra: Vec<PathBuf>,
+    #[arg(long, default_value = "data/hr_pool")]
+    out: PathBuf,
+    /// Downscale factor (at least 2).
+    #[arg(long, default_value_t = 2.0)]
+    downscale: f64,
+    /// Leave out photos whose shorter side is below this after downscaling.
+    #[arg(long, default_value_t = 512)]
+    min_side: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::BuildPool(args) => build(args),
+    }
+}
+
+fn build(args: BuildPoolArgs) -> Result<()> {
+    let mut sources = listed(&args.list, &args.root)?;
+    for folder in &args.extra {
+        sources.extend(pool_paths(folder)?);
+    }
+    let options = PoolOptions { downscale: args.downscale, min_side: args.min_side };
+    let report = build_pool(&sources, &args.out, &options)?;
+    for path in &report.too_small {
+        println!("left out (too small): {}", path.display());
+    }
+    println!(
+        "{}: {} written, {} already there, {} too small",
+        args.out.display(),
+        report.written.len(),
+        report.kept.len(),
+        report.too_small.len()
+    );
+    Ok(())
+}
+
+fn listed(list: &Path, root: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(list).with_context(|| format!("reading the photo list `{}`", list.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| root.join(line))
+        .collect())
+}

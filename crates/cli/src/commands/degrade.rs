@@ -1,0 +1,56 @@
+//! `sana-sr degrade`: a picture of the Real-ESRGAN degradation, rows of HR crops each followed by their LR
+//! images (nearest-upscaled) for several seeds. docs/degradations.png is made with it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use sana_sr_data::degradations::preview::preview_grid;
+use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
+use sana_sr_data::io::{read_image, write_image, Encoding, WriteOptions};
+use sana_sr_data::loader::pool_paths;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of HR images; the first --images of them by name are used.
+    #[arg(long)]
+    input: PathBuf,
+    /// The PNG to write.
+    #[arg(long, default_value = "docs/degradations.png")]
+    output: PathBuf,
+    /// Degradation config (TOML); default: the Real-ESRGAN x4plus settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// How many images (rows).
+    #[arg(long, default_value_t = 4)]
+    images: usize,
+    /// How many seeds (LR columns); seeds are --seed, --seed + 1, ...
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Side of the centre HR crop.
+    #[arg(long, default_value_t = 256)]
+    crop: usize,
+    /// Replace --output if it exists.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => RealEsrganConfig::from_toml_file(path)?,
+        None => RealEsrganConfig::default(),
+    };
+    let degradation = Degradation::new(config)?;
+    let paths = pool_paths(&args.input)?;
+    if paths.is_empty() {
+        bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
+    }
+    let images = paths.iter().take(args.images).map(read_image).collect::<Result<Vec<_>, _>>()?;
+    let seeds: Vec<u64> = (args.seed..args.seed + args.seeds).collect();
+    let grid = preview_grid(&images, &degradation, &seeds, args.crop).context("degrading the preview crops")?;
+    let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: args.overwrite };
+    write_image(&grid, &args.output, &options)?;
+    println!("wrote {} ({} images x {} seeds)", args.output.display(), images.len(), seeds.len());
+    Ok(())
+}
