@@ -1,0 +1,336 @@
+//! The super-resolution methods under evaluation.
+//!
+//! A method turns a sample's LR image into an SR image and says how long that took. Built in: `bicubic`
+//! (MATLAB `imresize` on 8-bit images, the floor every SR paper reports) and `folder` (outputs another tool wrote, such as
+//! the Real-ESRGAN peer of `scripts/realesrgan_peer.sh`). The sana-sr pipeline plugs in by implementing
+//! [`Method`] on a type that owns the loaded model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sana_sr_data::io::{read_image, IoError};
+use sana_sr_data::resize::matlab::ResizeError;
+use sana_sr_data::Image;
+
+use crate::dataset::{Sample, IMAGE_EXTENSIONS};
+use crate::matlab_uint8::imresize_uint8;
+
+/// The file, next to a folder method's outputs of one set, that records the seconds each image took
+/// (`stem,seconds,...` with a header line), as `scripts/realesrgan_peer.py` writes it.
+pub const TIMINGS_FILE: &str = "timings.csv";
+
+/// An SR result and the seconds it took (`None` when the producing tool recorded none).
+#[derive(Debug, Clone)]
+pub struct SrOutput {
+    pub image: Image,
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
+    #[error("no output for {name:?} in {dir} (looked for {stems} with extension {extensions})")]
+    MissingOutput {
+        name: String,
+        dir: PathBuf,
+        stems: String,
+        extensions: String,
+    },
+    #[error("{path}, line {line}: {reason}")]
+    Timings {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown method {spec:?}: expected `bicubic`, `folder:DIR` or `folder:NAME=DIR`")]
+pub struct SpecError {
+    spec: String,
+}
+
+/// The method a command-line spec names: `bicubic`, `folder:DIR` (named after DIR's last component) or
+/// `folder:NAME=DIR`.
+pub fn from_spec(spec: &str) -> Result<Box<dyn Method>, SpecError> {
+    let error = || SpecError {
+        spec: spec.to_owned(),
+    };
+    if spec == "bicubic" {
+        return Ok(Box::new(Bicubic));
+    }
+    let folder = spec
+        .strip_prefix("folder:")
+        .filter(|rest| !rest.is_empty())
+        .ok_or_else(error)?;
+    let (name, dir) = match folder.split_once('=') {
+        Some((name, dir)) => (name.to_owned(), PathBuf::from(dir)),
+        None => {
+            let dir = PathBuf::from(folder);
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(error)?
+                .to_owned();
+            (name, dir)
+        }
+    };
+    if name.is_empty() || dir.as_os_str().is_empty() {
+        return Err(error());
+    }
+    Ok(Box::new(Folder::new(name, dir)))
+}
+
+/// A super-resolution method evaluated by the harness.
+pub trait Method {
+    /// The name the method has in reports (unique among the methods of one run).
+    fn name(&self) -> &str;
+
+    /// The x`scale` SR image of `sample` (a member of set `set`) whose LR image is `lr` (RGB).
+    fn super_resolve(
+        &mut self,
+        set: &str,
+        sample: &Sample,
+        lr: &Image,
+        scale: usize,
+    ) -> Result<SrOutput, MethodError>;
+}
+
+/// MATLAB bicubic upscaling of the 8-bit LR image, as MATLAB does it on `uint8` ([`imresize_uint8`]).
+#[derive(Debug, Default)]
+pub struct Bicubic;
+
+impl Method for Bicubic {
+    fn name(&self) -> &str {
+        "bicubic"
+    }
+
+    fn super_resolve(
+        &mut self,
+        _set: &str,
+        _sample: &Sample,
+        lr: &Image,
+        scale: usize,
+    ) -> Result<SrOutput, MethodError> {
+        let start = Instant::now();
+        let image = imresize_uint8(lr, scale as f64)?;
+        Ok(SrOutput {
+            image,
+            seconds: Some(start.elapsed().as_secs_f64()),
+        })
+    }
+}
+
+/// Outputs of another tool: `<root>/<set>/<stem>.<ext>`, where the stem is the LR file's (what a tool run
+/// over the LR folder writes) or else the sample's name; seconds per image from `<root>/<set>/timings.csv`
+/// when the tool wrote one.
+#[derive(Debug)]
+pub struct Folder {
+    name: String,
+    root: PathBuf,
+    /// Seconds by stem, per set, read on first use.
+    timings: HashMap<String, HashMap<String, f64>>,
+}
+
+impl Folder {
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            root: root.into(),
+            timings: HashMap::new(),
+        }
+    }
+
+    fn output_path(&self, set: &str, sample: &Sample) -> Result<(PathBuf, String), MethodError> {
+        let dir = self.root.join(set);
+        let stems = [sample.lr_stem(), sample.name.as_str()];
+        for stem in stems {
+            for extension in IMAGE_EXTENSIONS {
+                let path = dir.join(format!("{stem}.{extension}"));
+                if path.is_file() {
+                    return Ok((path, stem.to_owned()));
+                }
+            }
+        }
+        Err(MethodError::MissingOutput {
+            name: sample.name.clone(),
+            dir,
+            stems: stems.join(" or "),
+            extensions: IMAGE_EXTENSIONS.join("/"),
+        })
+    }
+
+    fn seconds(&mut self, set: &str, stem: &str) -> Result<Option<f64>, MethodError> {
+        if !self.timings.contains_key(set) {
+            let timings = read_timings(&self.root.join(set).join(TIMINGS_FILE))?;
+            self.timings.insert(set.to_owned(), timings);
+        }
+        Ok(self.timings[set].get(stem).copied())
+    }
+}
+
+impl Method for Folder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn super_resolve(
+        &mut self,
+        set: &str,
+        sample: &Sample,
+        _lr: &Image,
+        _scale: usize,
+    ) -> Result<SrOutput, MethodError> {
+        let (path, stem) = self.output_path(set, sample)?;
+        let image = read_image(&path)?.to_rgb();
+        Ok(SrOutput {
+            image,
+            seconds: self.seconds(set, &stem)?,
+        })
+    }
+}
+
+/// Reads `stem,seconds[,...]` lines after a header; an absent file is an empty table (the tool recorded no
+/// timings), a malformed one an error.
+fn read_timings(path: &Path) -> Result<HashMap<String, f64>, MethodError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(err) => {
+            return Err(MethodError::Timings {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: err.to_string(),
+            })
+        }
+    };
+    let mut timings = HashMap::new();
+    for (index, line) in text
+        .lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, line)| !line.trim().is_empty())
+    {
+        let error = |reason: &str| MethodError::Timings {
+            path: path.to_path_buf(),
+            line: index + 1,
+            reason: reason.into(),
+        };
+        let mut fields = line.split(',');
+        let stem = fields.next().ok_or_else(|| error("no stem"))?;
+        let seconds = fields
+            .next()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| error("expected `stem,seconds` with seconds a non-negative number"))?;
+        // A resumed run may time an image again: the latest measurement wins.
+        timings.insert(stem.to_owned(), seconds);
+    }
+    Ok(timings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::LrSource;
+    use sana_sr_data::io::save_image;
+
+    fn sample(name: &str, lr_file: Option<&str>) -> Sample {
+        let lr = lr_file.map_or(LrSource::BicubicFromHr, |f| {
+            LrSource::File(PathBuf::from(f))
+        });
+        Sample {
+            name: name.into(),
+            lr,
+            hr: None,
+        }
+    }
+
+    #[test]
+    fn specs_name_methods() {
+        assert_eq!(from_spec("bicubic").unwrap().name(), "bicubic");
+        assert_eq!(
+            from_spec("folder:out/realesrgan").unwrap().name(),
+            "realesrgan"
+        );
+        assert_eq!(
+            from_spec("folder:Real-ESRGAN=out/realesrgan")
+                .unwrap()
+                .name(),
+            "Real-ESRGAN"
+        );
+        for bad in ["bicubik", "folder:", "folder:x=", "folder:=dir", "folder:/"] {
+            assert!(from_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn folder_matches_lr_stem_then_sample_name_and_reads_timings() {
+        let root = tempfile::tempdir().unwrap();
+        let set = root.path().join("Set5");
+        std::fs::create_dir(&set).unwrap();
+        save_image(&Image::new(2, 1, 1, vec![0.0, 1.0]), set.join("babyx4.png")).unwrap();
+        save_image(
+            &Image::new(1, 1, 3, vec![0.2, 0.4, 0.6]),
+            set.join("bird.png"),
+        )
+        .unwrap();
+        std::fs::write(
+            set.join(TIMINGS_FILE),
+            "stem,seconds,lr_width,lr_height\nbabyx4,2.5,1,1\n\n",
+        )
+        .unwrap();
+
+        let mut folder = Folder::new("peer", root.path());
+        let lr = Image::zeros(1, 1, 3);
+        let baby = folder
+            .super_resolve("Set5", &sample("baby", Some("x/babyx4.png")), &lr, 4)
+            .unwrap();
+        assert_eq!(
+            (baby.image.width, baby.image.channels),
+            (2, 3),
+            "gray outputs are read as RGB"
+        );
+        assert_eq!(baby.seconds, Some(2.5));
+        let bird = folder
+            .super_resolve("Set5", &sample("bird", None), &lr, 4)
+            .unwrap();
+        assert_eq!(bird.seconds, None);
+
+        let missing = folder
+            .super_resolve("Set5", &sample("head", Some("x/headx4.png")), &lr, 4)
+            .unwrap_err();
+        assert!(matches!(missing, MethodError::MissingOutput { .. }));
+        assert!(missing.to_string().contains("headx4 or head"), "{missing}");
+    }
+
+    #[test]
+    fn folder_reports_corrupt_outputs_and_malformed_timings() {
+        let root = tempfile::tempdir().unwrap();
+        let set = root.path().join("S");
+        std::fs::create_dir(&set).unwrap();
+        std::fs::write(set.join("a.png"), b"not a png").unwrap();
+        let mut folder = Folder::new("peer", root.path());
+        let lr = Image::zeros(1, 1, 3);
+        let corrupt = folder
+            .super_resolve("S", &sample("a", None), &lr, 4)
+            .unwrap_err();
+        assert!(matches!(corrupt, MethodError::Io(_)));
+        assert!(corrupt.to_string().contains("a.png"), "{corrupt}");
+
+        save_image(&Image::zeros(1, 1, 3), set.join("b.png")).unwrap();
+        std::fs::write(set.join(TIMINGS_FILE), "stem,seconds\nb,fast\n").unwrap();
+        let mut folder = Folder::new("peer", root.path());
+        let malformed = folder
+            .super_resolve("S", &sample("b", None), &lr, 4)
+            .unwrap_err();
+        assert!(
+            matches!(malformed, MethodError::Timings { line: 2, .. }),
+            "{malformed}"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Side-by-side crops for looking at results: one row per image, one column per source
+//! (LR nearest-upscaled | each method | ground truth), each a `cell`-pixel square cut from the same place
+//! of every image (the centre of the output, aligned to the LR grid so the LR column shows whole pixels).
+
+use sana_sr_data::Image;
+
+/// Gap between cells, in pixels, and the colour of gaps and of empty cells (a method that failed).
+const GAP: usize = 4;
+const BACKGROUND: f32 = 1.0;
+const EMPTY: f32 = 0.5;
+
+/// The cells of one panel row: `None` for a source with no image.
+pub type PanelRow = Vec<Option<Image>>;
+
+/// The `(x, y, width, height)` window, in output pixels, that the crops of an output of `width x height`
+/// are cut from: the centre `cell x cell` square (less where the image is smaller), a multiple of `scale`.
+pub fn window(
+    width: usize,
+    height: usize,
+    cell: usize,
+    scale: usize,
+) -> (usize, usize, usize, usize) {
+    let side = |extent: usize| (cell.min(extent) / scale * scale).max(scale.min(extent));
+    let (w, h) = (side(width), side(height));
+    let corner = |extent: usize, size: usize| (extent - size) / 2 / scale * scale;
+    (corner(width, w), corner(height, h), w, h)
+}
+
+/// The crops of one sample: `lr` upscaled by nearest neighbour, then `outputs` and `gt`, all cut at the
+/// same window of the output grid. Outputs that do not cover the window are left empty.
+pub fn row(
+    lr: &Image,
+    outputs: &[Option<&Image>],
+    gt: Option<&Image>,
+    cell: usize,
+    scale: usize,
+) -> PanelRow {
+    let (x, y, w, h) = window(lr.width * scale, lr.height * scale, cell, scale);
+    let lr_cell = lr
+        .crop(x / scale, y / scale, w / scale, h / scale)
+        .map(|crop| nearest_up(&crop, scale));
+    let cut = |image: Option<&Image>| image.and_then(|image| image.crop(x, y, w, h));
+    std::iter::once(lr_cell)
+        .chain(outputs.iter().map(|output| cut(*output)))
+        .chain(gt.map(|gt| cut(Some(gt))))
+        .collect()
+}
+
+/// Lays `rows` out as a grid of `cell`-pixel squares (RGB); smaller crops sit in the top-left corner.
+pub fn grid(rows: &[PanelRow], cell: usize) -> Image {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let extent = |count: usize| count * cell + (count + 1) * GAP;
+    let (width, height) = (extent(columns), extent(rows.len()));
+    let mut panel = Image::new(width, height, 3, vec![BACKGROUND; width * height * 3]);
+    for (r, cells) in rows.iter().enumerate() {
+        for (c, cell_image) in cells.iter().enumerate() {
+            let (left, top) = (GAP + c * (cell + GAP), GAP + r * (cell + GAP));
+            match cell_image {
+                Some(image) => paste(&mut panel, &image.to_rgb(), left, top, cell),
+                None => fill(&mut panel, left, top, cell, EMPTY),
+            }
+        }
+    }
+    panel
+}
+
+/// Each pixel repeated `scale` times in both directions.
+fn nearest_up(image: &Image, scale: usize) -> Image {
+    let (width, height, channels) = (image.width * scale, image.height * scale, image.channels);
+    let data = (0..height)
+        .flat_map(|y| (0..width).flat_map(move |x| (0..channels).map(move |c| (x, y, c))))
+        .map(|(x, y, c)| image.at(x / scale, y / scale, c))
+        .collect();
+    Image::new(width, height, channels, data)
+}
+
+fn paste(panel: &mut Image, image: &Image, left: usize, top: usize, cell: usize) {
+    for y in 0..image.height.min(cell) {
+        for x in 0..image.width.min(cell) {
+            let at = ((top + y) * panel.width + left + x) * 3;
+            panel.data[at..at + 3].copy_from_slice(&image.data[(y * image.width + x) * 3..][..3]);
+        }
+    }
+}
+
+fn fill(panel: &mut Image, left: usize, top: usize, cell: usize, value: f32) {
+    for y in top..top + cell {
+        let start = (y * panel.width + left) * 3;
+        panel.data[start..start + cell * 3].fill(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_centred_and_on_the_lr_grid() {
+        assert_eq!(window(512, 512, 128, 4), (192, 192, 128, 128));
+        assert_eq!(window(250, 100, 128, 4), (60, 0, 128, 100));
+        assert_eq!(window(30, 6, 128, 4), (0, 0, 28, 4));
+    }
+
+    #[test]
+    fn row_cuts_the_same_place_from_every_source() {
+        // LR 4x4 whose pixel (x, y) has value x + 10 y; outputs are its nearest upscaling, so every crop
+        // of a correct window shows the same values as the nearest-upscaled LR crop.
+        let lr = Image::new(
+            4,
+            4,
+            1,
+            (0..16).map(|i| (i % 4 + 10 * (i / 4)) as f32).collect(),
+        );
+        let up = nearest_up(&lr, 2);
+        let cells = row(&lr, &[Some(&up), None], Some(&up), 4, 2);
+        assert_eq!(cells.len(), 4);
+        let lr_cell = cells[0].as_ref().unwrap();
+        assert_eq!((lr_cell.width, lr_cell.height), (4, 4));
+        assert_eq!(
+            lr_cell.at(0, 0, 0),
+            11.0,
+            "the centre 4x4 output window starts at LR pixel (1, 1)"
+        );
+        assert_eq!(cells[1].as_ref(), Some(lr_cell));
+        assert!(cells[2].is_none());
+        assert_eq!(cells[3].as_ref(), Some(lr_cell));
+    }
+
+    #[test]
+    fn grid_places_cells_and_marks_empty_ones() {
+        let red = Image::new(2, 2, 3, [1.0, 0.0, 0.0].repeat(4));
+        let panel = grid(&[vec![Some(red), None]], 3);
+        assert_eq!((panel.width, panel.height), (2 * 3 + 3 * GAP, 3 + 2 * GAP));
+        assert_eq!(panel.at(GAP, GAP, 1), 0.0, "pasted pixel");
+        assert_eq!(
+            panel.at(GAP + 2, GAP, 1),
+            BACKGROUND,
+            "outside the 2x2 crop"
+        );
+        assert_eq!(panel.at(2 * GAP + 3, GAP, 0), EMPTY, "empty cell");
+        assert_eq!(panel.at(0, 0, 0), BACKGROUND, "gap");
+    }
+}
