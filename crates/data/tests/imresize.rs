@@ -57,7 +57,8 @@ fn cases() -> Vec<Case> {
 
 fn max_error(got: impl Iterator<Item = f64>, expected: &Image) -> f64 {
     let mut count = 0;
-    let max = got.zip(&expected.data).map(|(g, &e)| (g - f64::from(e)).abs()).inspect(|_| count += 1).fold(0.0, f64::max);
+    let max =
+        got.zip(&expected.data).map(|(g, &e)| (g - f64::from(e)).abs()).inspect(|_| count += 1).fold(0.0, f64::max);
     assert_eq!(count, expected.data.len(), "output length");
     max
 }
@@ -69,7 +70,12 @@ fn matches_basicsr_on_f32_images() {
             Target::Scale(scale) => imresize(&case.input, scale).unwrap(),
             Target::Size { height, width } => imresize_to(&case.input, height, width).unwrap(),
         };
-        assert_eq!((out.height, out.width, out.channels), (case.expected.height, case.expected.width, case.expected.channels), "{}", case.name);
+        assert_eq!(
+            (out.height, out.width, out.channels),
+            (case.expected.height, case.expected.width, case.expected.channels),
+            "{}",
+            case.name
+        );
         let err = max_error(out.data.iter().map(|&v| f64::from(v)), &case.expected);
         println!("{:<20} f32 max |err| = {err:.3e}", case.name);
         assert!(err <= TOLERANCE, "{}: max |err| {err:e}", case.name);

@@ -172,7 +172,11 @@ impl Taps {
             let row: Vec<f64> = (0..candidates)
                 .map(|k| {
                     let distance = u - (left + k as f64);
-                    if antialias { scale * cubic(distance * scale) } else { cubic(distance) }
+                    if antialias {
+                        scale * cubic(distance * scale)
+                    } else {
+                        cubic(distance)
+                    }
                 })
                 .collect();
             let sum: f64 = row.iter().sum();
@@ -208,7 +212,11 @@ impl Taps {
 fn mirror(index: i64, len: usize) -> usize {
     let period = 2 * len as i64;
     let i = index.rem_euclid(period);
-    if i < len as i64 { i as usize } else { (period - 1 - i) as usize }
+    if i < len as i64 {
+        i as usize
+    } else {
+        (period - 1 - i) as usize
+    }
 }
 
 #[cfg(test)]
