@@ -28,6 +28,8 @@ pub enum MetricError {
     CropTooLarge { crop_border: usize, width: usize, height: usize },
     #[error("{metric} needs at least {min}x{min} pixels (after the border crop), got {width}x{height}")]
     TooSmall { metric: &'static str, min: usize, width: usize, height: usize },
+    #[error("NIQE needs at least two whole 96x96 blocks (after the border crop), got {width}x{height}")]
+    NiqeTooSmall { width: usize, height: usize },
     #[error("NIQE is undefined here: fewer than two 96x96 blocks have finite features")]
     NiqeUndefined,
 }

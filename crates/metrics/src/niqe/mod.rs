@@ -34,10 +34,9 @@ pub fn niqe(image: &Image, crop_border: usize) -> Result<f64, MetricError> {
     }
     let (blocks_w, blocks_h) = (plane.width / BLOCK, plane.height / BLOCK);
     if blocks_w * blocks_h < 2 {
-        let (width, height) = (plane.width, plane.height);
-        return Err(MetricError::TooSmall { metric: "NIQE (two 96x96 blocks)", min: 2 * BLOCK, width, height });
+        return Err(MetricError::NiqeTooSmall { width: plane.width, height: plane.height });
     }
-    let plane = crop_top_left(&plane, blocks_w * BLOCK, blocks_h * BLOCK);
+    let plane = crop(&plane, 0, 0, blocks_w * BLOCK, blocks_h * BLOCK);
     let half = half_size(&plane);
     let mut features = vec![[f64::NAN; FEATURES]; blocks_w * blocks_h];
     for (scale, image) in [(1, &plane), (2, &half)] {
@@ -51,10 +50,6 @@ pub fn niqe(image: &Image, crop_border: usize) -> Result<f64, MetricError> {
         }
     }
     quality(&features)
-}
-
-fn crop_top_left(plane: &Plane, width: usize, height: usize) -> Plane {
-    crop(plane, 0, 0, width, height)
 }
 
 fn crop(plane: &Plane, x: usize, y: usize, width: usize, height: usize) -> Plane {
@@ -167,6 +162,6 @@ mod tests {
     #[test]
     fn too_small_is_an_error() {
         let image = Image::new(150, 100, 1, vec![0.5; 150 * 100]);
-        assert!(matches!(niqe(&image, 0), Err(MetricError::TooSmall { .. })));
+        assert_eq!(niqe(&image, 0), Err(MetricError::NiqeTooSmall { width: 150, height: 100 }));
     }
 }
