@@ -1,5 +1,7 @@
 //! `sana-sr degrade`: a picture of the Real-ESRGAN degradation, rows of HR crops each followed by their LR
-//! images (nearest-upscaled) for several seeds. docs/degradations.png is made with it.
+//! images (nearest-upscaled) for several seeds. docs/degradations.png is made with
+//! `sana-sr degrade --input ../shared/datasets/SunHays80 --name building_facade_sun_bpaohzcfkhzodryb.jpg
+//! --name street_sun_bkgpqbvgorkjqzgp.jpg --name forest_path_sun_amolizervsrahvyf.jpg`.
 
 use std::path::PathBuf;
 
@@ -11,9 +13,12 @@ use sana_sr_data::loader::pool_paths;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of HR images; the first --images of them by name are used.
+    /// Folder of HR images; the first --images of them by name are used, unless --name picks them.
     #[arg(long)]
     input: PathBuf,
+    /// File names in --input to show, in this order (repeatable).
+    #[arg(long = "name")]
+    names: Vec<String>,
     /// The PNG to write.
     #[arg(long, default_value = "docs/degradations.png")]
     output: PathBuf,
@@ -42,11 +47,15 @@ pub fn run(args: Args) -> Result<()> {
         None => RealEsrganConfig::default(),
     };
     let degradation = Degradation::new(config)?;
-    let paths = pool_paths(&args.input)?;
+    let paths = if args.names.is_empty() {
+        pool_paths(&args.input)?.into_iter().take(args.images).collect()
+    } else {
+        args.names.iter().map(|name| args.input.join(name)).collect::<Vec<_>>()
+    };
     if paths.is_empty() {
         bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
     }
-    let images = paths.iter().take(args.images).map(read_image).collect::<Result<Vec<_>, _>>()?;
+    let images = paths.iter().map(read_image).collect::<Result<Vec<_>, _>>()?;
     let seeds: Vec<u64> = (args.seed..args.seed + args.seeds).collect();
     let grid = preview_grid(&images, &degradation, &seeds, args.crop).context("degrading the preview crops")?;
     let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: args.overwrite };
