@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
+use sana_sr_core::{nn, no_grad, Kind, Tensor};
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig};
 use serde::Serialize;
@@ -87,15 +87,15 @@ pub fn run(args: Args) -> Result<()> {
     let vs = nn::VarStore::new(device);
     let step: Box<dyn Fn() -> Tensor> = match (model, op) {
         (Model::DcAe, Op::Encode) => {
-            let ae = AutoencoderDc::new(vs.root(), &AutoencoderDcConfig::f32c32_sana_1_0());
+            let ae = AutoencoderDc::new(vs.root(), &AutoencoderDcConfig::dc_ae_f32c32_sana_1_0())?;
             let x = Tensor::randn([1, 3, *size, *size], (Kind::Float, device));
-            Box::new(move || ae.encode(&x))
+            Box::new(move || ae.encode(&x).expect("a 512² image fits the DC-AE"))
         }
         (Model::DcAe, Op::Decode) => {
-            let config = AutoencoderDcConfig::f32c32_sana_1_0();
+            let config = AutoencoderDcConfig::dc_ae_f32c32_sana_1_0();
             let z = Tensor::randn([1, config.latent_channels, *size, *size], (Kind::Float, device));
-            let ae = AutoencoderDc::new(vs.root(), &config);
-            Box::new(move || ae.decode(&z))
+            let ae = AutoencoderDc::new(vs.root(), &config)?;
+            Box::new(move || ae.decode(&z).expect("the latent has the config's channels"))
         }
         (Model::Sana600m | Model::Sana1600m, Op::Forward) => {
             let config = transformer_config(model);
@@ -103,8 +103,8 @@ pub fn run(args: Args) -> Result<()> {
             let text = Tensor::randn([1, CAPTION_TOKENS, config.caption_channels], (Kind::Float, device));
             let mask = Tensor::ones([1, CAPTION_TOKENS], (Kind::Float, device));
             let t = Tensor::from_slice(&[999.0f32]).to_device(device);
-            let dit = SanaTransformer2DModel::new(vs.root(), &config);
-            Box::new(move || dit.forward(&z, &text, &t, Some(&mask), None))
+            let dit = SanaTransformer2DModel::new(vs.root(), &config)?;
+            Box::new(move || dit.forward(&z, &text, &t, Some(&mask), None).expect("inputs match the config"))
         }
         _ => unreachable!("every case pairs a model with an operation it has"),
     };
@@ -146,7 +146,7 @@ fn write_configs(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
         std::fs::write(sub.join("config.json"), json).with_context(|| format!("writing {}", sub.display()))
     };
-    save("dc-ae-f32c32-sana-1.0", serde_json::to_string_pretty(&AutoencoderDcConfig::f32c32_sana_1_0())?)?;
+    save("dc-ae-f32c32-sana-1.0", serde_json::to_string_pretty(&AutoencoderDcConfig::dc_ae_f32c32_sana_1_0())?)?;
     save("sana-600m", serde_json::to_string_pretty(&transformer_config(&Model::Sana600m))?)?;
     save("sana-1600m", serde_json::to_string_pretty(&transformer_config(&Model::Sana1600m))?)?;
     Ok(())

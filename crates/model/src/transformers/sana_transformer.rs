@@ -162,12 +162,12 @@ impl SanaTransformer2DModel {
     }
 
     /// Loads a diffusers model folder (`config.json` + weights); the store holds the weights in float32.
-    pub fn from_pretrained(dir: &Path, device: Device) -> Result<(nn::VarStore, Self)> {
+    pub fn from_pretrained(dir: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
         let config: SanaTransformerConfig = checkpoint::read_config(dir)?;
         let vs = nn::VarStore::new(device);
         let model = Self::new(vs.root(), &config)?;
         checkpoint::load_into(&vs, dir)?;
-        Ok((vs, model))
+        Ok((model, vs))
     }
 
     /// Saves in the diffusers layout; `vs` is the store the model was built in (at its root).
