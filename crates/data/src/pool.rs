@@ -34,7 +34,7 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { downscale: 2.0, min_side: 512 }
+        Self { downscale: 2.0, min_side: 256 }
     }
 }
 
@@ -100,9 +100,15 @@ pub fn build_pool(sources: &[PathBuf], out_dir: &Path, options: &PoolOptions) ->
     Ok(report)
 }
 
+/// `out_dir/<name>.png`, the name being the file stem, or for a KDE wallpaper package
+/// (`<Name>/contents/images/<W>x<H>.jpg`) the wallpaper's name.
 fn output_path(source: &Path, out_dir: &Path) -> PathBuf {
-    let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    out_dir.join(format!("{stem}.png"))
+    let components: Vec<_> = source.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let name = match components.as_slice() {
+        [.., name, contents, images, _] if contents == "contents" && images == "images" => name.clone(),
+        _ => source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    out_dir.join(format!("{name}.png"))
 }
 
 /// Whether `path` lies in a folder named like one of the test sets.
@@ -136,6 +142,10 @@ mod tests {
         let other = dir.path().join("other");
         assert_eq!(build_pool(&[source.clone()], &other, &strict).unwrap().too_small, vec![source.clone()]);
         assert!(matches!(build_pool(&[source.clone()], &out, &PoolOptions { downscale: 1.5, ..options }), Err(PoolError::Downscale(_))));
+        let kde = PathBuf::from("wallpapers/Path/contents/images/2560x1600.jpg");
+        assert_eq!(output_path(&kde, &out), out.join("Path.png"));
+        let clash = [source.clone(), dir.path().join("elsewhere/photo.png")];
+        assert!(matches!(build_pool(&clash, &out, &options), Err(PoolError::NameClash(_))));
         let test_image = PathBuf::from("../shared/datasets/Set14/baboon.png");
         assert!(matches!(build_pool(&[test_image], &out, &options), Err(PoolError::TestSet(_))));
     }

@@ -35,8 +35,9 @@ struct BuildPoolArgs {
     /// Downscale factor (at least 2).
     #[arg(long, default_value_t = 2.0)]
     downscale: f64,
-    /// Leave out photos whose shorter side is below this after downscaling.
-    #[arg(long, default_value_t = 512)]
+    /// Leave out photos whose shorter side is below this after downscaling (the loader's crop must fit:
+    /// 256 keeps SunHays80, whose 1024x768 photos become 512x384).
+    #[arg(long, default_value_t = 256)]
     min_side: usize,
 }
 
