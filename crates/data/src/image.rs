@@ -11,12 +11,26 @@ pub struct Image {
 
 impl Image {
     pub fn new(width: usize, height: usize, channels: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), width * height * channels, "image buffer does not match {width}x{height}x{channels}");
-        Self { width, height, channels, data }
+        assert_eq!(
+            data.len(),
+            width * height * channels,
+            "image buffer does not match {width}x{height}x{channels}"
+        );
+        Self {
+            width,
+            height,
+            channels,
+            data,
+        }
     }
 
     pub fn zeros(width: usize, height: usize, channels: usize) -> Self {
-        Self::new(width, height, channels, vec![0.0; width * height * channels])
+        Self::new(
+            width,
+            height,
+            channels,
+            vec![0.0; width * height * channels],
+        )
     }
 
     /// The sample at column `x`, row `y`, channel `c`.
@@ -45,8 +59,16 @@ impl Image {
     pub fn to_rgb(&self) -> Image {
         let data = match self.channels {
             3 => return self.clone(),
-            1 | 2 => self.data.chunks_exact(self.channels).flat_map(|p| [p[0]; 3]).collect(),
-            _ => self.data.chunks_exact(self.channels).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+            1 | 2 => self
+                .data
+                .chunks_exact(self.channels)
+                .flat_map(|p| [p[0]; 3])
+                .collect(),
+            _ => self
+                .data
+                .chunks_exact(self.channels)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect(),
         };
         Image::new(self.width, self.height, 3, data)
     }

@@ -14,7 +14,12 @@ const GAP: usize = 4;
 
 /// One row per image: its centre `crop x crop` HR crop, then the LR of that crop under each seed
 /// (the draw of image `i` with seed `s` is [`pair_rng`]`(s, i)`, as the loader draws).
-pub fn preview_grid(images: &[Image], degradation: &Degradation, seeds: &[u64], crop: usize) -> Result<Image, DegradeError> {
+pub fn preview_grid(
+    images: &[Image],
+    degradation: &Degradation,
+    seeds: &[u64],
+    crop: usize,
+) -> Result<Image, DegradeError> {
     let columns = 1 + seeds.len();
     let width = columns * crop + (columns - 1) * GAP;
     let height = images.len() * crop + images.len().saturating_sub(1) * GAP;
@@ -22,15 +27,31 @@ pub fn preview_grid(images: &[Image], degradation: &Degradation, seeds: &[u64], 
     for (row, image) in images.iter().enumerate() {
         let (h, w) = (image.height, image.width);
         let hr = image
-            .crop(w.saturating_sub(crop) / 2, h.saturating_sub(crop) / 2, crop, crop)
-            .ok_or(DegradeError::TooSmall { height: h as i64, width: w as i64, what: format!("a {crop}px crop") })?
+            .crop(
+                w.saturating_sub(crop) / 2,
+                h.saturating_sub(crop) / 2,
+                crop,
+                crop,
+            )
+            .ok_or(DegradeError::TooSmall {
+                height: h as i64,
+                width: w as i64,
+                what: format!("a {crop}px crop"),
+            })?
             .to_rgb();
         let top = row * (crop + GAP);
         paste(&mut grid, &hr, 0, top);
         let hr_tensor = to_tensor(&hr, Device::Cpu);
         for (column, &seed) in seeds.iter().enumerate() {
             let lr = degradation.degrade(&hr_tensor, &mut pair_rng(seed, row as u64))?;
-            let shown = interpolate(&lr, Target::Size { height: crop as i64, width: crop as i64 }, Mode::Nearest)?;
+            let shown = interpolate(
+                &lr,
+                Target::Size {
+                    height: crop as i64,
+                    width: crop as i64,
+                },
+                Mode::Nearest,
+            )?;
             let shown = to_image(&shown).map_err(|_| DegradeError::Shape(shown.size()))?;
             paste(&mut grid, &shown, (column + 1) * (crop + GAP), top);
         }
