@@ -16,12 +16,18 @@ struct Cli {
 enum Command {
     /// Time the real model configs (random weights) on the paper's shapes.
     Bench(commands::bench::Args),
+    /// Write a picture of HR crops beside the LR images the degradation pipeline makes from them.
+    Degrade(commands::degrade::Args),
+    /// Prepare training data (the HR pool).
+    Data(commands::data::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => commands::bench::run(args),
+        Command::Degrade(args) => commands::degrade::run(args),
+        Command::Data(args) => commands::data::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

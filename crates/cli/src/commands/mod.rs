@@ -1,3 +1,5 @@
 //! One module per subcommand: its clap `Args` and a `run`.
 
 pub mod bench;
+pub mod data;
+pub mod degrade;

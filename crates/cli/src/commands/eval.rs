@@ -1,0 +1,91 @@
+//! `sana-sr eval`: score SR methods on the x4 benchmark sets (PSNR-Y, SSIM-Y, NIQE, seconds per image),
+//! print a markdown table, and write it as CSV beside side-by-side crops of every set.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use sana_sr_data::io::{write_image, Encoding, WriteOptions};
+use sana_sr_eval::dataset::{self, KNOWN_SETS};
+use sana_sr_eval::harness::{self, Options};
+use sana_sr_eval::{inputs, method, report};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder holding one sub-folder per set (Set5/, Set14/, ...).
+    #[arg(long, default_value = "../shared/datasets")]
+    datasets: PathBuf,
+    /// Sets to evaluate, comma-separated (default: every known set).
+    #[arg(long, value_delimiter = ',')]
+    sets: Vec<String>,
+    /// Methods: `bicubic`, `folder:DIR` or `folder:NAME=DIR` (outputs DIR/<set>/<stem>.png); repeatable.
+    #[arg(long = "method", default_value = "bicubic")]
+    methods: Vec<String>,
+    /// Where the CSV (quality.csv) and the crops (panels/<set>.png) go.
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
+    /// Score at most this many images of each set (the first ones by name).
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Images per set shown in its panel of side-by-side crops.
+    #[arg(long, default_value_t = 3)]
+    panel_images: usize,
+    /// Side of a panel crop, in output pixels.
+    #[arg(long, default_value_t = 128)]
+    panel_cell: usize,
+    /// Also write every set's LR inputs to DIR/<set>/<stem>.png (for running other tools on them).
+    #[arg(long, value_name = "DIR")]
+    export_lr: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let options = Options {
+        max_images: args.max_images,
+        panel_images: args.panel_images,
+        panel_cell: args.panel_cell,
+        ..Options::default()
+    };
+    let names: Vec<String> = if args.sets.is_empty() {
+        KNOWN_SETS.iter().map(|(name, _)| name.to_string()).collect()
+    } else {
+        args.sets.clone()
+    };
+    let mut sets = Vec::new();
+    for name in &names {
+        let role = dataset::known_role(name)?;
+        let set = dataset::discover(name, &args.datasets.join(name), role, options.scale)?;
+        for line in &set.skipped {
+            eprintln!("skipped {line}");
+        }
+        sets.push(set);
+    }
+    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec)).collect::<Result<Vec<_>, _>>()?;
+
+    if let Some(dir) = &args.export_lr {
+        for set in &sets {
+            for line in inputs::export_lr(set, dir, options.scale) {
+                eprintln!("error: {line}");
+            }
+        }
+        eprintln!("LR inputs written to {}", dir.display());
+    }
+
+    let progress = ProgressBar::new(harness::image_count(&sets, &options) as u64);
+    progress.set_style(ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} images, {elapsed} (eta {eta})")?);
+    let evaluation = harness::evaluate(&sets, &mut methods, &options, &progress);
+    progress.finish_and_clear();
+
+    println!("{}", report::markdown(&evaluation.rows));
+    std::fs::create_dir_all(args.out.join("panels")).with_context(|| format!("creating {}", args.out.display()))?;
+    let csv = args.out.join("quality.csv");
+    std::fs::write(&csv, report::csv(&evaluation.rows)).with_context(|| format!("writing {}", csv.display()))?;
+    let png = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: true };
+    for (set, panel) in &evaluation.panels {
+        write_image(panel, args.out.join("panels").join(format!("{set}.png")), &png)?;
+    }
+    eprintln!("wrote {} and {} panels under {}", csv.display(), evaluation.panels.len(), args.out.join("panels").display());
+    if !evaluation.errors.is_empty() {
+        eprintln!("{} images could not be scored (listed above)", evaluation.errors.len());
+    }
+    Ok(())
+}
