@@ -119,7 +119,11 @@ pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Res
         match tensors.remove(key) {
             None => missing.push(key.clone()),
             Some(src) if src.size() != var.size() => {
-                return Err(CheckpointError::ShapeMismatch { key: key.clone(), expected: var.size(), found: src.size() })
+                return Err(CheckpointError::ShapeMismatch {
+                    key: key.clone(),
+                    expected: var.size(),
+                    found: src.size(),
+                })
             }
             Some(src) => pending.push((var, src)),
         }
@@ -174,6 +178,35 @@ pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
     let bytes = safetensors::serialize(views, &metadata)
         .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
     write_atomically(path, &bytes)
+}
+
+/// A network that lives in a diffusers model folder: built from its `config.json`, weights in a store.
+pub trait Pretrained: Sized {
+    type Config: DeserializeOwned + Serialize;
+    type Error: From<CheckpointError>;
+
+    /// Builds the network under `p`, randomly initialised as torch would.
+    fn build(p: nn::Path, config: &Self::Config) -> std::result::Result<Self, Self::Error>;
+
+    fn config(&self) -> &Self::Config;
+
+    /// Loads a diffusers model folder (`config.json` + weights) onto `device`, in float32 unless the store
+    /// is cast afterwards; the store is returned for saving or casting.
+    fn from_pretrained(
+        dir: &Path,
+        device: sana_sr_core::Device,
+    ) -> std::result::Result<(Self, nn::VarStore), Self::Error> {
+        let config: Self::Config = read_config(dir)?;
+        let vs = nn::VarStore::new(device);
+        let model = Self::build(vs.root(), &config)?;
+        load_into(&vs, dir)?;
+        Ok((model, vs))
+    }
+
+    /// Writes a diffusers model folder; `vs` must be the store the model was built in, at its root.
+    fn save_pretrained(&self, vs: &nn::VarStore, dir: &Path, kind: Kind) -> std::result::Result<(), Self::Error> {
+        Ok(save_pretrained(dir, self.config(), vs, kind)?)
+    }
 }
 
 /// Reads a model's `config.json` (a folder's, or the file itself).

@@ -18,10 +18,8 @@ fn tiny_store() -> nn::VarStore {
 }
 
 fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, &None).unwrap()).unwrap();
 }
 
@@ -74,7 +72,10 @@ fn sharded_index_loads_every_shard() {
                 (n.as_str(), Dtype::F32, t.size().iter().map(|&d| d as usize).collect(), bytes)
             })
             .collect();
-        write_safetensors(&dir.path().join(format!("diffusion_pytorch_model-0000{}-of-00002.safetensors", i + 1)), &bufs);
+        write_safetensors(
+            &dir.path().join(format!("diffusion_pytorch_model-0000{}-of-00002.safetensors", i + 1)),
+            &bufs,
+        );
     }
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
     std::fs::write(dir.path().join(checkpoint::INDEX_FILE), index.to_string()).unwrap();
@@ -102,7 +103,10 @@ fn unsupported_dtype_names_the_key() {
     let path = dir.path().join("ints.safetensors");
     write_safetensors(&path, &[("proj.weight", Dtype::I32, vec![4, 3], vec![0; 48])]);
     let err = checkpoint::load_into(&tiny_store(), &path).unwrap_err();
-    assert!(matches!(&err, CheckpointError::UnsupportedDtype { key, dtype: Dtype::I32, .. } if key == "proj.weight"), "{err}");
+    assert!(
+        matches!(&err, CheckpointError::UnsupportedDtype { key, dtype: Dtype::I32, .. } if key == "proj.weight"),
+        "{err}"
+    );
 }
 
 /// Writes the tiny store's checkpoint after letting `edit` change its tensors.
@@ -148,7 +152,10 @@ fn wrong_shape_names_the_key_and_both_shapes() {
         t.insert("proj.weight".into(), Tensor::zeros([4, 7], (Kind::Float, Device::Cpu)));
     });
     let err = checkpoint::load_into(&tiny_store(), &path).unwrap_err();
-    assert!(err.to_string().contains("`proj.weight` has shape [4, 7] in the checkpoint but the model expects [4, 3]"), "{err}");
+    assert!(
+        err.to_string().contains("`proj.weight` has shape [4, 7] in the checkpoint but the model expects [4, 3]"),
+        "{err}"
+    );
 }
 
 #[test]

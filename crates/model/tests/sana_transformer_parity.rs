@@ -1,6 +1,7 @@
 //! `SanaTransformer2DModel` against diffusers 0.42.1, block by block, on the tiny random models written by
 //! `tools/reference/make_sana_transformer_fixtures.py`; and the released 600M/1600M configs' parameter lists.
 
+use sana_sr_model::checkpoint::Pretrained;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

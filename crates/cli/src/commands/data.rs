@@ -52,10 +52,7 @@ fn build(args: BuildPoolArgs) -> Result<()> {
     for folder in &args.extra {
         sources.extend(pool_paths(folder)?);
     }
-    let options = PoolOptions {
-        downscale: args.downscale,
-        min_side: args.min_side,
-    };
+    let options = PoolOptions { downscale: args.downscale, min_side: args.min_side };
     let report = build_pool(&sources, &args.out, &options)?;
     for path in &report.too_small {
         println!("left out (too small): {}", path.display());
@@ -71,8 +68,7 @@ fn build(args: BuildPoolArgs) -> Result<()> {
 }
 
 fn listed(list: &Path, root: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(list)
-        .with_context(|| format!("reading the photo list `{}`", list.display()))?;
+    let text = std::fs::read_to_string(list).with_context(|| format!("reading the photo list `{}`", list.display()))?;
     Ok(text
         .lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())

@@ -48,36 +48,18 @@ pub fn run(args: Args) -> Result<()> {
     };
     let degradation = Degradation::new(config)?;
     let paths = if args.names.is_empty() {
-        pool_paths(&args.input)?
-            .into_iter()
-            .take(args.images)
-            .collect()
+        pool_paths(&args.input)?.into_iter().take(args.images).collect()
     } else {
-        args.names
-            .iter()
-            .map(|name| args.input.join(name))
-            .collect::<Vec<_>>()
+        args.names.iter().map(|name| args.input.join(name)).collect::<Vec<_>>()
     };
     if paths.is_empty() {
         bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
     }
-    let images = paths
-        .iter()
-        .map(read_image)
-        .collect::<Result<Vec<_>, _>>()?;
+    let images = paths.iter().map(read_image).collect::<Result<Vec<_>, _>>()?;
     let seeds: Vec<u64> = (args.seed..args.seed + args.seeds).collect();
-    let grid = preview_grid(&images, &degradation, &seeds, args.crop)
-        .context("degrading the preview crops")?;
-    let options = WriteOptions {
-        encoding: Encoding::Png { sixteen_bit: false },
-        overwrite: args.overwrite,
-    };
+    let grid = preview_grid(&images, &degradation, &seeds, args.crop).context("degrading the preview crops")?;
+    let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: args.overwrite };
     write_image(&grid, &args.output, &options)?;
-    println!(
-        "wrote {} ({} images x {} seeds)",
-        args.output.display(),
-        images.len(),
-        seeds.len()
-    );
+    println!("wrote {} ({} images x {} seeds)", args.output.display(), images.len(), seeds.len());
     Ok(())
 }

@@ -2,14 +2,12 @@
 //! `AutoencoderDC`): an image in [-1, 1] to a latent 32× smaller per side and back, number for number and
 //! loading diffusers checkpoints (the variable names are diffusers' state-dict keys).
 
-use std::path::Path;
-
-use sana_sr_core::{nn, Device, Kind, Tensor};
+use sana_sr_core::{nn, Tensor};
 
 use super::channel_norm::NormType;
 use super::dc_ae_blocks::{Block, DcDownBlock2d, DcUpBlock2d, EfficientVitBlock, ResBlock, Tracer};
 use super::dc_ae_config::{AutoencoderDcConfig, BlockType};
-use crate::checkpoint::{self, CheckpointError};
+use crate::checkpoint::{CheckpointError, Pretrained};
 use crate::layers::{Activation, Layer, RmsNorm};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +17,7 @@ pub enum DcAeError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("{what} of shape {shape:?} does not fit this DC-AE: expected {expected}")]
-    Input {
-        what: &'static str,
-        shape: Vec<i64>,
-        expected: String,
-    },
+    Input { what: &'static str, shape: Vec<i64>, expected: String },
 }
 
 type Result<T> = std::result::Result<T, DcAeError>;
@@ -74,22 +68,10 @@ impl Encoder {
         let unshuffle = cfg.pixel_unshuffle_down();
         let mut steps_need_even = Vec::new();
         let conv_in = if layers[0] > 0 {
-            Block::Conv(Layer::conv2d_same(
-                &p / "conv_in",
-                cfg.in_channels,
-                widths[0],
-                3,
-                true,
-            ))
+            Block::Conv(Layer::conv2d_same(&p / "conv_in", cfg.in_channels, widths[0], 3, true))
         } else {
             steps_need_even.push(unshuffle);
-            Block::Down(DcDownBlock2d::new(
-                &p / "conv_in",
-                cfg.in_channels,
-                widths[1],
-                unshuffle,
-                false,
-            ))
+            Block::Down(DcDownBlock2d::new(&p / "conv_in", cfg.in_channels, widths[1], unshuffle, false))
         };
         let down_blocks = (0..stages)
             .map(|i| {
@@ -99,26 +81,12 @@ impl Encoder {
                     .map(|j| {
                         let scales = &cfg.encoder_qkv_multiscales[i];
                         let (norm, act) = (NormType::RmsNorm, Activation::Silu);
-                        stage_block(
-                            &stage / j,
-                            block_type,
-                            widths[i],
-                            cfg.attention_head_dim,
-                            scales,
-                            norm,
-                            act,
-                        )
+                        stage_block(&stage / j, block_type, widths[i], cfg.attention_head_dim, scales, norm, act)
                     })
                     .collect();
                 if i + 1 < stages && layers[i] > 0 {
                     steps_need_even.push(true);
-                    let down = DcDownBlock2d::new(
-                        &stage / layers[i],
-                        widths[i],
-                        widths[i + 1],
-                        unshuffle,
-                        true,
-                    );
+                    let down = DcDownBlock2d::new(&stage / layers[i], widths[i], widths[i + 1], unshuffle, true);
                     blocks.push(Block::Down(down));
                 }
                 blocks
@@ -194,29 +162,14 @@ impl Decoder {
                 let stage = &p / "up_blocks" / i;
                 let mut blocks = Vec::new();
                 if i + 1 < stages && layers[i] > 0 {
-                    blocks.push(Block::Up(DcUpBlock2d::new(
-                        &stage / 0,
-                        widths[i + 1],
-                        widths[i],
-                        interpolate,
-                        true,
-                    )));
+                    blocks.push(Block::Up(DcUpBlock2d::new(&stage / 0, widths[i + 1], widths[i], interpolate, true)));
                 }
                 let block_type = cfg.decoder_block_types.stage(i).expect("validated config");
                 let norm = cfg.decoder_norm_types.stage(i).expect("validated config");
                 let act = cfg.decoder_act_fns.stage(i).expect("validated config");
                 for _ in 0..layers[i] {
-                    let (scales, head_dim) =
-                        (&cfg.decoder_qkv_multiscales[i], cfg.attention_head_dim);
-                    let block = stage_block(
-                        &stage / blocks.len(),
-                        block_type,
-                        widths[i],
-                        head_dim,
-                        scales,
-                        norm,
-                        act,
-                    );
+                    let (scales, head_dim) = (&cfg.decoder_qkv_multiscales[i], cfg.attention_head_dim);
+                    let block = stage_block(&stage / blocks.len(), block_type, widths[i], head_dim, scales, norm, act);
                     blocks.push(block);
                 }
                 blocks
@@ -225,21 +178,9 @@ impl Decoder {
         let last = widths[stages - 1];
         let channels = if layers[0] > 0 { widths[0] } else { widths[1] };
         let conv_out = if layers[0] > 0 {
-            Block::Conv(Layer::conv2d_same(
-                &p / "conv_out",
-                channels,
-                cfg.in_channels,
-                3,
-                true,
-            ))
+            Block::Conv(Layer::conv2d_same(&p / "conv_out", channels, cfg.in_channels, 3, true))
         } else {
-            Block::Up(DcUpBlock2d::new(
-                &p / "conv_out",
-                channels,
-                cfg.in_channels,
-                interpolate,
-                false,
-            ))
+            Block::Up(DcUpBlock2d::new(&p / "conv_out", channels, cfg.in_channels, interpolate, false))
         };
         Self {
             conv_in: Layer::conv2d_same(&p / "conv_in", cfg.latent_channels, last, 3, true),
@@ -284,6 +225,19 @@ pub struct AutoencoderDc {
     pub decoder: Decoder,
 }
 
+impl Pretrained for AutoencoderDc {
+    type Config = AutoencoderDcConfig;
+    type Error = DcAeError;
+
+    fn build(p: nn::Path, config: &AutoencoderDcConfig) -> Result<Self> {
+        Self::new(p, config)
+    }
+
+    fn config(&self) -> &AutoencoderDcConfig {
+        &self.config
+    }
+}
+
 impl AutoencoderDc {
     /// Builds the model under `p` (randomly initialised, as torch would); the config is validated first.
     pub fn new(p: nn::Path, config: &AutoencoderDcConfig) -> Result<Self> {
@@ -295,21 +249,6 @@ impl AutoencoderDc {
         })
     }
 
-    /// Loads a diffusers model folder (`config.json` + weights) onto `device`, in float32 unless
-    /// [`nn::VarStore::half`] & co. are applied afterwards. The store is returned for saving or casting.
-    pub fn from_pretrained(dir: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
-        let config: AutoencoderDcConfig = checkpoint::read_config(dir)?;
-        let vs = nn::VarStore::new(device);
-        let model = Self::new(vs.root(), &config)?;
-        checkpoint::load_into(&vs, dir)?;
-        Ok((model, vs))
-    }
-
-    /// Writes a diffusers model folder; `vs` must be the store the model was built in at its root.
-    pub fn save_pretrained(&self, vs: &nn::VarStore, dir: &Path, kind: Kind) -> Result<()> {
-        Ok(checkpoint::save_pretrained(dir, &self.config, vs, kind)?)
-    }
-
     /// `AutoencoderDC.encode(image).latent`: NCHW image in [-1, 1] to the unscaled latent (multiply by
     /// `config.scaling_factor` for the diffusion model). The image is moved to the model's device and dtype.
     /// Run it under [`sana_sr_core::no_grad`] unless gradients are wanted.
@@ -317,8 +256,7 @@ impl AutoencoderDc {
         let shape = image.size();
         let fits = match shape[..] {
             [_, channels, height, width] => {
-                channels == self.config.in_channels
-                    && self.encoder.latent_size(height, width).is_some()
+                channels == self.config.in_channels && self.encoder.latent_size(height, width).is_some()
             }
             _ => false,
         };
@@ -329,11 +267,7 @@ impl AutoencoderDc {
                 self.config.in_channels,
                 self.config.spatial_compression_ratio()
             );
-            return Err(DcAeError::Input {
-                what: "image",
-                shape,
-                expected,
-            });
+            return Err(DcAeError::Input { what: "image", shape, expected });
         }
         Ok(self.encoder.forward(&self.to_model(image)))
     }
@@ -343,11 +277,7 @@ impl AutoencoderDc {
         let shape = latent.size();
         if !matches!(shape[..], [_, channels, _, _] if channels == self.config.latent_channels) {
             let expected = format!("[batch, {}, height, width]", self.config.latent_channels);
-            return Err(DcAeError::Input {
-                what: "latent",
-                shape,
-                expected,
-            });
+            return Err(DcAeError::Input { what: "latent", shape, expected });
         }
         Ok(self.decoder.forward(&self.to_model(latent)))
     }

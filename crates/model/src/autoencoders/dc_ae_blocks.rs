@@ -32,9 +32,7 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self
-            .conv2
-            .forward(&self.act.forward(&self.conv1.forward(x)));
+        let h = self.conv2.forward(&self.act.forward(&self.conv1.forward(x)));
         self.norm.forward(&h) + x
     }
 }
@@ -89,24 +87,10 @@ pub struct DcDownBlock2d {
 }
 
 impl DcDownBlock2d {
-    pub fn new(
-        p: nn::Path,
-        in_channels: i64,
-        out_channels: i64,
-        pixel_unshuffle: bool,
-        shortcut: bool,
-    ) -> Self {
+    pub fn new(p: nn::Path, in_channels: i64, out_channels: i64, pixel_unshuffle: bool, shortcut: bool) -> Self {
         let ratio = FACTOR * FACTOR;
-        let (conv_out, stride) = if pixel_unshuffle {
-            (out_channels / ratio, 1)
-        } else {
-            (out_channels, FACTOR)
-        };
-        let conv = ConvConfig {
-            stride,
-            padding: 1,
-            ..Default::default()
-        };
+        let (conv_out, stride) = if pixel_unshuffle { (out_channels / ratio, 1) } else { (out_channels, FACTOR) };
+        let conv = ConvConfig { stride, padding: 1, ..Default::default() };
         Self {
             conv: Layer::conv2d(&p / "conv", in_channels, conv_out, 3, conv),
             pixel_unshuffle,
@@ -116,18 +100,9 @@ impl DcDownBlock2d {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.conv.forward(x);
-        let h = if self.pixel_unshuffle {
-            h.pixel_unshuffle(FACTOR)
-        } else {
-            h
-        };
+        let h = if self.pixel_unshuffle { h.pixel_unshuffle(FACTOR) } else { h };
         match self.shortcut_group_size {
-            Some(group) => {
-                h + x
-                    .pixel_unshuffle(FACTOR)
-                    .unflatten(1, [-1, group])
-                    .mean_dim(2, false, None)
-            }
+            Some(group) => h + x.pixel_unshuffle(FACTOR).unflatten(1, [-1, group]).mean_dim(2, false, None),
             None => h,
         }
     }
@@ -145,19 +120,9 @@ pub struct DcUpBlock2d {
 }
 
 impl DcUpBlock2d {
-    pub fn new(
-        p: nn::Path,
-        in_channels: i64,
-        out_channels: i64,
-        interpolate: bool,
-        shortcut: bool,
-    ) -> Self {
+    pub fn new(p: nn::Path, in_channels: i64, out_channels: i64, interpolate: bool, shortcut: bool) -> Self {
         let ratio = FACTOR * FACTOR;
-        let conv_out = if interpolate {
-            out_channels
-        } else {
-            out_channels * ratio
-        };
+        let conv_out = if interpolate { out_channels } else { out_channels * ratio };
         Self {
             conv: Layer::conv2d_same(&p / "conv", in_channels, conv_out, 3, true),
             interpolate,
@@ -168,11 +133,7 @@ impl DcUpBlock2d {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = if self.interpolate {
             let (_, _, height, width) = x.size4().expect("NCHW activations");
-            let upsampled = x.upsample_nearest2d(
-                [height * FACTOR, width * FACTOR],
-                FACTOR as f64,
-                FACTOR as f64,
-            );
+            let upsampled = x.upsample_nearest2d([height * FACTOR, width * FACTOR], FACTOR as f64, FACTOR as f64);
             self.conv.forward(&upsampled)
         } else {
             self.conv.forward(x).pixel_shuffle(FACTOR)
@@ -180,9 +141,7 @@ impl DcUpBlock2d {
         match self.shortcut_repeats {
             Some(repeats) => {
                 let channels = x.size()[1];
-                h + x
-                    .repeat_interleave_self_int(repeats, 1, channels * repeats)
-                    .pixel_shuffle(FACTOR)
+                h + x.repeat_interleave_self_int(repeats, 1, channels * repeats).pixel_shuffle(FACTOR)
             }
             None => h,
         }

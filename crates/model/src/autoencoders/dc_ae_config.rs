@@ -162,10 +162,7 @@ impl AutoencoderDcConfig {
     /// least one, "same"-padded (odd) kernels, stages that connect.
     pub fn validate(&self) -> Result<(), String> {
         if self.class_name != CLASS_NAME {
-            return Err(format!(
-                "`_class_name` is {:?}, not {CLASS_NAME:?}",
-                self.class_name
-            ));
+            return Err(format!("`_class_name` is {:?}, not {CLASS_NAME:?}", self.class_name));
         }
         for (name, value) in [
             ("in_channels", self.in_channels),
@@ -200,17 +197,11 @@ impl AutoencoderDcConfig {
             ));
         }
         let stages = decoder.widths.len();
-        if !self.decoder_norm_types.len_matches(stages) || !self.decoder_act_fns.len_matches(stages)
-        {
-            return Err(format!(
-                "`decoder_norm_types` and `decoder_act_fns` must be one value or {stages} values"
-            ));
+        if !self.decoder_norm_types.len_matches(stages) || !self.decoder_act_fns.len_matches(stages) {
+            return Err(format!("`decoder_norm_types` and `decoder_act_fns` must be one value or {stages} values"));
         }
 
-        if self.encoder_layers_per_block[0] == 0
-            && self.pixel_unshuffle_down()
-            && encoder.widths[1] % 4 != 0
-        {
+        if self.encoder_layers_per_block[0] == 0 && self.pixel_unshuffle_down() && encoder.widths[1] % 4 != 0 {
             return Err(format!(
                 "encoder conv_in: pixel_unshuffle needs out channels divisible by 4, not {}",
                 encoder.widths[1]
@@ -220,21 +211,15 @@ impl AutoencoderDcConfig {
             let (c_in, c_out) = (encoder.widths[i], encoder.widths[i + 1]);
             if self.encoder_layers_per_block[i] > 0 {
                 if self.pixel_unshuffle_down() && c_out % 4 != 0 {
-                    return Err(format!(
-                        "encoder down block {i}: pixel_unshuffle needs {c_out} divisible by 4"
-                    ));
+                    return Err(format!("encoder down block {i}: pixel_unshuffle needs {c_out} divisible by 4"));
                 }
                 if (4 * c_in) % c_out != 0 {
-                    return Err(format!(
-                        "encoder down block {i}: shortcut averages 4·{c_in} channels into {c_out}"
-                    ));
+                    return Err(format!("encoder down block {i}: shortcut averages 4·{c_in} channels into {c_out}"));
                 }
             }
             let (c_in, c_out) = (decoder.widths[i + 1], decoder.widths[i]);
             if self.decoder_layers_per_block[i] > 0 && (4 * c_out) % c_in != 0 {
-                return Err(format!(
-                    "decoder up block {i}: shortcut repeats {c_in} channels into 4·{c_out}"
-                ));
+                return Err(format!("decoder up block {i}: shortcut repeats {c_in} channels into 4·{c_out}"));
             }
         }
         let last = |widths: &[i64]| widths[widths.len() - 1];
@@ -272,29 +257,20 @@ impl SideView<'_> {
         if stages == 0 {
             return Err(format!("`{side}_block_out_channels` is empty"));
         }
-        if self.layers.len() != stages
-            || self.scales.len() != stages
-            || !self.block_types.len_matches(stages)
-        {
+        if self.layers.len() != stages || self.scales.len() != stages || !self.block_types.len_matches(stages) {
             return Err(format!(
                 "`{side}_layers_per_block`, `{side}_qkv_multiscales` and `{side}_block_types` must have one entry \
                  per stage ({stages})"
             ));
         }
         if let Some(&width) = self.widths.iter().find(|&&w| w <= 0) {
-            return Err(format!(
-                "`{side}_block_out_channels` has a non-positive width {width}"
-            ));
+            return Err(format!("`{side}_block_out_channels` has a non-positive width {width}"));
         }
         if self.layers[0] == 0 && stages < 2 {
-            return Err(format!(
-                "`{side}_layers_per_block[0] == 0` needs a second stage for conv_in/conv_out"
-            ));
+            return Err(format!("`{side}_layers_per_block[0] == 0` needs a second stage for conv_in/conv_out"));
         }
         if let Some(i) = (1..stages).find(|&i| self.layers[i] == 0) {
-            return Err(format!(
-                "`{side}_layers_per_block[{i}]` is 0: only the first stage may be empty"
-            ));
+            return Err(format!("`{side}_layers_per_block[{i}]` is 0: only the first stage may be empty"));
         }
         for i in (0..stages).filter(|&i| self.layers[i] > 0) {
             let block_type = self.block_types.stage(i).expect("length checked above");
@@ -306,9 +282,7 @@ impl SideView<'_> {
                     ));
                 }
                 if let Some(k) = self.scales[i].iter().find(|&&k| k <= 0 || k % 2 == 0) {
-                    return Err(format!(
-                        "{side} stage {i}: attention kernel size {k} is not a positive odd number"
-                    ));
+                    return Err(format!("{side} stage {i}: attention kernel size {k} is not a positive odd number"));
                 }
             }
         }

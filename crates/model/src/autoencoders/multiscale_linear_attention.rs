@@ -27,17 +27,8 @@ pub struct MultiscaleProjection {
 impl MultiscaleProjection {
     fn new(p: nn::Path, inner_dim: i64, heads: i64, kernel_size: i64) -> Self {
         let channels = 3 * inner_dim;
-        let depthwise = ConvConfig {
-            padding: kernel_size / 2,
-            groups: channels,
-            bias: false,
-            ..Default::default()
-        };
-        let grouped = ConvConfig {
-            groups: 3 * heads,
-            bias: false,
-            ..Default::default()
-        };
+        let depthwise = ConvConfig { padding: kernel_size / 2, groups: channels, bias: false, ..Default::default() };
+        let grouped = ConvConfig { groups: 3 * heads, bias: false, ..Default::default() };
         Self {
             proj_in: Layer::conv2d(&p / "proj_in", channels, channels, kernel_size, depthwise),
             proj_out: Layer::conv2d(&p / "proj_out", channels, channels, 1, grouped),
@@ -84,12 +75,7 @@ impl SanaMultiscaleLinearAttention {
                 .enumerate()
                 .map(|(i, &k)| MultiscaleProjection::new(&to_multiscale / i, inner_dim, heads, k))
                 .collect(),
-            to_out: Layer::linear(
-                &p / "to_out",
-                inner_dim * (1 + kernel_sizes.len() as i64),
-                channels,
-                false,
-            ),
+            to_out: Layer::linear(&p / "to_out", inner_dim * (1 + kernel_sizes.len() as i64), channels, false),
             norm_out: ChannelNorm::new(&p / "norm_out", channels, norm_type),
             attention_head_dim,
             residual_connection,
@@ -105,20 +91,12 @@ impl SanaMultiscaleLinearAttention {
 
         let channels_last = x.movedim([1], [-1]);
         let qkv = Tensor::cat(
-            &[
-                self.to_q.forward(&channels_last),
-                self.to_k.forward(&channels_last),
-                self.to_v.forward(&channels_last),
-            ],
+            &[self.to_q.forward(&channels_last), self.to_k.forward(&channels_last), self.to_v.forward(&channels_last)],
             3,
         )
         .movedim([-1], [1]);
         let mut scales = vec![qkv.shallow_clone()];
-        scales.extend(
-            self.to_qkv_multiscale
-                .iter()
-                .map(|scale| scale.forward(&qkv)),
-        );
+        scales.extend(self.to_qkv_multiscale.iter().map(|scale| scale.forward(&qkv)));
         let mut h = Tensor::cat(&scales, 1);
         if use_linear_attention {
             h = h.to_kind(Kind::Float);
@@ -136,10 +114,7 @@ impl SanaMultiscaleLinearAttention {
         };
 
         let h = h.reshape([batch, -1, height, width]);
-        let h = self
-            .to_out
-            .forward(&h.movedim([1], [-1]))
-            .movedim([-1], [1]);
+        let h = self.to_out.forward(&h.movedim([1], [-1])).movedim([-1], [1]);
         let h = self.norm_out.forward(&h);
         if self.residual_connection {
             h + x
@@ -155,10 +130,7 @@ fn linear_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     let (batch, heads, head_dim, pixels) = v.size4().expect("[batch, heads, head_dim, pixels]");
     let ones = Tensor::ones([batch, heads, 1, pixels], (v.kind(), v.device()));
     let v = Tensor::cat(&[v, &ones], 2);
-    let h = v
-        .matmul(&k.transpose(-1, -2))
-        .matmul(q)
-        .to_kind(Kind::Float);
+    let h = v.matmul(&k.transpose(-1, -2)).matmul(q).to_kind(Kind::Float);
     h.narrow(2, 0, head_dim) / (h.narrow(2, head_dim, 1) + EPS)
 }
 

@@ -48,8 +48,7 @@ impl Layer {
     /// A square-kernel convolution.
     pub fn conv2d(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
         let fan_in = in_ch / cfg.groups * kernel * kernel;
-        let weight =
-            p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], nn::init::DEFAULT_KAIMING_UNIFORM);
+        let weight = p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], nn::init::DEFAULT_KAIMING_UNIFORM);
         let bias = cfg.bias.then(|| p.var("bias", &[out_ch], uniform_bias(fan_in)));
         Self { weight, bias, op: Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups } }
     }
@@ -102,7 +101,11 @@ mod tests {
         assert_eq!(dw.weight.size(), [4, 1, 3, 3]);
         let img = Tensor::randn([1, 4, 5, 7], (Kind::Float, Device::Cpu));
         assert_eq!(dw.forward(&img).size(), [1, 4, 5, 7]);
-        let names: Vec<_> = { let mut v: Vec<_> = vs.variables().into_keys().collect(); v.sort(); v };
+        let names: Vec<_> = {
+            let mut v: Vec<_> = vs.variables().into_keys().collect();
+            v.sort();
+            v
+        };
         assert_eq!(names, ["dw.bias", "dw.weight", "lin.bias", "lin.weight"]);
     }
 }

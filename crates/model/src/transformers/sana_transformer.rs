@@ -5,14 +5,12 @@
 //! the projected caption, modulated Mix-FFN), all conditioned on one timestep vector → modulated final norm →
 //! linear → unpatchify.
 
-use std::path::Path;
-
-use sana_sr_core::{nn, Device, Kind, Tensor};
+use sana_sr_core::{nn, Kind, Tensor};
 
 use super::attention::{AttentionDims, CrossAttention, LinearSelfAttention};
 use super::config::SanaTransformerConfig;
 use super::embeddings::{CaptionProjection, PatchEmbed, TimeEmbed};
-use crate::checkpoint::{self, CheckpointError};
+use crate::checkpoint::{CheckpointError, Pretrained};
 use crate::layers::{GluMbConv, Layer, LayerNorm, RmsNorm};
 
 /// Epsilon of the output norm (`SanaModulatedNorm(..., eps=1e-6)`, not the config's `norm_eps`).
@@ -132,6 +130,19 @@ pub struct SanaTransformer2DModel {
     pub proj_out: Layer,
 }
 
+impl Pretrained for SanaTransformer2DModel {
+    type Config = SanaTransformerConfig;
+    type Error = SanaTransformerError;
+
+    fn build(p: nn::Path, config: &SanaTransformerConfig) -> Result<Self> {
+        Self::new(p, config)
+    }
+
+    fn config(&self) -> &SanaTransformerConfig {
+        &self.config
+    }
+}
+
 impl SanaTransformer2DModel {
     /// Builds the model's variables under `p`, randomly initialised like the reference.
     pub fn new(p: nn::Path, config: &SanaTransformerConfig) -> Result<Self> {
@@ -159,20 +170,6 @@ impl SanaTransformer2DModel {
             norm_out: LayerNorm::new(&p / "norm_out" / "norm", dim, NORM_OUT_EPS, false, false),
             proj_out: Layer::linear(&p / "proj_out", dim, patch * patch * config.out_channels(), true),
         })
-    }
-
-    /// Loads a diffusers model folder (`config.json` + weights); the store holds the weights in float32.
-    pub fn from_pretrained(dir: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
-        let config: SanaTransformerConfig = checkpoint::read_config(dir)?;
-        let vs = nn::VarStore::new(device);
-        let model = Self::new(vs.root(), &config)?;
-        checkpoint::load_into(&vs, dir)?;
-        Ok((model, vs))
-    }
-
-    /// Saves in the diffusers layout; `vs` is the store the model was built in (at its root).
-    pub fn save_pretrained(&self, vs: &nn::VarStore, dir: &Path, kind: Kind) -> Result<()> {
-        Ok(checkpoint::save_pretrained(dir, &self.config, vs, kind)?)
     }
 
     /// The denoiser: `hidden_states` NCHW latent, `encoder_hidden_states` `[B, L, caption_channels]`,
