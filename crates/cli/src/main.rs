@@ -20,6 +20,8 @@ enum Command {
     Degrade(commands::degrade::Args),
     /// Prepare training data (the HR pool).
     Data(commands::data::Args),
+    /// Score methods (bicubic, other tools' outputs) on the x4 benchmark sets: PSNR-Y, SSIM-Y, NIQE, speed.
+    Eval(commands::eval::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Degrade(args) => commands::degrade::run(args),
         Command::Data(args) => commands::data::run(args),
+        Command::Eval(args) => commands::eval::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
