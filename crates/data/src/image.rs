@@ -11,26 +11,12 @@ pub struct Image {
 
 impl Image {
     pub fn new(width: usize, height: usize, channels: usize, data: Vec<f32>) -> Self {
-        assert_eq!(
-            data.len(),
-            width * height * channels,
-            "image buffer does not match {width}x{height}x{channels}"
-        );
-        Self {
-            width,
-            height,
-            channels,
-            data,
-        }
+        assert_eq!(data.len(), width * height * channels, "image buffer does not match {width}x{height}x{channels}");
+        Self { width, height, channels, data }
     }
 
     pub fn zeros(width: usize, height: usize, channels: usize) -> Self {
-        Self::new(
-            width,
-            height,
-            channels,
-            vec![0.0; width * height * channels],
-        )
+        Self::new(width, height, channels, vec![0.0; width * height * channels])
     }
 
     /// The sample at column `x`, row `y`, channel `c`.
@@ -54,21 +40,21 @@ impl Image {
         Some(Image::new(width, height, self.channels, data))
     }
 
+    /// The image rounded to 8-bit code values, as a file stores it. Benchmark LR images are 8-bit and so are
+    /// the outputs tools write (basicsr scores `tensor2img` output), so images made in memory are rounded the
+    /// same way before they are scored.
+    pub fn to_8bit(&self) -> Image {
+        let data = self.data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0).collect();
+        Image::new(self.width, self.height, self.channels, data)
+    }
+
     /// The image as RGB: gray is repeated into three channels, alpha is dropped (composited on nothing: SR
     /// training and evaluation see the stored colour).
     pub fn to_rgb(&self) -> Image {
         let data = match self.channels {
             3 => return self.clone(),
-            1 | 2 => self
-                .data
-                .chunks_exact(self.channels)
-                .flat_map(|p| [p[0]; 3])
-                .collect(),
-            _ => self
-                .data
-                .chunks_exact(self.channels)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect(),
+            1 | 2 => self.data.chunks_exact(self.channels).flat_map(|p| [p[0]; 3]).collect(),
+            _ => self.data.chunks_exact(self.channels).flat_map(|p| [p[0], p[1], p[2]]).collect(),
         };
         Image::new(self.width, self.height, 3, data)
     }

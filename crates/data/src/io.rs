@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
-use image::{
-    ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError,
-    ImageReader, Limits,
-};
+use image::{ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageReader, Limits};
 
 use crate::Image;
 
@@ -32,22 +29,13 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     #[error("cannot open image `{path}`: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("image file `{path}` is empty (0 bytes)")]
     Empty { path: PathBuf },
     #[error("`{path}` is not an image in a supported format (PNG, JPEG, WebP)")]
     UnknownFormat { path: PathBuf },
     #[error("image `{path}` is {width}x{height} = {pixels} pixels, over the limit of {max_pixels} pixels")]
-    TooLarge {
-        path: PathBuf,
-        width: u32,
-        height: u32,
-        pixels: u64,
-        max_pixels: u64,
-    },
+    TooLarge { path: PathBuf, width: u32, height: u32, pixels: u64, max_pixels: u64 },
     #[error("cannot decode image `{path}` (truncated or corrupt?): {source}")]
     Decode { path: PathBuf, source: ImageError },
     #[error("image `{path}` has a colour type sana-sr does not read: {color:?}")]
@@ -57,10 +45,7 @@ pub enum IoError {
     #[error("`{path}` exists already; pass overwrite to replace it")]
     Exists { path: PathBuf },
     #[error("cannot write `{path}`: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot encode `{path}`: {source}")]
     Encode { path: PathBuf, source: ImageError },
 }
@@ -74,9 +59,7 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self {
-            max_pixels: DEFAULT_MAX_PIXELS,
-        }
+        Self { max_pixels: DEFAULT_MAX_PIXELS }
     }
 }
 
@@ -88,37 +71,20 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image, IoError> {
 /// Reads a PNG, JPEG or WebP file (format from its content, not its name), upright per its EXIF orientation.
 pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Image, IoError> {
     let path = path.as_ref();
-    let open_error = |source| IoError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let decode_error = |source| IoError::Decode {
-        path: path.to_path_buf(),
-        source,
-    };
+    let open_error = |source| IoError::Open { path: path.to_path_buf(), source };
+    let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(open_error)?;
     if file.metadata().map_err(open_error)?.len() == 0 {
-        return Err(IoError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(IoError::Empty { path: path.to_path_buf() });
     }
-    let mut reader = ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(open_error)?;
+    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(open_error)?;
     if reader.format().is_none() {
-        return Err(IoError::UnknownFormat {
-            path: path.to_path_buf(),
-        });
+        return Err(IoError::UnknownFormat { path: path.to_path_buf() });
     }
     // The decoder's own allocation limit backs up the pixel check below: 16-bit RGBA is 8 bytes a pixel,
     // plus room for the decoder's working buffers.
     let mut limits = Limits::default();
-    limits.max_alloc = Some(
-        options
-            .max_pixels
-            .saturating_mul(8)
-            .saturating_add(64 << 20),
-    );
+    limits.max_alloc = Some(options.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
@@ -135,10 +101,7 @@ pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<
     let orientation = decoder.orientation().map_err(decode_error)?;
     let mut decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     decoded.apply_orientation(orientation);
-    from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor {
-        path: path.to_path_buf(),
-        color,
-    })
+    from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor { path: path.to_path_buf(), color })
 }
 
 /// Converts a decoded image to [`Image`], keeping its channel count.
@@ -147,12 +110,8 @@ fn from_dynamic(decoded: DynamicImage) -> Result<Image, ColorType> {
     let (channels, data) = match decoded.color() {
         ColorType::L8 | ColorType::L16 => (1, decoded.to_luma32f().into_raw()),
         ColorType::La8 | ColorType::La16 => (2, decoded.to_luma_alpha32f().into_raw()),
-        ColorType::Rgb8 | ColorType::Rgb16 | ColorType::Rgb32F => {
-            (3, decoded.to_rgb32f().into_raw())
-        }
-        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => {
-            (4, decoded.to_rgba32f().into_raw())
-        }
+        ColorType::Rgb8 | ColorType::Rgb16 | ColorType::Rgb32F => (3, decoded.to_rgb32f().into_raw()),
+        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => (4, decoded.to_rgba32f().into_raw()),
         other => return Err(other),
     };
     Ok(Image::new(width, height, channels, data))
@@ -199,90 +158,51 @@ pub fn save_image(image: &Image, path: impl AsRef<Path>) -> Result<(), IoError> 
         path: path.to_path_buf(),
         reason: "unknown extension (expected .png, .jpg, .jpeg or .webp)".into(),
     })?;
-    write_image(
-        image,
-        path,
-        &WriteOptions {
-            encoding,
-            overwrite: false,
-        },
-    )
+    write_image(image, path, &WriteOptions { encoding, overwrite: false })
 }
 
 /// Encodes `image` into a temporary file next to `path`, then renames it into place.
 ///
 /// Samples are clamped to `[0, 1]` and rounded to the nearest code value.
-pub fn write_image(
-    image: &Image,
-    path: impl AsRef<Path>,
-    options: &WriteOptions,
-) -> Result<(), IoError> {
+pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions) -> Result<(), IoError> {
     let path = path.as_ref();
-    let unwritable = |reason: String| IoError::Unwritable {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let write_error = |source| IoError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let unwritable = |reason: String| IoError::Unwritable { path: path.to_path_buf(), reason };
+    let write_error = |source| IoError::Write { path: path.to_path_buf(), source };
     if !options.overwrite && path.exists() {
-        return Err(IoError::Exists {
-            path: path.to_path_buf(),
-        });
+        return Err(IoError::Exists { path: path.to_path_buf() });
     }
     let (width, height) = match (u32::try_from(image.width), u32::try_from(image.height)) {
         (Ok(w @ 1..), Ok(h @ 1..)) => (w, h),
-        _ => {
-            return Err(unwritable(format!(
-                "cannot encode an image of {}x{} pixels",
-                image.width, image.height
-            )))
-        }
+        _ => return Err(unwritable(format!("cannot encode an image of {}x{} pixels", image.width, image.height))),
     };
     let channels = image.channels;
     if !(1..=4).contains(&channels) {
-        return Err(unwritable(format!(
-            "cannot encode an image of {channels} channels"
-        )));
+        return Err(unwritable(format!("cannot encode an image of {channels} channels")));
     }
     if matches!(options.encoding, Encoding::Jpeg { .. }) && channels != 1 && channels != 3 {
-        return Err(unwritable(format!(
-            "JPEG stores gray or RGB, not {channels} channels"
-        )));
+        return Err(unwritable(format!("JPEG stores gray or RGB, not {channels} channels")));
     }
 
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let temporary = tempfile::Builder::new()
-        .prefix(".sana-sr-")
-        .suffix(".part")
-        .tempfile_in(folder)
-        .map_err(write_error)?;
+    let temporary =
+        tempfile::Builder::new().prefix(".sana-sr-").suffix(".part").tempfile_in(folder).map_err(write_error)?;
     {
         let mut writer = BufWriter::new(temporary.as_file());
-        encode(image, width, height, options.encoding, &mut writer).map_err(|source| {
-            IoError::Encode {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        encode(image, width, height, options.encoding, &mut writer)
+            .map_err(|source| IoError::Encode { path: path.to_path_buf(), source })?;
         writer.flush().map_err(write_error)?;
     }
     temporary.as_file().sync_all().map_err(write_error)?;
     if options.overwrite {
         temporary.persist(path).map_err(|e| write_error(e.error))?;
     } else {
-        temporary
-            .persist_noclobber(path)
-            .map_err(|e| match e.error.kind() {
-                std::io::ErrorKind::AlreadyExists => IoError::Exists {
-                    path: path.to_path_buf(),
-                },
-                _ => write_error(e.error),
-            })?;
+        temporary.persist_noclobber(path).map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => IoError::Exists { path: path.to_path_buf() },
+            _ => write_error(e.error),
+        })?;
     }
     Ok(())
 }
@@ -294,39 +214,30 @@ fn encode(
     encoding: Encoding,
     writer: &mut impl Write,
 ) -> Result<(), ImageError> {
-    let eight_bit_type = [
-        ExtendedColorType::L8,
-        ExtendedColorType::La8,
-        ExtendedColorType::Rgb8,
-        ExtendedColorType::Rgba8,
-    ][image.channels - 1];
+    let eight_bit_type =
+        [ExtendedColorType::L8, ExtendedColorType::La8, ExtendedColorType::Rgb8, ExtendedColorType::Rgba8]
+            [image.channels - 1];
     match encoding {
         Encoding::Png { sixteen_bit: true } => {
-            let color = [
-                ExtendedColorType::L16,
-                ExtendedColorType::La16,
-                ExtendedColorType::Rgb16,
-                ExtendedColorType::Rgba16,
-            ][image.channels - 1];
+            let color =
+                [ExtendedColorType::L16, ExtendedColorType::La16, ExtendedColorType::Rgb16, ExtendedColorType::Rgba16]
+                    [image.channels - 1];
             // PNG stores 16-bit samples big-endian; the encoder takes native-endian bytes of u16 samples.
-            let bytes: Vec<u8> = image
-                .data
-                .iter()
-                .flat_map(|&x| quantize(x, 65535.0).to_ne_bytes())
-                .collect();
+            let bytes: Vec<u8> = image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_ne_bytes()).collect();
             png_encoder(writer).write_image(&bytes, width, height, color)
         }
         Encoding::Png { sixteen_bit: false } => {
             png_encoder(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type)
         }
-        Encoding::Jpeg { quality } => JpegEncoder::new_with_quality(writer, quality.clamp(1, 100))
-            .write_image(&to_u8(&image.data), width, height, eight_bit_type),
-        Encoding::WebpLossless => WebPEncoder::new_lossless(writer).write_image(
+        Encoding::Jpeg { quality } => JpegEncoder::new_with_quality(writer, quality.clamp(1, 100)).write_image(
             &to_u8(&image.data),
             width,
             height,
             eight_bit_type,
         ),
+        Encoding::WebpLossless => {
+            WebPEncoder::new_lossless(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type)
+        }
     }
 }
 

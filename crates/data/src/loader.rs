@@ -64,18 +64,12 @@ pub enum LoaderError {
     EmptyPool,
     #[error("loader config: {0}")]
     Config(String),
-    #[error("pool image `{path}` is {width}x{height}, smaller than the {crop}x{crop} crop (or than the degradation needs)")]
-    TooSmall {
-        path: PathBuf,
-        width: u32,
-        height: u32,
-        crop: usize,
-    },
+    #[error(
+        "pool image `{path}` is {width}x{height}, smaller than the {crop}x{crop} crop (or than the degradation needs)"
+    )]
+    TooSmall { path: PathBuf, width: u32, height: u32, crop: usize },
     #[error("cannot read the size of pool image `{path}`: {source}")]
-    Header {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Header { path: PathBuf, source: image::ImageError },
     #[error(transparent)]
     Io(#[from] IoError),
     #[error("degrading a crop of `{path}`: {source}")]
@@ -122,14 +116,8 @@ impl PairMaker {
         let image = read_image(path)?;
         let mut rng = pair_rng(self.config.seed, index);
         let s = self.config.gt_size;
-        let (left, top) = (
-            rng.gen_range(0..=image.width - s),
-            rng.gen_range(0..=image.height - s),
-        );
-        let crop = image
-            .crop(left, top, s, s)
-            .expect("crop inside the checked image size")
-            .to_rgb();
+        let (left, top) = (rng.gen_range(0..=image.width - s), rng.gen_range(0..=image.height - s));
+        let crop = image.crop(left, top, s, s).expect("crop inside the checked image size").to_rgb();
         let mut hr = to_tensor(&crop, Device::Cpu);
         // basicsr `augment`: hflip, vflip, then transpose, each with odds 1/2.
         if self.config.use_hflip && rng.gen::<f64>() < 0.5 {
@@ -144,13 +132,10 @@ impl PairMaker {
             }
         }
         let hr = hr.contiguous();
-        let lr =
-            self.degradation
-                .degrade(&hr, &mut rng)
-                .map_err(|source| LoaderError::Degrade {
-                    path: path.clone(),
-                    source,
-                })?;
+        let lr = self
+            .degradation
+            .degrade(&hr, &mut rng)
+            .map_err(|source| LoaderError::Degrade { path: path.clone(), source })?;
         Ok(Pair { hr, lr })
     }
 }
@@ -169,11 +154,7 @@ pub struct Loader {
 impl Loader {
     /// Starts the workers over the HR images `paths`, after checking (from their headers) that every image
     /// holds a crop.
-    pub fn new(
-        paths: Vec<PathBuf>,
-        degradation: Degradation,
-        config: LoaderConfig,
-    ) -> Result<Self, LoaderError> {
+    pub fn new(paths: Vec<PathBuf>, degradation: Degradation, config: LoaderConfig) -> Result<Self, LoaderError> {
         if paths.is_empty() {
             return Err(LoaderError::EmptyPool);
         }
@@ -191,24 +172,12 @@ impl Loader {
         let min_side = config.gt_size.max(degradation.min_hr_size() as usize);
         for path in &paths {
             let (width, height) =
-                image::image_dimensions(path).map_err(|source| LoaderError::Header {
-                    path: path.clone(),
-                    source,
-                })?;
+                image::image_dimensions(path).map_err(|source| LoaderError::Header { path: path.clone(), source })?;
             if (width as usize) < min_side || (height as usize) < min_side {
-                return Err(LoaderError::TooSmall {
-                    path: path.clone(),
-                    width,
-                    height,
-                    crop: min_side,
-                });
+                return Err(LoaderError::TooSmall { path: path.clone(), width, height, crop: min_side });
             }
         }
-        let maker = Arc::new(PairMaker {
-            paths,
-            degradation,
-            config: config.clone(),
-        });
+        let maker = Arc::new(PairMaker { paths, degradation, config: config.clone() });
         let n = config.num_workers as u64;
         let (mut receivers, mut workers) = (Vec::new(), Vec::new());
         for w in 0..n {
@@ -228,12 +197,7 @@ impl Loader {
             }));
             receivers.push(receiver);
         }
-        Ok(Self {
-            receivers,
-            workers,
-            next_index: 0,
-            config,
-        })
+        Ok(Self { receivers, workers, next_index: 0, config })
     }
 
     fn next_pair(&mut self) -> Result<Pair, LoaderError> {
@@ -248,9 +212,7 @@ impl Iterator for Loader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let first = self.next_index;
-        let pairs: Result<Vec<Pair>, LoaderError> = (0..self.config.batch_size)
-            .map(|_| self.next_pair())
-            .collect();
+        let pairs: Result<Vec<Pair>, LoaderError> = (0..self.config.batch_size).map(|_| self.next_pair()).collect();
         Some(pairs.map(|pairs| {
             let hr: Vec<Tensor> = pairs.iter().map(|p| p.hr.shallow_clone()).collect();
             let lr: Vec<Tensor> = pairs.iter().map(|p| p.lr.shallow_clone()).collect();
@@ -276,10 +238,7 @@ impl Drop for Loader {
 /// and with it every pair, does not depend on the file system.
 pub fn pool_paths(folder: impl AsRef<Path>) -> Result<Vec<PathBuf>, IoError> {
     let folder = folder.as_ref();
-    let entries = std::fs::read_dir(folder).map_err(|source| IoError::Open {
-        path: folder.into(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(folder).map_err(|source| IoError::Open { path: folder.into(), source })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| crate::io::Encoding::from_path(p).is_some())

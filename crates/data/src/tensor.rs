@@ -9,30 +9,16 @@ use crate::Image;
 pub enum TensorError {
     #[error("expected a CHW or NCHW image tensor, got shape {0:?}")]
     Shape(Vec<i64>),
-    #[error(
-        "cannot stack images of different sizes: {first:?} and {other:?} (width, height, channels)"
-    )]
-    Mismatch {
-        first: (usize, usize, usize),
-        other: (usize, usize, usize),
-    },
+    #[error("cannot stack images of different sizes: {first:?} and {other:?} (width, height, channels)")]
+    Mismatch { first: (usize, usize, usize), other: (usize, usize, usize) },
     #[error("cannot make a batch of no images")]
     EmptyBatch,
 }
 
 /// `image` as a `[1, C, H, W]` `f32` tensor on `device`.
 pub fn to_tensor(image: &Image, device: Device) -> Tensor {
-    let (h, w, c) = (
-        image.height as i64,
-        image.width as i64,
-        image.channels as i64,
-    );
-    Tensor::from_slice(&image.data)
-        .view([h, w, c])
-        .permute([2, 0, 1])
-        .unsqueeze(0)
-        .contiguous()
-        .to_device(device)
+    let (h, w, c) = (image.height as i64, image.width as i64, image.channels as i64);
+    Tensor::from_slice(&image.data).view([h, w, c]).permute([2, 0, 1]).unsqueeze(0).contiguous().to_device(device)
 }
 
 /// Images of one size as a `[N, C, H, W]` `f32` tensor on `device`.
@@ -40,10 +26,7 @@ pub fn to_batch(images: &[Image], device: Device) -> Result<Tensor, TensorError>
     let first = images.first().ok_or(TensorError::EmptyBatch)?;
     let key = |i: &Image| (i.width, i.height, i.channels);
     if let Some(other) = images.iter().find(|i| key(i) != key(first)) {
-        return Err(TensorError::Mismatch {
-            first: key(first),
-            other: key(other),
-        });
+        return Err(TensorError::Mismatch { first: key(first), other: key(other) });
     }
     let parts: Vec<Tensor> = images.iter().map(|i| to_tensor(i, Device::Cpu)).collect();
     Ok(Tensor::cat(&parts, 0).to_device(device))
@@ -57,12 +40,7 @@ pub fn to_image(tensor: &Tensor) -> Result<Image, TensorError> {
         other => return Err(TensorError::Shape(other.to_vec())),
     };
     let (c, h, w) = chw.size3().map_err(|_| TensorError::Shape(tensor.size()))?;
-    let hwc = chw
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .permute([1, 2, 0])
-        .contiguous()
-        .view([-1]);
+    let hwc = chw.to_device(Device::Cpu).to_kind(Kind::Float).permute([1, 2, 0]).contiguous().view([-1]);
     let data = Vec::<f32>::try_from(&hwc).map_err(|_| TensorError::Shape(tensor.size()))?;
     Ok(Image::new(w as usize, h as usize, c as usize, data))
 }
@@ -80,9 +58,7 @@ mod tests {
     use super::*;
 
     fn ramp(width: usize, height: usize, channels: usize, offset: f32) -> Image {
-        let data = (0..width * height * channels)
-            .map(|i| offset + i as f32 / 1000.0)
-            .collect();
+        let data = (0..width * height * channels).map(|i| offset + i as f32 / 1000.0).collect();
         Image::new(width, height, channels, data)
     }
 
@@ -109,19 +85,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_shapes_and_mixed_sizes() {
-        assert_eq!(
-            to_batch(&[], Device::Cpu).unwrap_err(),
-            TensorError::EmptyBatch
-        );
+        assert_eq!(to_batch(&[], Device::Cpu).unwrap_err(), TensorError::EmptyBatch);
         let mixed = to_batch(&[ramp(4, 3, 3, 0.0), ramp(3, 4, 3, 0.0)], Device::Cpu).unwrap_err();
         assert!(matches!(mixed, TensorError::Mismatch { .. }));
         assert!(matches!(
             to_image(&Tensor::zeros([2, 3, 4, 4], (Kind::Float, Device::Cpu))),
             Err(TensorError::Shape(_))
         ));
-        assert!(matches!(
-            to_image(&Tensor::zeros([4, 4], (Kind::Float, Device::Cpu))),
-            Err(TensorError::Shape(_))
-        ));
+        assert!(matches!(to_image(&Tensor::zeros([4, 4], (Kind::Float, Device::Cpu))), Err(TensorError::Shape(_))));
     }
 }

@@ -30,10 +30,7 @@ fn the_config_file_is_the_x4plus_default() {
     let partial: RealEsrganConfig = toml::from_str("jpeg_range = [60.0, 95.0]").unwrap();
     assert_eq!(partial.jpeg_range, [60.0, 95.0]);
     assert_eq!(partial.noise_range, [1.0, 30.0]);
-    assert!(
-        toml::from_str::<RealEsrganConfig>("jpeg_rnage = [60.0, 95.0]").is_err(),
-        "typos are errors"
-    );
+    assert!(toml::from_str::<RealEsrganConfig>("jpeg_rnage = [60.0, 95.0]").is_err(), "typos are errors");
     let bad: RealEsrganConfig = toml::from_str("gray_noise_prob = 1.5").unwrap();
     assert!(bad.validate().is_err());
 }
@@ -42,11 +39,7 @@ fn the_config_file_is_the_x4plus_default() {
 fn same_seed_same_pair_other_seed_other_pair() {
     let degradation = Degradation::new(RealEsrganConfig::default()).unwrap();
     let hr = hr_image();
-    let lr = |seed, index| {
-        degradation
-            .degrade(&hr, &mut pair_rng(seed, index))
-            .unwrap()
-    };
+    let lr = |seed, index| degradation.degrade(&hr, &mut pair_rng(seed, index)).unwrap();
     let a = lr(1, 0);
     assert_eq!(a.size(), [1, 3, 64, 64]);
     assert!(a.equal(&lr(1, 0)));
@@ -66,15 +59,9 @@ fn the_lr_is_a_degraded_view_of_the_hr() {
     let reference = hr.adaptive_avg_pool2d([64, 64]);
     for index in 0..8 {
         let lr = degradation.degrade(&hr, &mut pair_rng(9, index)).unwrap();
-        let mse = (&lr - &reference)
-            .square()
-            .mean(Kind::Double)
-            .double_value(&[]);
+        let mse = (&lr - &reference).square().mean(Kind::Double).double_value(&[]);
         let psnr = 10.0 * (1.0 / mse).log10();
-        assert!(
-            psnr > 12.0 && psnr < 60.0,
-            "pair {index}: PSNR {psnr:.1} dB against the area downscale"
-        );
+        assert!(psnr > 12.0 && psnr < 60.0, "pair {index}: PSNR {psnr:.1} dB against the area downscale");
     }
 }
 
@@ -84,8 +71,7 @@ fn draws_follow_the_configured_odds_and_ranges() {
     let degradation = Degradation::new(config.clone()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let n = 4000;
-    let (mut up, mut down, mut gaussian, mut gray, mut second_blur, mut sinc, mut jpeg_last) =
-        (0, 0, 0, 0, 0, 0, 0);
+    let (mut up, mut down, mut gaussian, mut gray, mut second_blur, mut sinc, mut jpeg_last) = (0, 0, 0, 0, 0, 0, 0);
     let mut modes = [0; 3];
     for _ in 0..n {
         let p = degradation.sample(&mut rng);
@@ -93,15 +79,10 @@ fn draws_follow_the_configured_odds_and_ranges() {
         assert!((config.resize_range[0]..config.resize_range[1]).contains(&s));
         up += (s > 1.0) as usize;
         down += (s < 1.0) as usize;
-        modes[Mode::REAL_ESRGAN
-            .iter()
-            .position(|&m| m == p.first.resize_mode)
-            .unwrap()] += 1;
+        modes[Mode::REAL_ESRGAN.iter().position(|&m| m == p.first.resize_mode).unwrap()] += 1;
         assert!((config.resize_range2[0]..config.resize_range2[1]).contains(&p.second.resize_scale));
-        for (quality, range) in [
-            (p.first.jpeg_quality, config.jpeg_range),
-            (p.second.jpeg_quality, config.jpeg_range2),
-        ] {
+        for (quality, range) in [(p.first.jpeg_quality, config.jpeg_range), (p.second.jpeg_quality, config.jpeg_range2)]
+        {
             assert!((range[0]..range[1]).contains(&quality));
         }
         match p.first.noise.kind {
@@ -109,9 +90,9 @@ fn draws_follow_the_configured_odds_and_ranges() {
                 gaussian += 1;
                 assert!((config.noise_range[0]..config.noise_range[1]).contains(&sigma));
             }
-            NoiseKind::Poisson { scale } => assert!((config.poisson_scale_range[0]
-                ..config.poisson_scale_range[1])
-                .contains(&scale)),
+            NoiseKind::Poisson { scale } => {
+                assert!((config.poisson_scale_range[0]..config.poisson_scale_range[1]).contains(&scale))
+            }
         }
         if let NoiseKind::Gaussian { sigma } = p.second.noise.kind {
             assert!((config.noise_range2[0]..config.noise_range2[1]).contains(&sigma));
@@ -120,10 +101,7 @@ fn draws_follow_the_configured_odds_and_ranges() {
         second_blur += p.second.blur.is_some() as usize;
         sinc += p.final_sinc.is_some() as usize;
         jpeg_last += p.jpeg_last as usize;
-        for kernel in [&p.first.blur, &p.second.blur, &p.final_sinc]
-            .into_iter()
-            .flatten()
-        {
+        for kernel in [&p.first.blur, &p.second.blur, &p.final_sinc].into_iter().flatten() {
             assert_eq!(kernel.size, 21);
             assert!((kernel.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
@@ -150,15 +128,10 @@ fn images_too_small_for_the_kernels_are_refused() {
     let degradation = Degradation::new(RealEsrganConfig::default()).unwrap();
     assert_eq!(degradation.min_hr_size(), 74);
     let small = Tensor::zeros([1, 3, 73, 200], (Kind::Float, Device::Cpu));
-    let err = degradation
-        .degrade(&small, &mut pair_rng(0, 0))
-        .unwrap_err();
+    let err = degradation.degrade(&small, &mut pair_rng(0, 0)).unwrap_err();
     assert!(matches!(err, DegradeError::TooSmall { .. }), "{err}");
     let gray = Tensor::zeros([1, 1, 128, 128], (Kind::Float, Device::Cpu));
-    assert!(matches!(
-        degradation.degrade(&gray, &mut pair_rng(0, 0)),
-        Err(DegradeError::Shape(_))
-    ));
+    assert!(matches!(degradation.degrade(&gray, &mut pair_rng(0, 0)), Err(DegradeError::Shape(_))));
     // Every draw works at the minimum size.
     let tiny = Tensor::full([1, 3, 74, 74], 0.5, (Kind::Float, Device::Cpu));
     for index in 0..100 {

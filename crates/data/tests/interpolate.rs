@@ -26,10 +26,7 @@ fn every_mode_matches_pytorch_for_sizes_and_scale_factors() {
         let mode: Mode = serde_json::from_value(case["mode"].clone()).unwrap();
         let target = match case["scale"].as_f64() {
             Some(scale) => Target::Scale(scale),
-            None => Target::Size {
-                height: case["height"].as_i64().unwrap(),
-                width: case["width"].as_i64().unwrap(),
-            },
+            None => Target::Size { height: case["height"].as_i64().unwrap(), width: case["width"].as_i64().unwrap() },
         };
         let ours = interpolate(&input, target, mode).unwrap();
         let reference = tensor(&fixture.array(name));
@@ -42,17 +39,11 @@ fn every_mode_matches_pytorch_for_sizes_and_scale_factors() {
 #[test]
 fn bad_inputs_are_errors() {
     let image = Tensor::zeros([1, 3, 8, 8], (Kind::Float, Device::Cpu));
-    assert_eq!(
-        interpolate(&image, Target::Scale(0.0), Mode::Area).unwrap_err(),
-        InterpolateError::Scale(0.0)
-    );
+    assert_eq!(interpolate(&image, Target::Scale(0.0), Mode::Area).unwrap_err(), InterpolateError::Scale(0.0));
     assert!(matches!(
         interpolate(&image, Target::Scale(0.1), Mode::Bilinear),
         Err(InterpolateError::EmptyOutput { .. })
     ));
     let flat = Tensor::zeros([8, 8], (Kind::Float, Device::Cpu));
-    assert!(matches!(
-        interpolate(&flat, Target::Scale(2.0), Mode::Nearest),
-        Err(InterpolateError::Shape(_))
-    ));
+    assert!(matches!(interpolate(&flat, Target::Scale(2.0), Mode::Nearest), Err(InterpolateError::Shape(_))));
 }

@@ -5,8 +5,7 @@ use std::io::Write;
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use sana_sr_data::io::{
-    read_image, read_image_with, save_image, write_image, Encoding, IoError, ReadOptions,
-    WriteOptions,
+    read_image, read_image_with, save_image, write_image, Encoding, IoError, ReadOptions, WriteOptions,
 };
 use sana_sr_data::Image;
 
@@ -24,22 +23,12 @@ fn gradient(width: usize, height: usize, channels: usize) -> Image {
 }
 
 fn png(sixteen_bit: bool) -> WriteOptions {
-    WriteOptions {
-        encoding: Encoding::Png { sixteen_bit },
-        overwrite: false,
-    }
+    WriteOptions { encoding: Encoding::Png { sixteen_bit }, overwrite: false }
 }
 
 fn max_difference(a: &Image, b: &Image) -> f32 {
-    assert_eq!(
-        (a.width, a.height, a.channels),
-        (b.width, b.height, b.channels)
-    );
-    a.data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels));
+    a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -53,10 +42,7 @@ fn png_round_trips_at_8_and_16_bits_with_every_channel_count() {
             let back = read_image(&path).unwrap();
             assert_eq!(back.channels, channels);
             let worst = max_difference(&image, &back);
-            assert!(
-                worst <= 0.5 / levels + 1e-7,
-                "{channels} channels, 16-bit {sixteen_bit}: {worst}"
-            );
+            assert!(worst <= 0.5 / levels + 1e-7, "{channels} channels, 16-bit {sixteen_bit}: {worst}");
         }
     }
 }
@@ -69,15 +55,7 @@ fn webp_is_lossless_and_jpeg_is_close() {
     save_image(&image, &webp).unwrap();
     assert!(max_difference(&image, &read_image(&webp).unwrap()) <= 0.5 / 255.0 + 1e-7);
     let jpeg = dir.path().join("a.jpg");
-    write_image(
-        &image,
-        &jpeg,
-        &WriteOptions {
-            encoding: Encoding::Jpeg { quality: 100 },
-            overwrite: false,
-        },
-    )
-    .unwrap();
+    write_image(&image, &jpeg, &WriteOptions { encoding: Encoding::Jpeg { quality: 100 }, overwrite: false }).unwrap();
     let back = read_image(&jpeg).unwrap();
     assert_eq!((back.width, back.height, back.channels), (32, 24, 3));
     // JPEG cannot store alpha: refused, not silently dropped.
@@ -85,10 +63,7 @@ fn webp_is_lossless_and_jpeg_is_close() {
     let err = write_image(
         &rgba,
         dir.path().join("b.jpg"),
-        &WriteOptions {
-            encoding: Encoding::Jpeg { quality: 90 },
-            overwrite: false,
-        },
+        &WriteOptions { encoding: Encoding::Jpeg { quality: 90 }, overwrite: false },
     );
     assert!(matches!(err, Err(IoError::Unwritable { .. })));
 }
@@ -101,20 +76,9 @@ fn writing_never_clobbers_unless_asked_and_leaves_no_temporary_files() {
     let err = write_image(&gradient(5, 5, 3), &path, &png(false)).unwrap_err();
     assert!(matches!(err, IoError::Exists { .. }), "{err}");
     assert_eq!(read_image(&path).unwrap().width, 4);
-    write_image(
-        &gradient(5, 5, 3),
-        &path,
-        &WriteOptions {
-            overwrite: true,
-            ..png(false)
-        },
-    )
-    .unwrap();
+    write_image(&gradient(5, 5, 3), &path, &WriteOptions { overwrite: true, ..png(false) }).unwrap();
     assert_eq!(read_image(&path).unwrap().width, 5);
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("x.png")]);
 }
 
@@ -160,11 +124,7 @@ fn png_bomb() -> Vec<u8> {
     header.extend_from_slice(&100_000u32.to_be_bytes());
     header.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
     chunk(&mut out, b"IHDR", &header);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
+    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
     chunk(&mut out, b"IEND", &[]);
     out
 }
@@ -174,11 +134,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -188,17 +144,9 @@ fn crc32(bytes: &[u8]) -> u32 {
 fn decompression_bombs_are_refused_from_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let bomb = dir.path().join("bomb.png");
-    std::fs::File::create(&bomb)
-        .unwrap()
-        .write_all(&png_bomb())
-        .unwrap();
+    std::fs::File::create(&bomb).unwrap().write_all(&png_bomb()).unwrap();
     match read_image(&bomb).unwrap_err() {
-        IoError::TooLarge {
-            width,
-            height,
-            max_pixels,
-            ..
-        } => {
+        IoError::TooLarge { width, height, max_pixels, .. } => {
             assert_eq!((width, height, max_pixels), (100_000, 100_000, 100_000_000));
         }
         other => panic!("expected TooLarge, got {other}"),
@@ -230,15 +178,11 @@ fn exif_orientation(orientation: u16) -> Vec<u8> {
 fn exif_orientation_is_applied() {
     // A 32x16 landscape JPEG, left half black, right half white, tagged "rotate 90° clockwise" (6).
     let (w, h) = (32usize, 16usize);
-    let pixels: Vec<u8> = (0..w * h)
-        .flat_map(|i| if i % w < w / 2 { [0u8; 3] } else { [255u8; 3] })
-        .collect();
+    let pixels: Vec<u8> = (0..w * h).flat_map(|i| if i % w < w / 2 { [0u8; 3] } else { [255u8; 3] }).collect();
     let mut bytes = Vec::new();
     let mut encoder = JpegEncoder::new_with_quality(&mut bytes, 95);
     encoder.set_exif_metadata(exif_orientation(6)).unwrap();
-    encoder
-        .write_image(&pixels, w as u32, h as u32, ExtendedColorType::Rgb8)
-        .unwrap();
+    encoder.write_image(&pixels, w as u32, h as u32, ExtendedColorType::Rgb8).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rotated.jpg");
     std::fs::write(&path, &bytes).unwrap();

@@ -3,9 +3,7 @@
 
 mod common;
 
-use sana_sr_data::degradations::kernels::{
-    blur_kernel, circular_lowpass_kernel, BlurParams, KernelKind,
-};
+use sana_sr_data::degradations::kernels::{blur_kernel, circular_lowpass_kernel, BlurParams, KernelKind};
 
 /// Both sides compute in f64; what is left is summation order and libm vs. cephes J1.
 const TOLERANCE: f64 = 1e-12;
@@ -35,12 +33,7 @@ fn every_kernel_kind_matches_the_reference_formula() {
         };
         let reference = fixture.array(name);
         assert_eq!(reference.shape, vec![ours.size, ours.size], "{name}");
-        let worst = ours
-            .weights
-            .iter()
-            .zip(&reference.values)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let worst = ours.weights.iter().zip(&reference.values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(worst <= TOLERANCE, "{name}: max |difference| {worst:e}");
     }
 }
@@ -60,10 +53,7 @@ fn anisotropic_kernels_are_rotated_not_mirrored() {
     let at = |x: usize, y: usize| k.weights[y * 11 + x];
     assert!(at(5, 8) > 100.0 * at(8, 5));
     // Isotropic kinds ignore σy and θ.
-    let iso = BlurParams {
-        kind: KernelKind::Iso,
-        ..params
-    };
+    let iso = BlurParams { kind: KernelKind::Iso, ..params };
     let k = blur_kernel(&iso);
     assert!((k.weights[5 * 11 + 8] - k.weights[8 * 11 + 5]).abs() < 1e-15);
 }

@@ -7,28 +7,13 @@ use sana_sr_data::Image;
 
 fn make_pool(dir: &std::path::Path, sizes: &[(usize, usize)]) {
     for (i, &(w, h)) in sizes.iter().enumerate() {
-        let data = (0..w * h * 3)
-            .map(|k| ((k * (i + 3) * 7919) % 251) as f32 / 250.0)
-            .collect();
-        let options = WriteOptions {
-            encoding: Encoding::Png { sixteen_bit: false },
-            overwrite: false,
-        };
-        write_image(
-            &Image::new(w, h, 3, data),
-            dir.join(format!("img{i}.png")),
-            &options,
-        )
-        .unwrap();
+        let data = (0..w * h * 3).map(|k| ((k * (i + 3) * 7919) % 251) as f32 / 250.0).collect();
+        let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: false };
+        write_image(&Image::new(w, h, 3, data), dir.join(format!("img{i}.png")), &options).unwrap();
     }
 }
 
-fn batches(
-    paths: Vec<std::path::PathBuf>,
-    seed: u64,
-    workers: usize,
-    count: usize,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn batches(paths: Vec<std::path::PathBuf>, seed: u64, workers: usize, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let config = LoaderConfig {
         gt_size: 96,
         batch_size: 3,
@@ -37,12 +22,7 @@ fn batches(
         seed,
         ..LoaderConfig::default()
     };
-    let loader = Loader::new(
-        paths,
-        Degradation::new(RealEsrganConfig::default()).unwrap(),
-        config,
-    )
-    .unwrap();
+    let loader = Loader::new(paths, Degradation::new(RealEsrganConfig::default()).unwrap(), config).unwrap();
     loader
         .take(count)
         .map(|batch| {
@@ -61,10 +41,7 @@ fn batches(
 #[test]
 fn batches_do_not_depend_on_the_worker_count() {
     let dir = tempfile::tempdir().unwrap();
-    make_pool(
-        dir.path(),
-        &[(120, 100), (100, 130), (150, 110), (104, 104)],
-    );
+    make_pool(dir.path(), &[(120, 100), (100, 130), (150, 110), (104, 104)]);
     let paths = pool_paths(dir.path()).unwrap();
     assert_eq!(paths.len(), 4);
     // 4 batches of 3 = 12 pairs: three epochs over the 4 images.
@@ -81,31 +58,10 @@ fn bad_pools_are_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     make_pool(dir.path(), &[(120, 100), (60, 300)]);
     let degradation = || Degradation::new(RealEsrganConfig::default()).unwrap();
-    let config = LoaderConfig {
-        gt_size: 96,
-        ..LoaderConfig::default()
-    };
-    let err = Loader::new(
-        pool_paths(dir.path()).unwrap(),
-        degradation(),
-        config.clone(),
-    )
-    .err()
-    .unwrap();
-    assert!(
-        matches!(&err, LoaderError::TooSmall { width: 60, .. }),
-        "{err}"
-    );
-    assert!(matches!(
-        Loader::new(vec![], degradation(), config.clone()),
-        Err(LoaderError::EmptyPool)
-    ));
-    let odd = LoaderConfig {
-        gt_size: 98,
-        ..config
-    };
-    assert!(matches!(
-        Loader::new(pool_paths(dir.path()).unwrap(), degradation(), odd),
-        Err(LoaderError::Config(_))
-    ));
+    let config = LoaderConfig { gt_size: 96, ..LoaderConfig::default() };
+    let err = Loader::new(pool_paths(dir.path()).unwrap(), degradation(), config.clone()).err().unwrap();
+    assert!(matches!(&err, LoaderError::TooSmall { width: 60, .. }), "{err}");
+    assert!(matches!(Loader::new(vec![], degradation(), config.clone()), Err(LoaderError::EmptyPool)));
+    let odd = LoaderConfig { gt_size: 98, ..config };
+    assert!(matches!(Loader::new(pool_paths(dir.path()).unwrap(), degradation(), odd), Err(LoaderError::Config(_))));
 }

@@ -67,10 +67,7 @@ impl Sample {
     /// sample name when the LR image is generated (that is the name `--export-lr` writes it under).
     pub fn lr_stem(&self) -> &str {
         match &self.lr {
-            LrSource::File(path) => path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or(&self.name),
+            LrSource::File(path) => path.file_stem().and_then(|s| s.to_str()).unwrap_or(&self.name),
             LrSource::BicubicFromHr => &self.name,
         }
     }
@@ -94,10 +91,7 @@ impl EvalSet {
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("set folder {path} cannot be listed: {source}")]
-    List {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    List { path: PathBuf, source: std::io::Error },
     #[error("set folder {path} holds no images")]
     Empty { path: PathBuf },
     #[error("unknown set {name:?} (known: {known})")]
@@ -106,28 +100,15 @@ pub enum DatasetError {
 
 /// The role of a known set's flat folder.
 pub fn known_role(name: &str) -> Result<FlatRole, DatasetError> {
-    KNOWN_SETS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, role)| *role)
-        .ok_or_else(|| DatasetError::Unknown {
-            name: name.to_owned(),
-            known: KNOWN_SETS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    KNOWN_SETS.iter().find(|(known, _)| *known == name).map(|(_, role)| *role).ok_or_else(|| DatasetError::Unknown {
+        name: name.to_owned(),
+        known: KNOWN_SETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Lists the set in folder `dir` under `name`, detecting its layout; `flat_role` says what a flat folder
 /// holds. `scale` is the SR factor, used to recognise LR stems such as `babyx4`.
-pub fn discover(
-    name: &str,
-    dir: &Path,
-    flat_role: FlatRole,
-    scale: usize,
-) -> Result<EvalSet, DatasetError> {
+pub fn discover(name: &str, dir: &Path, flat_role: FlatRole, scale: usize) -> Result<EvalSet, DatasetError> {
     let hr_dir = find_subdir(dir, HR_DIRS);
     let lr_dir = find_subdir(dir, LR_DIRS);
     let set = match (hr_dir, lr_dir) {
@@ -136,29 +117,15 @@ pub fn discover(
             let samples = images_in(dir)?
                 .into_iter()
                 .map(|(stem, path)| match flat_role {
-                    FlatRole::HighResolution => Sample {
-                        name: stem,
-                        lr: LrSource::BicubicFromHr,
-                        hr: Some(path),
-                    },
-                    FlatRole::LowResolution => Sample {
-                        name: stem,
-                        lr: LrSource::File(path),
-                        hr: None,
-                    },
+                    FlatRole::HighResolution => Sample { name: stem, lr: LrSource::BicubicFromHr, hr: Some(path) },
+                    FlatRole::LowResolution => Sample { name: stem, lr: LrSource::File(path), hr: None },
                 })
                 .collect();
-            EvalSet {
-                name: name.to_owned(),
-                samples,
-                skipped: Vec::new(),
-            }
+            EvalSet { name: name.to_owned(), samples, skipped: Vec::new() }
         }
     };
     if set.samples.is_empty() {
-        return Err(DatasetError::Empty {
-            path: dir.to_path_buf(),
-        });
+        return Err(DatasetError::Empty { path: dir.to_path_buf() });
     }
     Ok(set)
 }
@@ -169,48 +136,23 @@ fn paired(name: &str, hr_dir: &Path, lr_dir: &Path, scale: usize) -> Result<Eval
     let mut samples = Vec::new();
     let mut skipped = Vec::new();
     for (lr_stem, lr_path) in images_in(lr_dir)? {
-        match hr_stem_of(&lr_stem, scale)
-            .into_iter()
-            .find_map(|stem| hr.remove_entry(&stem))
-        {
-            Some((stem, hr_path)) => samples.push(Sample {
-                name: stem,
-                lr: LrSource::File(lr_path),
-                hr: Some(hr_path),
-            }),
-            None => skipped.push(format!(
-                "{}: no ground truth in {}",
-                lr_path.display(),
-                hr_dir.display()
-            )),
+        match hr_stem_of(&lr_stem, scale).into_iter().find_map(|stem| hr.remove_entry(&stem)) {
+            Some((stem, hr_path)) => {
+                samples.push(Sample { name: stem, lr: LrSource::File(lr_path), hr: Some(hr_path) })
+            }
+            None => skipped.push(format!("{}: no ground truth in {}", lr_path.display(), hr_dir.display())),
         }
     }
-    skipped.extend(
-        hr.values()
-            .map(|path| format!("{}: no LR input in {}", path.display(), lr_dir.display())),
-    );
+    skipped.extend(hr.values().map(|path| format!("{}: no LR input in {}", path.display(), lr_dir.display())));
     samples.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(EvalSet {
-        name: name.to_owned(),
-        samples,
-        skipped,
-    })
+    Ok(EvalSet { name: name.to_owned(), samples, skipped })
 }
 
 /// The HR stems an LR stem may belong to, most likely first.
 fn hr_stem_of(lr_stem: &str, scale: usize) -> Vec<String> {
-    let suffixes = [
-        format!("x{scale}"),
-        format!("_x{scale}"),
-        format!("_LR{scale}"),
-        format!("_lr{scale}"),
-    ];
+    let suffixes = [format!("x{scale}"), format!("_x{scale}"), format!("_LR{scale}"), format!("_lr{scale}")];
     std::iter::once(lr_stem.to_owned())
-        .chain(
-            suffixes
-                .iter()
-                .filter_map(|suffix| lr_stem.strip_suffix(suffix.as_str()).map(str::to_owned)),
-        )
+        .chain(suffixes.iter().filter_map(|suffix| lr_stem.strip_suffix(suffix.as_str()).map(str::to_owned)))
         .collect()
 }
 
@@ -218,39 +160,26 @@ fn hr_stem_of(lr_stem: &str, scale: usize) -> Vec<String> {
 /// a folder under `dir`.
 fn find_subdir(dir: &Path, candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().find_map(|candidate| {
-        candidate
-            .split('/')
-            .try_fold(dir.to_path_buf(), |path, component| {
-                let entries = std::fs::read_dir(&path).ok()?;
-                entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-                    p.is_dir()
-                        && p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.eq_ignore_ascii_case(component))
-                })
+        candidate.split('/').try_fold(dir.to_path_buf(), |path, component| {
+            let entries = std::fs::read_dir(&path).ok()?;
+            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.eq_ignore_ascii_case(component))
             })
+        })
     })
 }
 
 /// The image files directly in `dir`, by stem (sorted). Other files (README.md, .DS_Store) are ignored.
 fn images_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>, DatasetError> {
-    let list_error = |source| DatasetError::List {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let list_error = |source| DatasetError::List { path: dir.to_path_buf(), source };
     let mut images = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(list_error)? {
         let path = entry.map_err(list_error)?.path();
-        let is_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            IMAGE_EXTENSIONS
-                .iter()
-                .any(|known| e.eq_ignore_ascii_case(known))
-        });
-        if let (true, true, Some(stem)) = (
-            is_image,
-            path.is_file(),
-            path.file_stem().and_then(|s| s.to_str()),
-        ) {
+        let is_image = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)));
+        if let (true, true, Some(stem)) = (is_image, path.is_file(), path.file_stem().and_then(|s| s.to_str())) {
             images.insert(stem.to_owned(), path.clone());
         }
     }
@@ -270,12 +199,7 @@ mod tests {
     #[test]
     fn edsr_benchmark_layout_pairs_by_stem_without_scale_suffix() {
         let root = tempfile::tempdir().unwrap();
-        for name in [
-            "HR/baby.png",
-            "HR/bird.png",
-            "HR/lonely.png",
-            "LR_bicubic/X4/babyx4.png",
-        ] {
+        for name in ["HR/baby.png", "HR/bird.png", "HR/lonely.png", "LR_bicubic/X4/babyx4.png"] {
             touch(&root.path().join(name));
         }
         touch(&root.path().join("LR_bicubic/X4/birdx4.png"));
@@ -284,21 +208,12 @@ mod tests {
         let set = discover("Set5", root.path(), FlatRole::HighResolution, 4).unwrap();
         let names: Vec<_> = set.samples.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["baby", "bird"]);
-        assert_eq!(
-            set.samples[0].lr,
-            LrSource::File(root.path().join("LR_bicubic/X4/babyx4.png"))
-        );
+        assert_eq!(set.samples[0].lr, LrSource::File(root.path().join("LR_bicubic/X4/babyx4.png")));
         assert_eq!(set.samples[0].hr, Some(root.path().join("HR/baby.png")));
         assert_eq!(set.samples[0].lr_stem(), "babyx4");
         assert_eq!(set.skipped.len(), 2, "{:?}", set.skipped);
-        assert!(set
-            .skipped
-            .iter()
-            .any(|s| s.contains("strayx4.png") && s.contains("no ground truth")));
-        assert!(set
-            .skipped
-            .iter()
-            .any(|s| s.contains("lonely.png") && s.contains("no LR input")));
+        assert!(set.skipped.iter().any(|s| s.contains("strayx4.png") && s.contains("no ground truth")));
+        assert!(set.skipped.iter().any(|s| s.contains("lonely.png") && s.contains("no LR input")));
     }
 
     #[test]
@@ -322,13 +237,7 @@ mod tests {
         }
         fs::create_dir(root.path().join("sub")).unwrap();
         let hr = discover("CBSD68", root.path(), FlatRole::HighResolution, 4).unwrap();
-        assert_eq!(
-            hr.samples
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>(),
-            ["1", "2"]
-        );
+        assert_eq!(hr.samples.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(hr.samples[0].lr, LrSource::BicubicFromHr);
         assert_eq!(hr.samples[0].lr_stem(), "1");
         assert!(hr.has_ground_truth());
@@ -340,18 +249,12 @@ mod tests {
     #[test]
     fn empty_or_missing_folders_are_errors() {
         let root = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            discover("x", root.path(), FlatRole::LowResolution, 4),
-            Err(DatasetError::Empty { .. })
-        ));
+        assert!(matches!(discover("x", root.path(), FlatRole::LowResolution, 4), Err(DatasetError::Empty { .. })));
         assert!(matches!(
             discover("x", &root.path().join("absent"), FlatRole::LowResolution, 4),
             Err(DatasetError::List { .. })
         ));
-        assert!(matches!(
-            known_role("Urban100"),
-            Err(DatasetError::Unknown { .. })
-        ));
+        assert!(matches!(known_role("Urban100"), Err(DatasetError::Unknown { .. })));
         assert_eq!(known_role("CBSD68").unwrap(), FlatRole::HighResolution);
     }
 }

@@ -40,14 +40,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            scale: 4,
-            crop_border: 4,
-            niqe_crop_border: 0,
-            max_images: None,
-            panel_images: 3,
-            panel_cell: 128,
-        }
+        Self { scale: 4, crop_border: 4, niqe_crop_border: 0, max_images: None, panel_images: 3, panel_cell: 128 }
     }
 }
 
@@ -72,15 +65,8 @@ struct Scores {
 
 #[derive(Debug, thiserror::Error)]
 enum ScoreError {
-    #[error(
-        "output is {sr_width}x{sr_height}, smaller than the ground truth {gt_width}x{gt_height}"
-    )]
-    TooSmall {
-        sr_width: usize,
-        sr_height: usize,
-        gt_width: usize,
-        gt_height: usize,
-    },
+    #[error("output is {sr_width}x{sr_height}, smaller than the ground truth {gt_width}x{gt_height}")]
+    TooSmall { sr_width: usize, sr_height: usize, gt_width: usize, gt_height: usize },
     #[error(transparent)]
     Metric(#[from] sana_sr_metrics::MetricError),
 }
@@ -123,11 +109,7 @@ pub fn evaluate(
     options: &Options,
     progress: &ProgressBar,
 ) -> Evaluation {
-    let mut evaluation = Evaluation {
-        rows: Vec::new(),
-        errors: Vec::new(),
-        panels: Vec::new(),
-    };
+    let mut evaluation = Evaluation { rows: Vec::new(), errors: Vec::new(), panels: Vec::new() };
     let report = |line: String| {
         progress.println(&line);
         line
@@ -136,17 +118,11 @@ pub fn evaluate(
         progress.set_message(set.name.clone());
         let mut tallies = vec![Tally::default(); methods.len()];
         let mut panel_rows: Vec<PanelRow> = Vec::new();
-        for sample in set
-            .samples
-            .iter()
-            .take(options.max_images.unwrap_or(usize::MAX))
-        {
+        for sample in set.samples.iter().take(options.max_images.unwrap_or(usize::MAX)) {
             let Inputs { lr, gt } = match inputs::load(sample, options.scale) {
                 Ok(inputs) => inputs,
                 Err(err) => {
-                    evaluation
-                        .errors
-                        .push(report(format!("{}/{}: {err}", set.name, sample.name)));
+                    evaluation.errors.push(report(format!("{}/{}: {err}", set.name, sample.name)));
                     tallies.iter_mut().for_each(|tally| tally.failed += 1);
                     progress.inc(1);
                     continue;
@@ -158,10 +134,8 @@ pub fn evaluate(
                     .super_resolve(&set.name, sample, &lr, options.scale)
                     .map_err(|err| err.to_string())
                     .and_then(|out| {
-                        let sr = match_size(inputs::to_8bit(&out.image), gt.as_ref())
-                            .map_err(|err| err.to_string())?;
-                        let scores =
-                            score(&sr, gt.as_ref(), options).map_err(|err| err.to_string())?;
+                        let sr = match_size(out.image.to_8bit(), gt.as_ref()).map_err(|err| err.to_string())?;
+                        let scores = score(&sr, gt.as_ref(), options).map_err(|err| err.to_string())?;
                         Ok((sr, scores, out.seconds))
                     });
                 match scored {
@@ -174,8 +148,7 @@ pub fn evaluate(
                         outputs.push(Some(sr));
                     }
                     Err(err) => {
-                        let line =
-                            format!("{}/{} [{}]: {err}", set.name, sample.name, method.name());
+                        let line = format!("{}/{} [{}]: {err}", set.name, sample.name, method.name());
                         evaluation.errors.push(report(line));
                         tally.failed += 1;
                         outputs.push(None);
@@ -184,33 +157,22 @@ pub fn evaluate(
             }
             if panel_rows.len() < options.panel_images {
                 let outputs: Vec<Option<&Image>> = outputs.iter().map(Option::as_ref).collect();
-                panel_rows.push(panel::row(
-                    &lr,
-                    &outputs,
-                    gt.as_ref(),
-                    options.panel_cell,
-                    options.scale,
-                ));
+                panel_rows.push(panel::row(&lr, &outputs, gt.as_ref(), options.panel_cell, options.scale));
             }
             progress.inc(1);
         }
-        evaluation
-            .rows
-            .extend(methods.iter().zip(&tallies).map(|(method, tally)| Row {
-                set: set.name.clone(),
-                method: method.name().to_owned(),
-                psnr_y: tally.psnr_y.get(),
-                ssim_y: tally.ssim_y.get(),
-                niqe: tally.niqe.get(),
-                seconds_per_image: tally.seconds.get(),
-                images: tally.images,
-                failed: tally.failed,
-            }));
+        evaluation.rows.extend(methods.iter().zip(&tallies).map(|(method, tally)| Row {
+            set: set.name.clone(),
+            method: method.name().to_owned(),
+            psnr_y: tally.psnr_y.get(),
+            ssim_y: tally.ssim_y.get(),
+            niqe: tally.niqe.get(),
+            seconds_per_image: tally.seconds.get(),
+            images: tally.images,
+            failed: tally.failed,
+        }));
         if !panel_rows.is_empty() {
-            evaluation.panels.push((
-                set.name.clone(),
-                panel::grid(&panel_rows, options.panel_cell),
-            ));
+            evaluation.panels.push((set.name.clone(), panel::grid(&panel_rows, options.panel_cell)));
         }
     }
     evaluation
@@ -218,13 +180,7 @@ pub fn evaluate(
 
 /// The number of images [`evaluate`] visits.
 pub fn image_count(sets: &[EvalSet], options: &Options) -> usize {
-    sets.iter()
-        .map(|set| {
-            set.samples
-                .len()
-                .min(options.max_images.unwrap_or(usize::MAX))
-        })
-        .sum()
+    sets.iter().map(|set| set.samples.len().min(options.max_images.unwrap_or(usize::MAX))).sum()
 }
 
 /// `sr` cropped to the ground truth's size (top-left kept); unchanged without ground truth.
@@ -233,27 +189,16 @@ fn match_size(sr: Image, gt: Option<&Image>) -> Result<Image, ScoreError> {
     if (sr.width, sr.height) == (gt.width, gt.height) {
         return Ok(sr);
     }
-    let too_small = ScoreError::TooSmall {
-        sr_width: sr.width,
-        sr_height: sr.height,
-        gt_width: gt.width,
-        gt_height: gt.height,
-    };
+    let too_small =
+        ScoreError::TooSmall { sr_width: sr.width, sr_height: sr.height, gt_width: gt.width, gt_height: gt.height };
     sr.crop(0, 0, gt.width, gt.height).ok_or(too_small)
 }
 
 fn score(sr: &Image, gt: Option<&Image>, options: &Options) -> Result<Scores, ScoreError> {
     use sana_sr_metrics::{niqe, psnr_y, ssim_y};
     let (psnr_y, ssim_y) = match gt {
-        Some(gt) => (
-            Some(psnr_y(sr, gt, options.crop_border)?),
-            Some(ssim_y(sr, gt, options.crop_border)?),
-        ),
+        Some(gt) => (Some(psnr_y(sr, gt, options.crop_border)?), Some(ssim_y(sr, gt, options.crop_border)?)),
         None => (None, None),
     };
-    Ok(Scores {
-        psnr_y,
-        ssim_y,
-        niqe: niqe(sr, options.niqe_crop_border)?,
-    })
+    Ok(Scores { psnr_y, ssim_y, niqe: niqe(sr, options.niqe_crop_border)? })
 }

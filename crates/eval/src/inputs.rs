@@ -3,18 +3,17 @@
 //! Conventions of the x4 benchmarks (EDSR/basicsr): a gray image is replicated into RGB (basicsr reads with
 //! OpenCV's `IMREAD_COLOR`, which does the same; Set14's `bridge.png` is gray); an HR image is mod-cropped
 //! to a multiple of the scale (top-left corner kept) before an LR image is made from it by MATLAB's 8-bit
-//! bicubic ([`crate::matlab_uint8`]); and with a shipped
+//! bicubic ([`sana_sr_data::resize::matlab::imresize_uint8`]); and with a shipped
 //! LR image the ground truth is cropped to exactly `scale` times the LR size, as basicsr's
 //! `PairedImageDataset` does, so SR and GT line up pixel for pixel.
 
 use std::path::{Path, PathBuf};
 
 use sana_sr_data::io::{read_image, write_image, Encoding, IoError, WriteOptions};
-use sana_sr_data::resize::matlab::ResizeError;
+use sana_sr_data::resize::matlab::{imresize_uint8, ResizeError};
 use sana_sr_data::Image;
 
 use crate::dataset::{EvalSet, LrSource, Sample};
-use crate::matlab_uint8::imresize_uint8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -22,7 +21,9 @@ pub enum InputError {
     Io(#[from] IoError),
     #[error(transparent)]
     Resize(#[from] ResizeError),
-    #[error("{path}: ground truth {gt_width}x{gt_height} is smaller than {scale}x its LR input {lr_width}x{lr_height}")]
+    #[error(
+        "{path}: ground truth {gt_width}x{gt_height} is smaller than {scale}x its LR input {lr_width}x{lr_height}"
+    )]
     GroundTruthTooSmall {
         path: PathBuf,
         gt_width: usize,
@@ -34,12 +35,7 @@ pub enum InputError {
     #[error("{name}: its LR input is made from the ground truth, but it has none")]
     NoGroundTruth { name: String },
     #[error("{path}: {width}x{height} is smaller than the scale {scale}")]
-    TooSmall {
-        path: PathBuf,
-        width: usize,
-        height: usize,
-        scale: usize,
-    },
+    TooSmall { path: PathBuf, width: usize, height: usize, scale: usize },
 }
 
 /// The LR input and, where the set has one, the ground truth of a sample.
@@ -49,52 +45,24 @@ pub struct Inputs {
     pub gt: Option<Image>,
 }
 
-/// `image` rounded to 8-bit code values, as a file stores it. Benchmark LR images are 8-bit (MATLAB's
-/// `imresize` of a `uint8` image returns `uint8`) and so are the outputs tools write (basicsr scores
-/// `tensor2img` output), so LR images made here and SR images made in memory are rounded the same way.
-pub fn to_8bit(image: &Image) -> Image {
-    let data = image
-        .data
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0)
-        .collect();
-    Image::new(image.width, image.height, image.channels, data)
-}
-
 /// `image` cropped to the largest multiple of `scale` in each dimension (top-left corner kept).
 pub fn mod_crop(image: &Image, scale: usize) -> Image {
-    let (width, height) = (
-        image.width - image.width % scale,
-        image.height - image.height % scale,
-    );
-    image
-        .crop(0, 0, width, height)
-        .expect("a mod-crop lies inside the image")
+    let (width, height) = (image.width - image.width % scale, image.height - image.height % scale);
+    image.crop(0, 0, width, height).expect("a mod-crop lies inside the image")
 }
 
 /// Reads (or makes) the inputs of `sample` for x`scale` SR.
 pub fn load(sample: &Sample, scale: usize) -> Result<Inputs, InputError> {
-    let gt = sample
-        .hr
-        .as_deref()
-        .map(|path| read_rgb(path, scale))
-        .transpose()?;
+    let gt = sample.hr.as_deref().map(|path| read_rgb(path, scale)).transpose()?;
     match (&sample.lr, gt) {
-        (LrSource::BicubicFromHr, None) => Err(InputError::NoGroundTruth {
-            name: sample.name.clone(),
-        }),
+        (LrSource::BicubicFromHr, None) => Err(InputError::NoGroundTruth { name: sample.name.clone() }),
         (LrSource::BicubicFromHr, Some(gt)) => {
             let gt = mod_crop(&gt, scale);
-            Ok(Inputs {
-                lr: imresize_uint8(&gt, 1.0 / scale as f64)?,
-                gt: Some(gt),
-            })
+            Ok(Inputs { lr: imresize_uint8(&gt, 1.0 / scale as f64)?, gt: Some(gt) })
         }
         (LrSource::File(path), gt) => {
             let lr = read_rgb(path, 1)?;
-            let gt = gt
-                .map(|gt| crop_to_lr(gt, &lr, scale, sample.hr.as_deref().unwrap_or(path)))
-                .transpose()?;
+            let gt = gt.map(|gt| crop_to_lr(gt, &lr, scale, sample.hr.as_deref().unwrap_or(path))).transpose()?;
             Ok(Inputs { lr, gt })
         }
     }
@@ -104,23 +72,15 @@ pub fn load(sample: &Sample, scale: usize) -> Result<Inputs, InputError> {
 /// harness evaluates, for external tools (generated LR images exist nowhere else). Returns the errors, one
 /// line per sample that could not be written.
 pub fn export_lr(set: &EvalSet, dir: &Path, scale: usize) -> Vec<String> {
-    let options = WriteOptions {
-        encoding: Encoding::Png { sixteen_bit: false },
-        overwrite: true,
-    };
+    let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: true };
     let out = dir.join(&set.name);
     let mut errors = Vec::new();
     if let Err(err) = std::fs::create_dir_all(&out) {
         return vec![format!("{}: cannot create: {err}", out.display())];
     }
     for sample in &set.samples {
-        let written = load(sample, scale).and_then(|inputs| {
-            Ok(write_image(
-                &inputs.lr,
-                out.join(format!("{}.png", sample.lr_stem())),
-                &options,
-            )?)
-        });
+        let written = load(sample, scale)
+            .and_then(|inputs| Ok(write_image(&inputs.lr, out.join(format!("{}.png", sample.lr_stem())), &options)?));
         if let Err(err) = written {
             errors.push(format!("{}/{}: {err}", set.name, sample.name));
         }
@@ -144,15 +104,14 @@ fn read_rgb(path: &Path, min_side: usize) -> Result<Image, InputError> {
 
 fn crop_to_lr(gt: Image, lr: &Image, scale: usize, path: &Path) -> Result<Image, InputError> {
     let (width, height) = (lr.width * scale, lr.height * scale);
-    gt.crop(0, 0, width, height)
-        .ok_or_else(|| InputError::GroundTruthTooSmall {
-            path: path.to_path_buf(),
-            gt_width: gt.width,
-            gt_height: gt.height,
-            lr_width: lr.width,
-            lr_height: lr.height,
-            scale,
-        })
+    gt.crop(0, 0, width, height).ok_or_else(|| InputError::GroundTruthTooSmall {
+        path: path.to_path_buf(),
+        gt_width: gt.width,
+        gt_height: gt.height,
+        lr_width: lr.width,
+        lr_height: lr.height,
+        scale,
+    })
 }
 
 #[cfg(test)]
@@ -162,12 +121,7 @@ mod tests {
 
     fn ramp(width: usize, height: usize, channels: usize) -> Image {
         let n = width * height * channels;
-        Image::new(
-            width,
-            height,
-            channels,
-            (0..n).map(|i| (i % 251) as f32 / 250.0).collect(),
-        )
+        Image::new(width, height, channels, (0..n).map(|i| (i % 251) as f32 / 250.0).collect())
     }
 
     #[test]
@@ -175,18 +129,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hr = dir.path().join("hr.png");
         save_image(&ramp(18, 13, 1), &hr).unwrap();
-        let sample = Sample {
-            name: "hr".into(),
-            lr: LrSource::BicubicFromHr,
-            hr: Some(hr),
-        };
+        let sample = Sample { name: "hr".into(), lr: LrSource::BicubicFromHr, hr: Some(hr) };
         let inputs = load(&sample, 4).unwrap();
         let gt = inputs.gt.unwrap();
         assert_eq!((gt.width, gt.height, gt.channels), (16, 12, 3));
-        assert_eq!(
-            (inputs.lr.width, inputs.lr.height, inputs.lr.channels),
-            (4, 3, 3)
-        );
+        assert_eq!((inputs.lr.width, inputs.lr.height, inputs.lr.channels), (4, 3, 3));
     }
 
     #[test]
@@ -195,50 +142,24 @@ mod tests {
         let (hr, lr) = (dir.path().join("a.png"), dir.path().join("ax4.png"));
         save_image(&ramp(10, 9, 3), &hr).unwrap();
         save_image(&ramp(2, 2, 3), &lr).unwrap();
-        let sample = Sample {
-            name: "a".into(),
-            lr: LrSource::File(lr.clone()),
-            hr: Some(hr.clone()),
-        };
+        let sample = Sample { name: "a".into(), lr: LrSource::File(lr.clone()), hr: Some(hr.clone()) };
         let gt = load(&sample, 4).unwrap().gt.unwrap();
         assert_eq!((gt.width, gt.height), (8, 8));
 
         save_image(&ramp(3, 2, 3), dir.path().join("wide.png")).unwrap();
-        let too_wide = Sample {
-            name: "a".into(),
-            lr: LrSource::File(dir.path().join("wide.png")),
-            hr: Some(hr),
-        };
-        assert!(matches!(
-            load(&too_wide, 4),
-            Err(InputError::GroundTruthTooSmall { .. })
-        ));
+        let too_wide = Sample { name: "a".into(), lr: LrSource::File(dir.path().join("wide.png")), hr: Some(hr) };
+        assert!(matches!(load(&too_wide, 4), Err(InputError::GroundTruthTooSmall { .. })));
     }
 
     #[test]
     fn missing_and_corrupt_files_are_errors_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = Sample {
-            name: "m".into(),
-            lr: LrSource::File(dir.path().join("m.png")),
-            hr: None,
-        };
+        let missing = Sample { name: "m".into(), lr: LrSource::File(dir.path().join("m.png")), hr: None };
         assert!(load(&missing, 4).unwrap_err().to_string().contains("m.png"));
         std::fs::write(dir.path().join("c.png"), b"\x89PNG broken").unwrap();
-        let corrupt = Sample {
-            name: "c".into(),
-            lr: LrSource::BicubicFromHr,
-            hr: Some(dir.path().join("c.png")),
-        };
+        let corrupt = Sample { name: "c".into(), lr: LrSource::BicubicFromHr, hr: Some(dir.path().join("c.png")) };
         assert!(load(&corrupt, 4).unwrap_err().to_string().contains("c.png"));
-        let no_gt = Sample {
-            name: "n".into(),
-            lr: LrSource::BicubicFromHr,
-            hr: None,
-        };
-        assert!(matches!(
-            load(&no_gt, 4),
-            Err(InputError::NoGroundTruth { .. })
-        ));
+        let no_gt = Sample { name: "n".into(), lr: LrSource::BicubicFromHr, hr: None };
+        assert!(matches!(load(&no_gt, 4), Err(InputError::NoGroundTruth { .. })));
     }
 }

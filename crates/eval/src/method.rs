@@ -14,7 +14,7 @@ use sana_sr_data::resize::matlab::ResizeError;
 use sana_sr_data::Image;
 
 use crate::dataset::{Sample, IMAGE_EXTENSIONS};
-use crate::matlab_uint8::imresize_uint8;
+use sana_sr_data::resize::matlab::imresize_uint8;
 
 /// The file, next to a folder method's outputs of one set, that records the seconds each image took
 /// (`stem,seconds,...` with a header line), as `scripts/realesrgan_peer.py` writes it.
@@ -34,18 +34,9 @@ pub enum MethodError {
     #[error(transparent)]
     Resize(#[from] ResizeError),
     #[error("no output for {name:?} in {dir} (looked for {stems} with extension {extensions})")]
-    MissingOutput {
-        name: String,
-        dir: PathBuf,
-        stems: String,
-        extensions: String,
-    },
+    MissingOutput { name: String, dir: PathBuf, stems: String, extensions: String },
     #[error("{path}, line {line}: {reason}")]
-    Timings {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Timings { path: PathBuf, line: usize, reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,25 +48,16 @@ pub struct SpecError {
 /// The method a command-line spec names: `bicubic`, `folder:DIR` (named after DIR's last component) or
 /// `folder:NAME=DIR`.
 pub fn from_spec(spec: &str) -> Result<Box<dyn Method>, SpecError> {
-    let error = || SpecError {
-        spec: spec.to_owned(),
-    };
+    let error = || SpecError { spec: spec.to_owned() };
     if spec == "bicubic" {
         return Ok(Box::new(Bicubic));
     }
-    let folder = spec
-        .strip_prefix("folder:")
-        .filter(|rest| !rest.is_empty())
-        .ok_or_else(error)?;
+    let folder = spec.strip_prefix("folder:").filter(|rest| !rest.is_empty()).ok_or_else(error)?;
     let (name, dir) = match folder.split_once('=') {
         Some((name, dir)) => (name.to_owned(), PathBuf::from(dir)),
         None => {
             let dir = PathBuf::from(folder);
-            let name = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(error)?
-                .to_owned();
+            let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(error)?.to_owned();
             (name, dir)
         }
     };
@@ -91,13 +73,7 @@ pub trait Method {
     fn name(&self) -> &str;
 
     /// The x`scale` SR image of `sample` (a member of set `set`) whose LR image is `lr` (RGB).
-    fn super_resolve(
-        &mut self,
-        set: &str,
-        sample: &Sample,
-        lr: &Image,
-        scale: usize,
-    ) -> Result<SrOutput, MethodError>;
+    fn super_resolve(&mut self, set: &str, sample: &Sample, lr: &Image, scale: usize) -> Result<SrOutput, MethodError>;
 }
 
 /// MATLAB bicubic upscaling of the 8-bit LR image, as MATLAB does it on `uint8` ([`imresize_uint8`]).
@@ -118,10 +94,7 @@ impl Method for Bicubic {
     ) -> Result<SrOutput, MethodError> {
         let start = Instant::now();
         let image = imresize_uint8(lr, scale as f64)?;
-        Ok(SrOutput {
-            image,
-            seconds: Some(start.elapsed().as_secs_f64()),
-        })
+        Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
     }
 }
 
@@ -138,11 +111,7 @@ pub struct Folder {
 
 impl Folder {
     pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> Self {
-        Self {
-            name: name.into(),
-            root: root.into(),
-            timings: HashMap::new(),
-        }
+        Self { name: name.into(), root: root.into(), timings: HashMap::new() }
     }
 
     fn output_path(&self, set: &str, sample: &Sample) -> Result<(PathBuf, String), MethodError> {
@@ -187,10 +156,7 @@ impl Method for Folder {
     ) -> Result<SrOutput, MethodError> {
         let (path, stem) = self.output_path(set, sample)?;
         let image = read_image(&path)?.to_rgb();
-        Ok(SrOutput {
-            image,
-            seconds: self.seconds(set, &stem)?,
-        })
+        Ok(SrOutput { image, seconds: self.seconds(set, &stem)? })
     }
 }
 
@@ -200,26 +166,12 @@ fn read_timings(path: &Path) -> Result<HashMap<String, f64>, MethodError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(err) => {
-            return Err(MethodError::Timings {
-                path: path.to_path_buf(),
-                line: 0,
-                reason: err.to_string(),
-            })
-        }
+        Err(err) => return Err(MethodError::Timings { path: path.to_path_buf(), line: 0, reason: err.to_string() }),
     };
     let mut timings = HashMap::new();
-    for (index, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, line)| !line.trim().is_empty())
-    {
-        let error = |reason: &str| MethodError::Timings {
-            path: path.to_path_buf(),
-            line: index + 1,
-            reason: reason.into(),
-        };
+    for (index, line) in text.lines().enumerate().skip(1).filter(|(_, line)| !line.trim().is_empty()) {
+        let error =
+            |reason: &str| MethodError::Timings { path: path.to_path_buf(), line: index + 1, reason: reason.into() };
         let mut fields = line.split(',');
         let stem = fields.next().ok_or_else(|| error("no stem"))?;
         let seconds = fields
@@ -240,29 +192,15 @@ mod tests {
     use sana_sr_data::io::save_image;
 
     fn sample(name: &str, lr_file: Option<&str>) -> Sample {
-        let lr = lr_file.map_or(LrSource::BicubicFromHr, |f| {
-            LrSource::File(PathBuf::from(f))
-        });
-        Sample {
-            name: name.into(),
-            lr,
-            hr: None,
-        }
+        let lr = lr_file.map_or(LrSource::BicubicFromHr, |f| LrSource::File(PathBuf::from(f)));
+        Sample { name: name.into(), lr, hr: None }
     }
 
     #[test]
     fn specs_name_methods() {
         assert_eq!(from_spec("bicubic").unwrap().name(), "bicubic");
-        assert_eq!(
-            from_spec("folder:out/realesrgan").unwrap().name(),
-            "realesrgan"
-        );
-        assert_eq!(
-            from_spec("folder:Real-ESRGAN=out/realesrgan")
-                .unwrap()
-                .name(),
-            "Real-ESRGAN"
-        );
+        assert_eq!(from_spec("folder:out/realesrgan").unwrap().name(), "realesrgan");
+        assert_eq!(from_spec("folder:Real-ESRGAN=out/realesrgan").unwrap().name(), "Real-ESRGAN");
         for bad in ["bicubik", "folder:", "folder:x=", "folder:=dir", "folder:/"] {
             assert!(from_spec(bad).is_err(), "{bad}");
         }
@@ -274,36 +212,18 @@ mod tests {
         let set = root.path().join("Set5");
         std::fs::create_dir(&set).unwrap();
         save_image(&Image::new(2, 1, 1, vec![0.0, 1.0]), set.join("babyx4.png")).unwrap();
-        save_image(
-            &Image::new(1, 1, 3, vec![0.2, 0.4, 0.6]),
-            set.join("bird.png"),
-        )
-        .unwrap();
-        std::fs::write(
-            set.join(TIMINGS_FILE),
-            "stem,seconds,lr_width,lr_height\nbabyx4,2.5,1,1\n\n",
-        )
-        .unwrap();
+        save_image(&Image::new(1, 1, 3, vec![0.2, 0.4, 0.6]), set.join("bird.png")).unwrap();
+        std::fs::write(set.join(TIMINGS_FILE), "stem,seconds,lr_width,lr_height\nbabyx4,2.5,1,1\n\n").unwrap();
 
         let mut folder = Folder::new("peer", root.path());
         let lr = Image::zeros(1, 1, 3);
-        let baby = folder
-            .super_resolve("Set5", &sample("baby", Some("x/babyx4.png")), &lr, 4)
-            .unwrap();
-        assert_eq!(
-            (baby.image.width, baby.image.channels),
-            (2, 3),
-            "gray outputs are read as RGB"
-        );
+        let baby = folder.super_resolve("Set5", &sample("baby", Some("x/babyx4.png")), &lr, 4).unwrap();
+        assert_eq!((baby.image.width, baby.image.channels), (2, 3), "gray outputs are read as RGB");
         assert_eq!(baby.seconds, Some(2.5));
-        let bird = folder
-            .super_resolve("Set5", &sample("bird", None), &lr, 4)
-            .unwrap();
+        let bird = folder.super_resolve("Set5", &sample("bird", None), &lr, 4).unwrap();
         assert_eq!(bird.seconds, None);
 
-        let missing = folder
-            .super_resolve("Set5", &sample("head", Some("x/headx4.png")), &lr, 4)
-            .unwrap_err();
+        let missing = folder.super_resolve("Set5", &sample("head", Some("x/headx4.png")), &lr, 4).unwrap_err();
         assert!(matches!(missing, MethodError::MissingOutput { .. }));
         assert!(missing.to_string().contains("headx4 or head"), "{missing}");
     }
@@ -316,21 +236,14 @@ mod tests {
         std::fs::write(set.join("a.png"), b"not a png").unwrap();
         let mut folder = Folder::new("peer", root.path());
         let lr = Image::zeros(1, 1, 3);
-        let corrupt = folder
-            .super_resolve("S", &sample("a", None), &lr, 4)
-            .unwrap_err();
+        let corrupt = folder.super_resolve("S", &sample("a", None), &lr, 4).unwrap_err();
         assert!(matches!(corrupt, MethodError::Io(_)));
         assert!(corrupt.to_string().contains("a.png"), "{corrupt}");
 
         save_image(&Image::zeros(1, 1, 3), set.join("b.png")).unwrap();
         std::fs::write(set.join(TIMINGS_FILE), "stem,seconds\nb,fast\n").unwrap();
         let mut folder = Folder::new("peer", root.path());
-        let malformed = folder
-            .super_resolve("S", &sample("b", None), &lr, 4)
-            .unwrap_err();
-        assert!(
-            matches!(malformed, MethodError::Timings { line: 2, .. }),
-            "{malformed}"
-        );
+        let malformed = folder.super_resolve("S", &sample("b", None), &lr, 4).unwrap_err();
+        assert!(matches!(malformed, MethodError::Timings { line: 2, .. }), "{malformed}");
     }
 }

@@ -14,12 +14,7 @@ pub type PanelRow = Vec<Option<Image>>;
 
 /// The `(x, y, width, height)` window, in output pixels, that the crops of an output of `width x height`
 /// are cut from: the centre `cell x cell` square (less where the image is smaller), a multiple of `scale`.
-pub fn window(
-    width: usize,
-    height: usize,
-    cell: usize,
-    scale: usize,
-) -> (usize, usize, usize, usize) {
+pub fn window(width: usize, height: usize, cell: usize, scale: usize) -> (usize, usize, usize, usize) {
     let side = |extent: usize| (cell.min(extent) / scale * scale).max(scale.min(extent));
     let (w, h) = (side(width), side(height));
     let corner = |extent: usize, size: usize| (extent - size) / 2 / scale * scale;
@@ -28,17 +23,9 @@ pub fn window(
 
 /// The crops of one sample: `lr` upscaled by nearest neighbour, then `outputs` and `gt`, all cut at the
 /// same window of the output grid. Outputs that do not cover the window are left empty.
-pub fn row(
-    lr: &Image,
-    outputs: &[Option<&Image>],
-    gt: Option<&Image>,
-    cell: usize,
-    scale: usize,
-) -> PanelRow {
+pub fn row(lr: &Image, outputs: &[Option<&Image>], gt: Option<&Image>, cell: usize, scale: usize) -> PanelRow {
     let (x, y, w, h) = window(lr.width * scale, lr.height * scale, cell, scale);
-    let lr_cell = lr
-        .crop(x / scale, y / scale, w / scale, h / scale)
-        .map(|crop| nearest_up(&crop, scale));
+    let lr_cell = lr.crop(x / scale, y / scale, w / scale, h / scale).map(|crop| nearest_up(&crop, scale));
     let cut = |image: Option<&Image>| image.and_then(|image| image.crop(x, y, w, h));
     std::iter::once(lr_cell)
         .chain(outputs.iter().map(|output| cut(*output)))
@@ -105,22 +92,13 @@ mod tests {
     fn row_cuts_the_same_place_from_every_source() {
         // LR 4x4 whose pixel (x, y) has value x + 10 y; outputs are its nearest upscaling, so every crop
         // of a correct window shows the same values as the nearest-upscaled LR crop.
-        let lr = Image::new(
-            4,
-            4,
-            1,
-            (0..16).map(|i| (i % 4 + 10 * (i / 4)) as f32).collect(),
-        );
+        let lr = Image::new(4, 4, 1, (0..16).map(|i| (i % 4 + 10 * (i / 4)) as f32).collect());
         let up = nearest_up(&lr, 2);
         let cells = row(&lr, &[Some(&up), None], Some(&up), 4, 2);
         assert_eq!(cells.len(), 4);
         let lr_cell = cells[0].as_ref().unwrap();
         assert_eq!((lr_cell.width, lr_cell.height), (4, 4));
-        assert_eq!(
-            lr_cell.at(0, 0, 0),
-            11.0,
-            "the centre 4x4 output window starts at LR pixel (1, 1)"
-        );
+        assert_eq!(lr_cell.at(0, 0, 0), 11.0, "the centre 4x4 output window starts at LR pixel (1, 1)");
         assert_eq!(cells[1].as_ref(), Some(lr_cell));
         assert!(cells[2].is_none());
         assert_eq!(cells[3].as_ref(), Some(lr_cell));
@@ -132,11 +110,7 @@ mod tests {
         let panel = grid(&[vec![Some(red), None]], 3);
         assert_eq!((panel.width, panel.height), (2 * 3 + 3 * GAP, 3 + 2 * GAP));
         assert_eq!(panel.at(GAP, GAP, 1), 0.0, "pasted pixel");
-        assert_eq!(
-            panel.at(GAP + 2, GAP, 1),
-            BACKGROUND,
-            "outside the 2x2 crop"
-        );
+        assert_eq!(panel.at(GAP + 2, GAP, 1), BACKGROUND, "outside the 2x2 crop");
         assert_eq!(panel.at(2 * GAP + 3, GAP, 0), EMPTY, "empty cell");
         assert_eq!(panel.at(0, 0, 0), BACKGROUND, "gap");
     }

@@ -16,16 +16,12 @@ pub struct Row {
     pub failed: usize,
 }
 
-const HEADER: [&str; 8] = [
-    "set", "method", "PSNR-Y", "SSIM-Y", "NIQE", "sec/img", "images", "failed",
-];
+const HEADER: [&str; 8] = ["set", "method", "PSNR-Y", "SSIM-Y", "NIQE", "sec/img", "images", "failed"];
 
 impl Row {
     /// The cells in [`HEADER`] order; absent values are empty.
     fn cells(&self) -> [String; 8] {
-        let fixed = |value: Option<f64>, digits: usize| {
-            value.map(|v| format!("{v:.digits$}")).unwrap_or_default()
-        };
+        let fixed = |value: Option<f64>, digits: usize| value.map(|v| format!("{v:.digits$}")).unwrap_or_default();
         [
             self.set.clone(),
             self.method.clone(),
@@ -41,15 +37,9 @@ impl Row {
 
 /// A GitHub-flavoured markdown table (absent values shown as `–`).
 pub fn markdown(rows: &[Row]) -> String {
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        HEADER.join(" | "),
-        "---|".repeat(HEADER.len())
-    );
+    let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len()));
     for row in rows {
-        let cells = row
-            .cells()
-            .map(|c| if c.is_empty() { "–".to_owned() } else { c });
+        let cells = row.cells().map(|c| if c.is_empty() { "–".to_owned() } else { c });
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out

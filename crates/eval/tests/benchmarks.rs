@@ -6,19 +6,15 @@ use std::path::PathBuf;
 
 use indicatif::ProgressBar;
 use sana_sr_data::io::read_image;
+use sana_sr_data::resize::matlab::imresize_uint8;
 use sana_sr_eval::dataset::{discover, known_role, LrSource};
 use sana_sr_eval::harness::{evaluate, Options};
 use sana_sr_eval::inputs::mod_crop;
-use sana_sr_eval::matlab_uint8::imresize_uint8;
 use sana_sr_eval::method::{Bicubic, Method};
 
 fn datasets() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
-    assert!(
-        dir.is_dir(),
-        "benchmark sets expected at {} (shared/ beside the repository)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "benchmark sets expected at {} (shared/ beside the repository)", dir.display());
     dir
 }
 
@@ -31,32 +27,13 @@ fn shipped_set5_and_set14_lr_images_equal_our_bicubic_downscaling() {
         let set = discover(name, &datasets().join(name), known_role(name).unwrap(), 4).unwrap();
         assert_eq!(set.samples.len(), count);
         for sample in &set.samples {
-            let LrSource::File(lr_path) = &sample.lr else {
-                panic!("{name} ships its LR images")
-            };
+            let LrSource::File(lr_path) = &sample.lr else { panic!("{name} ships its LR images") };
             let shipped = read_image(lr_path).unwrap().to_rgb();
-            let hr = mod_crop(
-                &read_image(sample.hr.as_ref().unwrap()).unwrap().to_rgb(),
-                4,
-            );
+            let hr = mod_crop(&read_image(sample.hr.as_ref().unwrap()).unwrap().to_rgb(), 4);
             let ours = imresize_uint8(&hr, 0.25).unwrap();
-            assert_eq!(
-                (ours.width, ours.height),
-                (shipped.width, shipped.height),
-                "{name}/{}",
-                sample.name
-            );
-            let differing = ours
-                .data
-                .iter()
-                .zip(&shipped.data)
-                .filter(|(a, b)| a != b)
-                .count();
-            assert_eq!(
-                differing, 0,
-                "{name}/{}: {differing} samples differ",
-                sample.name
-            );
+            assert_eq!((ours.width, ours.height), (shipped.width, shipped.height), "{name}/{}", sample.name);
+            let differing = ours.data.iter().zip(&shipped.data).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{name}/{}: {differing} samples differ", sample.name);
         }
     }
 }
@@ -68,20 +45,9 @@ fn shipped_set5_and_set14_lr_images_equal_our_bicubic_downscaling() {
 /// sit between, so they are matched to 0.01 dB and 0.001.
 #[test]
 fn bicubic_on_set5_scores_the_published_numbers() {
-    let set = discover(
-        "Set5",
-        &datasets().join("Set5"),
-        known_role("Set5").unwrap(),
-        4,
-    )
-    .unwrap();
+    let set = discover("Set5", &datasets().join("Set5"), known_role("Set5").unwrap(), 4).unwrap();
     let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Bicubic)];
-    let evaluation = evaluate(
-        &[set],
-        &mut methods,
-        &Options::default(),
-        &ProgressBar::hidden(),
-    );
+    let evaluation = evaluate(&[set], &mut methods, &Options::default(), &ProgressBar::hidden());
     assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
     let row = &evaluation.rows[0];
     assert_eq!(row.images, 5);

@@ -2,11 +2,11 @@
 
 use indicatif::ProgressBar;
 use sana_sr_data::io::save_image;
+use sana_sr_data::resize::matlab::imresize_uint8;
 use sana_sr_data::Image;
 use sana_sr_eval::dataset::{discover, FlatRole};
 use sana_sr_eval::harness::{evaluate, image_count, Options};
 use sana_sr_eval::inputs::mod_crop;
-use sana_sr_eval::matlab_uint8::imresize_uint8;
 use sana_sr_eval::method::{Bicubic, Folder, Method};
 use sana_sr_metrics::{psnr_y, ssim_y};
 
@@ -18,8 +18,7 @@ fn scene(width: usize, height: usize, detail: f32) -> Image {
         for x in 0..width {
             let (fx, fy) = (x as f32, y as f32);
             for c in 0..3 {
-                let smooth =
-                    0.5 + 0.3 * ((fx * 0.05 + c as f32).sin() * (fy * 0.04 - c as f32).cos());
+                let smooth = 0.5 + 0.3 * ((fx * 0.05 + c as f32).sin() * (fy * 0.04 - c as f32).cos());
                 let fine = detail * ((fx * 1.3 + fy * 0.7).sin() * (fy * 1.9).cos());
                 data.push(((smooth + fine).clamp(0.0, 1.0) * 255.0).round() / 255.0);
             }
@@ -39,18 +38,9 @@ fn bicubic_scores_match_the_metrics_on_the_round_trip_and_fall_with_detail() {
     save_image(&scene(194, 198, 0.15), set_dir.join("b_detailed.png")).unwrap();
 
     let set = discover("Synthetic", &set_dir, FlatRole::HighResolution, 4).unwrap();
-    let options = Options {
-        panel_images: 1,
-        panel_cell: 64,
-        ..Options::default()
-    };
+    let options = Options { panel_images: 1, panel_cell: 64, ..Options::default() };
     let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Bicubic)];
-    let evaluation = evaluate(
-        std::slice::from_ref(&set),
-        &mut methods,
-        &options,
-        &ProgressBar::hidden(),
-    );
+    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &options, &ProgressBar::hidden());
     assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
 
     // The same numbers computed by hand from the pieces: mod-crop, MATLAB 8-bit bicubic down and up,
@@ -62,36 +52,19 @@ fn bicubic_scores_match_the_metrics_on_the_round_trip_and_fall_with_detail() {
     };
     let (psnr_smooth, ssim_smooth) = per_image(&smooth);
     let (psnr_detailed, ssim_detailed) = per_image(&scene(194, 198, 0.15));
-    assert!(
-        psnr_smooth > 35.0 && psnr_smooth < 70.0,
-        "a smooth scene survives x4 bicubic well: {psnr_smooth}"
-    );
-    assert!(
-        psnr_detailed < psnr_smooth - 5.0,
-        "fine detail is lost: {psnr_detailed} vs {psnr_smooth}"
-    );
+    assert!(psnr_smooth > 35.0 && psnr_smooth < 70.0, "a smooth scene survives x4 bicubic well: {psnr_smooth}");
+    assert!(psnr_detailed < psnr_smooth - 5.0, "fine detail is lost: {psnr_detailed} vs {psnr_smooth}");
     assert!(ssim_detailed < ssim_smooth);
 
     let row = &evaluation.rows[0];
-    assert_eq!(
-        (
-            row.set.as_str(),
-            row.method.as_str(),
-            row.images,
-            row.failed
-        ),
-        ("Synthetic", "bicubic", 2, 0)
-    );
+    assert_eq!((row.set.as_str(), row.method.as_str(), row.images, row.failed), ("Synthetic", "bicubic", 2, 0));
     let psnr = row.psnr_y.unwrap();
     let ssim = row.ssim_y.unwrap();
     assert!(
         (psnr - (psnr_smooth + psnr_detailed) / 2.0).abs() < 1e-9,
         "{psnr} vs hand-made {psnr_smooth}/{psnr_detailed}"
     );
-    assert!(
-        (ssim - (ssim_smooth + ssim_detailed) / 2.0).abs() < 1e-9,
-        "{ssim}"
-    );
+    assert!((ssim - (ssim_smooth + ssim_detailed) / 2.0).abs() < 1e-9, "{ssim}");
     assert!(row.niqe.is_some_and(f64::is_finite));
     assert!(row.seconds_per_image.is_some_and(|s| s > 0.0));
 
@@ -119,56 +92,23 @@ fn missing_and_corrupt_images_cost_one_line_each_and_the_run_goes_on() {
     std::fs::write(peer.join("timings.csv"), "stem,seconds\na,3.0\n").unwrap();
 
     let set = discover("Real", &set_dir, FlatRole::LowResolution, 4).unwrap();
-    let options = Options {
-        niqe_crop_border: 0,
-        ..Options::default()
-    };
+    let options = Options { niqe_crop_border: 0, ..Options::default() };
     assert_eq!(image_count(std::slice::from_ref(&set), &options), 4);
-    let mut methods: Vec<Box<dyn Method>> = vec![
-        Box::new(Bicubic),
-        Box::new(Folder::new("peer", root.path().join("peer"))),
-    ];
-    let evaluation = evaluate(
-        std::slice::from_ref(&set),
-        &mut methods,
-        &options,
-        &ProgressBar::hidden(),
-    );
+    let mut methods: Vec<Box<dyn Method>> =
+        vec![Box::new(Bicubic), Box::new(Folder::new("peer", root.path().join("peer")))];
+    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &options, &ProgressBar::hidden());
 
     let (bicubic, peer) = (&evaluation.rows[0], &evaluation.rows[1]);
     assert_eq!((bicubic.images, bicubic.failed), (3, 1));
     assert_eq!((peer.images, peer.failed), (1, 3));
     assert_eq!(peer.seconds_per_image, Some(3.0));
-    assert!(
-        bicubic.psnr_y.is_none() && bicubic.niqe.is_some(),
-        "no ground truth: NIQE only"
-    );
+    assert!(bicubic.psnr_y.is_none() && bicubic.niqe.is_some(), "no ground truth: NIQE only");
     assert_eq!(evaluation.errors.len(), 3, "{:#?}", evaluation.errors);
-    assert!(evaluation
-        .errors
-        .iter()
-        .any(|e| e.starts_with("Real/d: ") && e.contains("d.png")));
-    assert!(evaluation
-        .errors
-        .iter()
-        .any(|e| e.starts_with("Real/b [peer]: no output")));
-    assert!(evaluation
-        .errors
-        .iter()
-        .any(|e| e.starts_with("Real/c [peer]: ") && e.contains("c.png")));
+    assert!(evaluation.errors.iter().any(|e| e.starts_with("Real/d: ") && e.contains("d.png")));
+    assert!(evaluation.errors.iter().any(|e| e.starts_with("Real/b [peer]: no output")));
+    assert!(evaluation.errors.iter().any(|e| e.starts_with("Real/c [peer]: ") && e.contains("c.png")));
 
-    let limited = Options {
-        max_images: Some(1),
-        ..options
-    };
-    let evaluation = evaluate(
-        std::slice::from_ref(&set),
-        &mut methods,
-        &limited,
-        &ProgressBar::hidden(),
-    );
-    assert_eq!(
-        (evaluation.rows[0].images, evaluation.rows[1].images),
-        (1, 1)
-    );
+    let limited = Options { max_images: Some(1), ..options };
+    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &limited, &ProgressBar::hidden());
+    assert_eq!((evaluation.rows[0].images, evaluation.rows[1].images), (1, 1));
 }

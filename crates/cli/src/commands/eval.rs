@@ -83,7 +83,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (set, panel) in &evaluation.panels {
         write_image(panel, args.out.join("panels").join(format!("{set}.png")), &png)?;
     }
-    eprintln!("wrote {} and {} panels under {}", csv.display(), evaluation.panels.len(), args.out.join("panels").display());
+    eprintln!(
+        "wrote {} and {} panels under {}",
+        csv.display(),
+        evaluation.panels.len(),
+        args.out.join("panels").display()
+    );
     if !evaluation.errors.is_empty() {
         eprintln!("{} images could not be scored (listed above)", evaluation.errors.len());
     }

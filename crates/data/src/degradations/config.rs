@@ -73,14 +73,7 @@ pub struct RealEsrganConfig {
 impl Default for RealEsrganConfig {
     fn default() -> Self {
         use KernelKind::*;
-        let kinds = vec![
-            Iso,
-            Aniso,
-            GeneralizedIso,
-            GeneralizedAniso,
-            PlateauIso,
-            PlateauAniso,
-        ];
+        let kinds = vec![Iso, Aniso, GeneralizedIso, GeneralizedAniso, PlateauIso, PlateauAniso];
         let kind_prob = vec![0.45, 0.25, 0.12, 0.03, 0.12, 0.03];
         Self {
             scale: 4,
@@ -121,15 +114,9 @@ impl Default for RealEsrganConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read degradation config `{path}`: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("degradation config `{path}` is not valid TOML for this struct: {source}")]
-    Parse {
-        path: std::path::PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: std::path::PathBuf, source: toml::de::Error },
     #[error("degradation config: {0}")]
     Invalid(String),
 }
@@ -138,14 +125,8 @@ impl RealEsrganConfig {
     /// Reads and validates a TOML config; absent fields take the x4plus defaults.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         config.validate()?;
         Ok(config)
     }
@@ -171,10 +152,7 @@ impl RealEsrganConfig {
                 return invalid(format!("{name} = {p} is not a probability"));
             }
         }
-        for (name, odds) in [
-            ("resize_prob", &self.resize_prob[..]),
-            ("resize_prob2", &self.resize_prob2[..]),
-        ] {
+        for (name, odds) in [("resize_prob", &self.resize_prob[..]), ("resize_prob2", &self.resize_prob2[..])] {
             check_odds(name, odds)?;
         }
         let ranges = [
@@ -195,63 +173,36 @@ impl RealEsrganConfig {
         ];
         for (name, [low, high]) in ranges {
             if !(low.is_finite() && high.is_finite() && low <= high && low >= 0.0) {
-                return invalid(format!(
-                    "{name} = [{low}, {high}] is not an ordered non-negative range"
-                ));
+                return invalid(format!("{name} = [{low}, {high}] is not an ordered non-negative range"));
             }
         }
-        for (name, [low, high]) in [
-            ("resize_range", self.resize_range),
-            ("resize_range2", self.resize_range2),
-        ] {
+        for (name, [low, high]) in [("resize_range", self.resize_range), ("resize_range2", self.resize_range2)] {
             if low <= 0.0 || low > 1.0 || high < 1.0 {
-                return invalid(format!(
-                    "{name} = [{low}, {high}] must straddle 1 and stay positive"
-                ));
+                return invalid(format!("{name} = [{low}, {high}] must straddle 1 and stay positive"));
             }
         }
-        for (name, [low, high]) in [
-            ("jpeg_range", self.jpeg_range),
-            ("jpeg_range2", self.jpeg_range2),
-        ] {
+        for (name, [low, high]) in [("jpeg_range", self.jpeg_range), ("jpeg_range2", self.jpeg_range2)] {
             if low < 1.0 || high > 100.0 {
-                return invalid(format!(
-                    "{name} = [{low}, {high}] is not within JPEG quality 1..=100"
-                ));
+                return invalid(format!("{name} = [{low}, {high}] is not within JPEG quality 1..=100"));
             }
         }
-        for (name, [low, _]) in [
-            ("blur_sigma", self.blur_sigma),
-            ("blur_sigma2", self.blur_sigma2),
-        ] {
+        for (name, [low, _]) in [("blur_sigma", self.blur_sigma), ("blur_sigma2", self.blur_sigma2)] {
             if low <= 0.0 {
                 return invalid(format!("{name} must be positive"));
             }
         }
         let kernels = [
-            (
-                "kernel_list",
-                self.blur_kernel_size,
-                &self.kernel_list,
-                &self.kernel_prob,
-            ),
-            (
-                "kernel_list2",
-                self.blur_kernel_size2,
-                &self.kernel_list2,
-                &self.kernel_prob2,
-            ),
+            ("kernel_list", self.blur_kernel_size, &self.kernel_list, &self.kernel_prob),
+            ("kernel_list2", self.blur_kernel_size2, &self.kernel_list2, &self.kernel_prob2),
         ];
         for (name, size, kinds, odds) in kernels {
             if size < MIN_KERNEL_SIZE || size % 2 == 0 {
-                return invalid(format!("the kernel size of {name} must be odd and at least {MIN_KERNEL_SIZE}, got {size}"));
+                return invalid(format!(
+                    "the kernel size of {name} must be odd and at least {MIN_KERNEL_SIZE}, got {size}"
+                ));
             }
             if kinds.len() != odds.len() {
-                return invalid(format!(
-                    "{name} has {} kinds but {} probabilities",
-                    kinds.len(),
-                    odds.len()
-                ));
+                return invalid(format!("{name} has {} kinds but {} probabilities", kinds.len(), odds.len()));
             }
             check_odds(name, odds)?;
         }
@@ -287,13 +238,8 @@ impl RealEsrganConfig {
 
 /// Relative odds: non-negative, finite, not all zero (they need not sum to 1, as in `random.choices`).
 fn check_odds(name: &str, odds: &[f64]) -> Result<(), ConfigError> {
-    if odds.is_empty()
-        || odds.iter().any(|p| !p.is_finite() || *p < 0.0)
-        || odds.iter().sum::<f64>() <= 0.0
-    {
-        return Err(ConfigError::Invalid(format!(
-            "{name} odds {odds:?} must be non-negative and not all zero"
-        )));
+    if odds.is_empty() || odds.iter().any(|p| !p.is_finite() || *p < 0.0) || odds.iter().sum::<f64>() <= 0.0 {
+        return Err(ConfigError::Invalid(format!("{name} odds {odds:?} must be non-negative and not all zero")));
     }
     Ok(())
 }

@@ -32,20 +32,12 @@ pub fn jpeg_round_trip(image: &Tensor, quality: f64) -> Result<Tensor, DegradeEr
     let mut encoded = Vec::new();
     let quality = quality.round().clamp(1.0, 100.0) as u8;
     JpegEncoder::new_with_quality(&mut encoded, quality)
-        .write_image(
-            &samples,
-            rgb.width as u32,
-            rgb.height as u32,
-            ExtendedColorType::Rgb8,
-        )
+        .write_image(&samples, rgb.width as u32, rgb.height as u32, ExtendedColorType::Rgb8)
         .map_err(DegradeError::Jpeg)?;
-    let decoded = image::load_from_memory_with_format(&encoded, ImageFormat::Jpeg)
-        .map_err(DegradeError::Jpeg)?;
+    let decoded = image::load_from_memory_with_format(&encoded, ImageFormat::Jpeg).map_err(DegradeError::Jpeg)?;
     let data = decoded.to_rgb32f().into_raw();
     let out = Image::new(rgb.width, rgb.height, 3, data);
-    Ok(to_tensor(&out, Device::Cpu)
-        .to_device(image.device())
-        .to_kind(image.kind()))
+    Ok(to_tensor(&out, Device::Cpu).to_device(image.device()).to_kind(image.kind()))
 }
 
 /// Replaces the chroma of interleaved 8-bit RGB with its 2x2 block means (JPEG's full-range BT.601 YCbCr),
@@ -73,11 +65,7 @@ fn subsample_chroma(rgb: &mut [u8], width: usize, height: usize) {
             let (cb, cr) = (cb / pixels.len() as f32, cr / pixels.len() as f32);
             for &i in &pixels {
                 let y = ycbcr(&rgb[i..i + 3])[0];
-                let rgb_out = [
-                    y + 1.402 * cr,
-                    y - 0.344136 * cb - 0.714136 * cr,
-                    y + 1.772 * cb,
-                ];
+                let rgb_out = [y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb];
                 for (dst, v) in rgb[i..i + 3].iter_mut().zip(rgb_out) {
                     *dst = v.round().clamp(0.0, 255.0) as u8;
                 }
@@ -112,10 +100,7 @@ mod tests {
         let low = jpeg_round_trip(&image, 30.0).unwrap();
         assert_eq!(high.size(), image.size());
         let (p_high, p_low) = (psnr(&image, &high), psnr(&image, &low));
-        assert!(
-            p_high > 30.0 && p_low < p_high - 3.0,
-            "PSNR q95 {p_high:.2} dB, q30 {p_low:.2} dB"
-        );
+        assert!(p_high > 30.0 && p_low < p_high - 3.0, "PSNR q95 {p_high:.2} dB, q30 {p_low:.2} dB");
     }
 
     #[test]
@@ -129,14 +114,8 @@ mod tests {
         assert!((luma(&rgb[3..6]) - luma(&blue)).abs() < 1.0, "{rgb:?}");
         // Same Cb and Cr: the same R - B and G - B (up to rounding) for both pixels.
         let diff = |p: &[u8], i: usize| p[i] as i32 - p[2] as i32;
-        assert!(
-            (diff(&rgb[0..3], 0) - diff(&rgb[3..6], 0)).abs() <= 1,
-            "{rgb:?}"
-        );
-        assert!(
-            (diff(&rgb[0..3], 1) - diff(&rgb[3..6], 1)).abs() <= 1,
-            "{rgb:?}"
-        );
+        assert!((diff(&rgb[0..3], 0) - diff(&rgb[3..6], 0)).abs() <= 1, "{rgb:?}");
+        assert!((diff(&rgb[0..3], 1) - diff(&rgb[3..6], 1)).abs() <= 1, "{rgb:?}");
         assert_ne!(&rgb[0..3], &orange);
     }
 }

@@ -52,8 +52,7 @@ impl Kernel {
         let mut weights = vec![0.0; size * size];
         for row in 0..self.size {
             let start = (row + pad) * size + pad;
-            weights[start..start + self.size]
-                .copy_from_slice(&self.weights[row * self.size..(row + 1) * self.size]);
+            weights[start..start + self.size].copy_from_slice(&self.weights[row * self.size..(row + 1) * self.size]);
         }
         Self { size, weights }
     }
@@ -101,11 +100,7 @@ pub struct BlurParams {
 /// A Gaussian-family kernel: basicsr `bivariate_Gaussian`, `bivariate_generalized_Gaussian`,
 /// `bivariate_plateau`.
 pub fn blur_kernel(p: &BlurParams) -> Kernel {
-    let (sigma_y, theta) = if p.kind.is_isotropic() {
-        (p.sigma_x, 0.0)
-    } else {
-        (p.sigma_y, p.theta)
-    };
+    let (sigma_y, theta) = if p.kind.is_isotropic() { (p.sigma_x, 0.0) } else { (p.sigma_y, p.theta) };
     let (sin, cos) = theta.sin_cos();
     // x^T Σ^-1 x with Σ = R diag(σx², σy²) R^T is |diag(1/σx, 1/σy) R^T x|².
     let quadratic = |x: f64, y: f64| {
@@ -115,9 +110,7 @@ pub fn blur_kernel(p: &BlurParams) -> Kernel {
     };
     let beta = p.beta;
     match p.kind {
-        KernelKind::Iso | KernelKind::Aniso => {
-            Kernel::from_fn(p.size, |x, y| (-0.5 * quadratic(x, y)).exp())
-        }
+        KernelKind::Iso | KernelKind::Aniso => Kernel::from_fn(p.size, |x, y| (-0.5 * quadratic(x, y)).exp()),
         KernelKind::GeneralizedIso | KernelKind::GeneralizedAniso => {
             Kernel::from_fn(p.size, |x, y| (-0.5 * quadratic(x, y).powf(beta)).exp())
         }
@@ -175,9 +168,7 @@ pub fn random_blur_kernel(rng: &mut impl Rng, ranges: &KernelRanges) -> Kernel {
         let low = if size < 13 { PI / 3.0 } else { PI / 5.0 };
         circular_lowpass_kernel(uniform(rng, [low, PI]), size)
     } else {
-        let kind = ranges.kinds[WeightedIndex::new(ranges.kind_prob)
-            .expect("validated kernel_prob")
-            .sample(rng)];
+        let kind = ranges.kinds[WeightedIndex::new(ranges.kind_prob).expect("validated kernel_prob").sample(rng)];
         blur_kernel(&random_blur_params(rng, kind, size, ranges))
     };
     kernel.padded_to(ranges.max_size)
@@ -186,18 +177,10 @@ pub fn random_blur_kernel(rng: &mut impl Rng, ranges: &KernelRanges) -> Kernel {
 /// basicsr `random_bivariate_*`: σx (and for anisotropic kinds σy, θ ∈ [-π, π]) uniform; β for the
 /// generalized and plateau kinds uniform below or above 1 with equal odds (basicsr's own split, which
 /// assumes the range straddles 1).
-fn random_blur_params(
-    rng: &mut impl Rng,
-    kind: KernelKind,
-    size: usize,
-    ranges: &KernelRanges,
-) -> BlurParams {
+fn random_blur_params(rng: &mut impl Rng, kind: KernelKind, size: usize, ranges: &KernelRanges) -> BlurParams {
     let sigma_x = uniform(rng, ranges.sigma);
-    let (sigma_y, theta) = if kind.is_isotropic() {
-        (sigma_x, 0.0)
-    } else {
-        (uniform(rng, ranges.sigma), uniform(rng, [-PI, PI]))
-    };
+    let (sigma_y, theta) =
+        if kind.is_isotropic() { (sigma_x, 0.0) } else { (uniform(rng, ranges.sigma), uniform(rng, [-PI, PI])) };
     let beta_range = match kind {
         KernelKind::Iso | KernelKind::Aniso => None,
         KernelKind::GeneralizedIso | KernelKind::GeneralizedAniso => Some(ranges.betag_range),
@@ -208,14 +191,7 @@ fn random_blur_params(
         Some([low, _]) if rng.gen::<f64>() < 0.5 => uniform(rng, [low, 1.0]),
         Some([_, high]) => uniform(rng, [1.0, high]),
     };
-    BlurParams {
-        kind,
-        size,
-        sigma_x,
-        sigma_y,
-        theta,
-        beta,
-    }
+    BlurParams { kind, size, sigma_x, sigma_y, theta, beta }
 }
 
 /// The final sinc filter: with `prob` a circular low-pass of size 7..=`max_size` and cut-off in [π/3, π],
@@ -240,10 +216,7 @@ mod tests {
         let k = circular_lowpass_kernel(2.0, 7).padded_to(21);
         assert_eq!(k.size, 21);
         assert!((k.weights.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!(
-            k.weights[10 * 21 + 10],
-            circular_lowpass_kernel(2.0, 7).weights[3 * 7 + 3]
-        );
+        assert_eq!(k.weights[10 * 21 + 10], circular_lowpass_kernel(2.0, 7).weights[3 * 7 + 3]);
         assert_eq!(k.weights[6 * 21 + 6], 0.0);
         assert_eq!(Kernel::pulse(21).weights.iter().sum::<f64>(), 1.0);
     }
@@ -268,9 +241,6 @@ mod tests {
             assert_eq!(k.size, 21);
             assert!((k.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
-        assert_eq!(
-            sizes.into_iter().collect::<Vec<_>>(),
-            vec![7, 9, 11, 13, 15, 17, 19, 21]
-        );
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![7, 9, 11, 13, 15, 17, 19, 21]);
     }
 }

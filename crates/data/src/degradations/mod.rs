@@ -26,11 +26,7 @@ pub enum DegradeError {
     #[error("expected a [1, 3, H, W] image tensor, got shape {0:?}")]
     Shape(Vec<i64>),
     #[error("a {height}x{width} image is too small for {what}")]
-    TooSmall {
-        height: i64,
-        width: i64,
-        what: String,
-    },
+    TooSmall { height: i64, width: i64, what: String },
     #[error(transparent)]
     Interpolate(#[from] InterpolateError),
     #[error("JPEG round trip failed: {0}")]

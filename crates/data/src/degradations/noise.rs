@@ -34,9 +34,7 @@ pub enum NoiseKind {
 
 /// `clamp(image + noise, 0, 1)` for a `[1, C, H, W]` image in `[0, 1]`.
 pub fn add_noise(image: &Tensor, noise: &Noise) -> Result<Tensor, DegradeError> {
-    let (n, c, h, w) = image
-        .size4()
-        .map_err(|_| DegradeError::Shape(image.size()))?;
+    let (n, c, h, w) = image.size4().map_err(|_| DegradeError::Shape(image.size()))?;
     if n != 1 || (noise.gray && c != 3) {
         return Err(DegradeError::Shape(image.size()));
     }
@@ -55,61 +53,37 @@ pub fn add_noise(image: &Tensor, noise: &Noise) -> Result<Tensor, DegradeError> 
         }
         NoiseKind::Poisson { scale } => {
             let samples = to_vec(image)?;
-            let source = if noise.gray {
-                gray(&samples, plane)
-            } else {
-                samples
-            };
-            poisson_noise(&source, &mut rng)
-                .into_iter()
-                .map(|x| x * scale as f32)
-                .collect()
+            let source = if noise.gray { gray(&samples, plane) } else { samples };
+            poisson_noise(&source, &mut rng).into_iter().map(|x| x * scale as f32).collect()
         }
     };
     let planes = if noise.gray { 1 } else { c as i64 };
-    let field = Tensor::from_slice(&field)
-        .view([1, planes, h, w])
-        .to_device(image.device())
-        .to_kind(image.kind());
+    let field = Tensor::from_slice(&field).view([1, planes, h, w]).to_device(image.device()).to_kind(image.kind());
     Ok((image + field).clamp(0.0, 1.0))
 }
 
 fn to_vec(image: &Tensor) -> Result<Vec<f32>, DegradeError> {
-    let flat = image
-        .to_device(sana_sr_core::Device::Cpu)
-        .to_kind(sana_sr_core::Kind::Float)
-        .contiguous()
-        .view([-1]);
+    let flat = image.to_device(sana_sr_core::Device::Cpu).to_kind(sana_sr_core::Kind::Float).contiguous().view([-1]);
     Vec::<f32>::try_from(&flat).map_err(|e| DegradeError::Torch(e.to_string()))
 }
 
 /// torchvision `rgb_to_grayscale` of CHW RGB samples.
 fn gray(rgb: &[f32], plane: usize) -> Vec<f32> {
-    (0..plane)
-        .map(|i| {
-            (0..3)
-                .map(|ch| GRAY_WEIGHTS[ch] * rgb[ch * plane + i])
-                .sum()
-        })
-        .collect()
+    (0..plane).map(|i| (0..3).map(|ch| GRAY_WEIGHTS[ch] * rgb[ch * plane + i]).sum()).collect()
 }
 
 /// basicsr `generate_poisson_noise_pt` for one image: the samples are rounded to 8-bit levels, the number
 /// of distinct levels rounded up to a power of two `v` sets the photon count, and the noise is
 /// `Poisson(x v) / v - x` of the rounded `x`.
 fn poisson_noise(samples: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let codes: Vec<u8> = samples
-        .iter()
-        .map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let codes: Vec<u8> = samples.iter().map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8).collect();
     let mut present = [false; 256];
     codes.iter().for_each(|&code| present[code as usize] = true);
     let distinct = present.iter().filter(|&&p| p).count().max(1);
     let levels = distinct.next_power_of_two() as f64;
     // Only 256 rates occur, one per code value: build each distribution once.
-    let rates: Vec<Option<Poisson<f64>>> = (0..256)
-        .map(|code| Poisson::new(code as f64 / 255.0 * levels).ok())
-        .collect();
+    let rates: Vec<Option<Poisson<f64>>> =
+        (0..256).map(|code| Poisson::new(code as f64 / 255.0 * levels).ok()).collect();
     codes
         .iter()
         .map(|&code| {
@@ -131,30 +105,17 @@ mod tests {
     #[test]
     fn gaussian_noise_has_its_sigma_and_gray_noise_is_shared() {
         let image = flat(0.5);
-        let color = Noise {
-            kind: NoiseKind::Gaussian { sigma: 20.0 },
-            gray: false,
-            seed: 3,
-        };
+        let color = Noise { kind: NoiseKind::Gaussian { sigma: 20.0 }, gray: false, seed: 3 };
         let residual = add_noise(&image, &color).unwrap() - &image;
         let std = residual.std(true).double_value(&[]) * 255.0;
         assert!((std - 20.0).abs() < 0.5, "std {std}");
         assert!(residual.mean(Kind::Float).double_value(&[]).abs() < 1e-3);
-        let channels_differ = (residual.get(0).get(0) - residual.get(0).get(1))
-            .abs()
-            .max()
-            .double_value(&[]);
+        let channels_differ = (residual.get(0).get(0) - residual.get(0).get(1)).abs().max().double_value(&[]);
         assert!(channels_differ > 0.01);
 
-        let gray = Noise {
-            gray: true,
-            ..color
-        };
+        let gray = Noise { gray: true, ..color };
         let residual = add_noise(&image, &gray).unwrap() - &image;
-        let channels_differ = (residual.get(0).get(0) - residual.get(0).get(2))
-            .abs()
-            .max()
-            .double_value(&[]);
+        let channels_differ = (residual.get(0).get(0) - residual.get(0).get(2)).abs().max().double_value(&[]);
         assert_eq!(channels_differ, 0.0);
     }
 
@@ -162,42 +123,20 @@ mod tests {
     fn poisson_noise_variance_follows_the_level_count() {
         // One level (0.5) -> one distinct value -> v = 1: Poisson(0.5) / 1 - 0.5, variance 0.5 (times scale²).
         let image = flat(128.0 / 255.0);
-        let noise = Noise {
-            kind: NoiseKind::Poisson { scale: 0.1 },
-            gray: false,
-            seed: 5,
-        };
+        let noise = Noise { kind: NoiseKind::Poisson { scale: 0.1 }, gray: false, seed: 5 };
         let residual = add_noise(&image, &noise).unwrap() - &image;
         let variance = residual.var(true).double_value(&[]);
         // Clipping at 0 and 1 is never hit: 0.502 + 0.1 * (k - 0.502) stays in [0, 1] for k <= 5.
         let expected = 0.01 * 128.0 / 255.0;
-        assert!(
-            (variance - expected).abs() / expected < 0.05,
-            "variance {variance} vs {expected}"
-        );
+        assert!((variance - expected).abs() / expected < 0.05, "variance {variance} vs {expected}");
     }
 
     #[test]
     fn poisson_noise_is_zero_on_black_and_output_is_clipped() {
         let black = flat(0.0);
-        let noise = Noise {
-            kind: NoiseKind::Poisson { scale: 3.0 },
-            gray: true,
-            seed: 1,
-        };
-        assert_eq!(
-            add_noise(&black, &noise)
-                .unwrap()
-                .abs()
-                .max()
-                .double_value(&[]),
-            0.0
-        );
-        let loud = Noise {
-            kind: NoiseKind::Gaussian { sigma: 200.0 },
-            gray: false,
-            seed: 1,
-        };
+        let noise = Noise { kind: NoiseKind::Poisson { scale: 3.0 }, gray: true, seed: 1 };
+        assert_eq!(add_noise(&black, &noise).unwrap().abs().max().double_value(&[]), 0.0);
+        let loud = Noise { kind: NoiseKind::Gaussian { sigma: 200.0 }, gray: false, seed: 1 };
         let out = add_noise(&flat(0.9), &loud).unwrap();
         assert!(out.min().double_value(&[]) >= 0.0 && out.max().double_value(&[]) <= 1.0);
     }

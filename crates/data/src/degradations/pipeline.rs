@@ -68,23 +68,13 @@ impl Degradation {
         let c = &self.config;
         let kernel1 = random_blur_kernel(rng, &c.kernel_ranges());
         let kernel2 = random_blur_kernel(rng, &c.kernel_ranges2());
-        let final_sinc = random_final_sinc(
-            rng,
-            c.final_sinc_prob,
-            c.blur_kernel_size.max(c.blur_kernel_size2),
-        );
+        let final_sinc = random_final_sinc(rng, c.final_sinc_prob, c.blur_kernel_size.max(c.blur_kernel_size2));
 
         let first = StageParams {
             blur: Some(kernel1),
             resize_scale: random_scale(rng, c.resize_prob, c.resize_range),
             resize_mode: random_mode(rng),
-            noise: random_noise(
-                rng,
-                c.gaussian_noise_prob,
-                c.noise_range,
-                c.poisson_scale_range,
-                c.gray_noise_prob,
-            ),
+            noise: random_noise(rng, c.gaussian_noise_prob, c.noise_range, c.poisson_scale_range, c.gray_noise_prob),
             jpeg_quality: uniform(rng, c.jpeg_range),
         };
         let second_blur = rng.gen::<f64>() < c.second_blur_prob;
@@ -102,13 +92,7 @@ impl Degradation {
             jpeg_quality: uniform(rng, c.jpeg_range2),
         };
         let jpeg_last = rng.gen::<f64>() < 0.5;
-        DegradationParams {
-            first,
-            second,
-            final_sinc,
-            final_mode: random_mode(rng),
-            jpeg_last,
-        }
+        DegradationParams { first, second, final_sinc, final_mode: random_mode(rng), jpeg_last }
     }
 
     /// Degrades a `[1, 3, H, W]` HR image in `[0, 1]` (on any device) into its `[1, 3, H/s, W/s]` LR image,
@@ -121,11 +105,7 @@ impl Degradation {
         let min = self.min_hr_size();
         if h < min || w < min {
             let what = format!("this degradation config (at least {min}x{min} pixels)");
-            return Err(DegradeError::TooSmall {
-                height: h,
-                width: w,
-                what,
-            });
+            return Err(DegradeError::TooSmall { height: h, width: w, what });
         }
         let scale = self.config.scale as f64;
 
@@ -134,11 +114,7 @@ impl Degradation {
             Some(kernel) => filter2d(hr, kernel)?,
             None => hr.shallow_clone(),
         };
-        out = interpolate(
-            &out,
-            Target::Scale(p.first.resize_scale),
-            p.first.resize_mode,
-        )?;
+        out = interpolate(&out, Target::Scale(p.first.resize_scale), p.first.resize_mode)?;
         out = add_noise(&out, &p.first.noise)?;
         out = jpeg_round_trip(&out.clamp(0.0, 1.0), p.first.jpeg_quality)?;
 
@@ -147,21 +123,11 @@ impl Degradation {
             out = filter2d(&out, kernel)?;
         }
         let size = |length: i64| ((length as f64 / scale * p.second.resize_scale) as i64).max(1);
-        out = interpolate(
-            &out,
-            Target::Size {
-                height: size(h),
-                width: size(w),
-            },
-            p.second.resize_mode,
-        )?;
+        out = interpolate(&out, Target::Size { height: size(h), width: size(w) }, p.second.resize_mode)?;
         out = add_noise(&out, &p.second.noise)?;
 
         // [resize to the LR size + sinc] and JPEG, in either order.
-        let lr_size = Target::Size {
-            height: h / self.config.scale as i64,
-            width: w / self.config.scale as i64,
-        };
+        let lr_size = Target::Size { height: h / self.config.scale as i64, width: w / self.config.scale as i64 };
         let resize_and_sinc = |x: &Tensor| -> Result<Tensor, DegradeError> {
             let resized = interpolate(x, lr_size, p.final_mode)?;
             match &p.final_sinc {
@@ -170,15 +136,9 @@ impl Degradation {
             }
         };
         out = if p.jpeg_last {
-            jpeg_round_trip(
-                &resize_and_sinc(&out)?.clamp(0.0, 1.0),
-                p.second.jpeg_quality,
-            )?
+            jpeg_round_trip(&resize_and_sinc(&out)?.clamp(0.0, 1.0), p.second.jpeg_quality)?
         } else {
-            resize_and_sinc(&jpeg_round_trip(
-                &out.clamp(0.0, 1.0),
-                p.second.jpeg_quality,
-            )?)?
+            resize_and_sinc(&jpeg_round_trip(&out.clamp(0.0, 1.0), p.second.jpeg_quality)?)?
         };
         Ok((out * 255.0).round().clamp(0.0, 255.0) / 255.0)
     }
@@ -203,18 +163,13 @@ impl Degradation {
                 && (c.final_sinc_prob == 0.0
                     || side / c.scale as i64 > half(c.blur_kernel_size.max(c.blur_kernel_size2)))
         };
-        (1..)
-            .find(|&side| fits(side))
-            .expect("a large enough side exists for a validated config")
+        (1..).find(|&side| fits(side)).expect("a large enough side exists for a validated config")
     }
 }
 
 /// `random.choices(['up', 'down', 'keep'], odds)`, then the scale: up in [1, max), down in [min, 1).
 fn random_scale(rng: &mut impl Rng, odds: [f64; 3], [low, high]: [f64; 2]) -> f64 {
-    match WeightedIndex::new(odds)
-        .expect("validated resize odds")
-        .sample(rng)
-    {
+    match WeightedIndex::new(odds).expect("validated resize odds").sample(rng) {
         0 => uniform(rng, [1.0, high]),
         1 => uniform(rng, [low, 1.0]),
         _ => 1.0,
@@ -236,19 +191,11 @@ fn random_noise(
     gray_prob: f64,
 ) -> Noise {
     let kind = if rng.gen::<f64>() < gaussian_prob {
-        NoiseKind::Gaussian {
-            sigma: uniform(rng, sigma_range),
-        }
+        NoiseKind::Gaussian { sigma: uniform(rng, sigma_range) }
     } else {
-        NoiseKind::Poisson {
-            scale: uniform(rng, poisson_range),
-        }
+        NoiseKind::Poisson { scale: uniform(rng, poisson_range) }
     };
-    Noise {
-        kind,
-        gray: rng.gen::<f64>() < gray_prob,
-        seed: rng.gen(),
-    }
+    Noise { kind, gray: rng.gen::<f64>() < gray_prob, seed: rng.gen() }
 }
 
 /// The RNG of pair `index` under `seed`: one ChaCha8 stream per index, so a pair depends on nothing else

@@ -27,31 +27,15 @@ pub fn preview_grid(
     for (row, image) in images.iter().enumerate() {
         let (h, w) = (image.height, image.width);
         let hr = image
-            .crop(
-                w.saturating_sub(crop) / 2,
-                h.saturating_sub(crop) / 2,
-                crop,
-                crop,
-            )
-            .ok_or(DegradeError::TooSmall {
-                height: h as i64,
-                width: w as i64,
-                what: format!("a {crop}px crop"),
-            })?
+            .crop(w.saturating_sub(crop) / 2, h.saturating_sub(crop) / 2, crop, crop)
+            .ok_or(DegradeError::TooSmall { height: h as i64, width: w as i64, what: format!("a {crop}px crop") })?
             .to_rgb();
         let top = row * (crop + GAP);
         paste(&mut grid, &hr, 0, top);
         let hr_tensor = to_tensor(&hr, Device::Cpu);
         for (column, &seed) in seeds.iter().enumerate() {
             let lr = degradation.degrade(&hr_tensor, &mut pair_rng(seed, row as u64))?;
-            let shown = interpolate(
-                &lr,
-                Target::Size {
-                    height: crop as i64,
-                    width: crop as i64,
-                },
-                Mode::Nearest,
-            )?;
+            let shown = interpolate(&lr, Target::Size { height: crop as i64, width: crop as i64 }, Mode::Nearest)?;
             let shown = to_image(&shown).map_err(|_| DegradeError::Shape(shown.size()))?;
             paste(&mut grid, &shown, (column + 1) * (crop + GAP), top);
         }

@@ -55,18 +55,13 @@ pub fn interpolate(input: &Tensor, target: Target, mode: Mode) -> Result<Tensor,
     };
     let (out_h, out_w, scale) = match target {
         Target::Size { height, width } => (height, width, None),
-        Target::Scale(s) if s.is_finite() && s > 0.0 => (
-            (height as f64 * s).floor() as i64,
-            (width as f64 * s).floor() as i64,
-            Some(s),
-        ),
+        Target::Scale(s) if s.is_finite() && s > 0.0 => {
+            ((height as f64 * s).floor() as i64, (width as f64 * s).floor() as i64, Some(s))
+        }
         Target::Scale(s) => return Err(InterpolateError::Scale(s)),
     };
     if out_h < 1 || out_w < 1 {
-        return Err(InterpolateError::EmptyOutput {
-            height: out_h,
-            width: out_w,
-        });
+        return Err(InterpolateError::EmptyOutput { height: out_h, width: out_w });
     }
     let size = [out_h, out_w];
     Ok(match mode {

@@ -16,9 +16,7 @@ pub struct Array {
 
 impl Fixture {
     pub fn open(name: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Self { bytes }
     }
@@ -35,19 +33,10 @@ impl Fixture {
         let view = tensors.tensor(name).unwrap();
         let data = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
+            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+            Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
             other => panic!("{name}: unexpected dtype {other:?}"),
         };
-        Array {
-            shape: view.shape().to_vec(),
-            values,
-        }
+        Array { shape: view.shape().to_vec(), values }
     }
 }
