@@ -187,8 +187,14 @@ pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let temporary =
-        tempfile::Builder::new().prefix(".sana-sr-").suffix(".part").tempfile_in(folder).map_err(write_error)?;
+    // A temporary file is private (0600) by default; the finished image gets the permissions any new file
+    // would (0666 less the umask), since it is renamed into place rather than written there.
+    let temporary = tempfile::Builder::new()
+        .prefix(".sana-sr-")
+        .suffix(".part")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(folder)
+        .map_err(write_error)?;
     {
         let mut writer = BufWriter::new(temporary.as_file());
         encode(image, width, height, options.encoding, &mut writer)

@@ -83,6 +83,18 @@ fn writing_never_clobbers_unless_asked_and_leaves_no_temporary_files() {
 }
 
 #[test]
+fn written_images_get_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, b"x").unwrap();
+    let path = dir.path().join("x.png");
+    write_image(&gradient(4, 4, 3), &path, &png(false)).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), mode(&plain), "an image must not stay private like its temporary file");
+}
+
+#[test]
 fn broken_files_are_clear_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.png");
