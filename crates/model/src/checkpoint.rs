@@ -35,6 +35,8 @@ pub enum CheckpointError {
     UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
     #[error("weight `{key}` has shape {found:?} in the checkpoint but the model expects {expected:?}; is this a checkpoint of another model or config?")]
     ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("checkpoints are saved as F32, F16 or BF16, not {kind:?}")]
+    SaveKind { kind: Kind },
     #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", "))]
     Keys { missing: Vec<String>, unexpected: Vec<String> },
 }
@@ -150,7 +152,7 @@ pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
         Kind::Float => Dtype::F32,
         Kind::Half => Dtype::F16,
         Kind::BFloat16 => Dtype::BF16,
-        _ => panic!("checkpoints are saved as F32, F16 or BF16, not {kind:?}"),
+        _ => return Err(CheckpointError::SaveKind { kind }),
     };
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));

@@ -48,6 +48,15 @@ fn round_trip_in_every_dtype() {
 }
 
 #[test]
+fn saving_in_a_kind_checkpoints_do_not_hold_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ints.safetensors");
+    let err = checkpoint::save(&tiny_store(), &path, Kind::Int).unwrap_err();
+    assert!(matches!(err, CheckpointError::SaveKind { kind: Kind::Int }), "{err}");
+    assert!(!path.exists());
+}
+
+#[test]
 fn sharded_index_loads_every_shard() {
     let dir = tempfile::tempdir().unwrap();
     let src = tiny_store();

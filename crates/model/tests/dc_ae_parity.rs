@@ -13,8 +13,9 @@ use sana_sr_model::checkpoint;
 use serde_json::Value;
 
 /// Max absolute difference allowed against diffusers in float32: both run the same float32 ops on the same
-/// weights, so differences are summation-order rounding (seen: about 1e-6 on activations of order 1).
-const TOLERANCE: f64 = 1e-4;
+/// weights, so differences are summation-order rounding (seen: at most 4.2e-6, in the decoder, on activations
+/// of order 1); ten times under the project's stated 1e-4.
+const TOLERANCE: f64 = 1e-5;
 
 const TINY: [&str; 3] = ["unshuffle", "lpb0_conv", "lpb0_unshuffle"];
 

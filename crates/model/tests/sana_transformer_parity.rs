@@ -9,8 +9,11 @@ use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::checkpoint::{read_config, read_tensors};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 
-/// Largest absolute difference allowed against the reference, everything in float32.
-const TOLERANCE: f64 = 1e-4;
+/// Largest absolute difference allowed against the reference, everything in float32. The same libtorch
+/// kernels run in the same order on both sides, and every fixture block matches bit for bit today (0.0); the
+/// bound leaves room for a kernel that sums in another order on another CPU (rounding of ~1e-6 on
+/// activations of order 1), ten times under the project's stated 1e-4.
+const TOLERANCE: f64 = 1e-5;
 const TINY: [&str; 3] = ["p1_plain", "p2_qknorm_posembed", "sprint"];
 
 fn fixtures() -> PathBuf {

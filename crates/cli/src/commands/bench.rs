@@ -26,9 +26,9 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     threads: i32,
     /// Timed repetitions after one warm-up; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// cpu or cuda.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    repeats: u16,
+    /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
 }

@@ -1,7 +1,7 @@
 //! The one weight-carrying layer of sana-sr.
 //!
 //! Every linear and convolution of the DiT and of the DC-AE is a [`Layer`], so that LoRA adapters and
-//! structured pruning have exactly one type to wrap: both act on `weight` (`[out, in]` or
+//! structured pruning, when they come, have exactly one type to wrap: both act on `weight` (`[out, in]` or
 //! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation.
 
 use sana_sr_core::{nn, Tensor};
@@ -56,10 +56,6 @@ impl Layer {
     /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
     pub fn conv2d_same(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, bias: bool) -> Self {
         Self::conv2d(p, in_ch, out_ch, kernel, ConvConfig { padding: kernel / 2, bias, ..Default::default() })
-    }
-
-    pub fn out_features(&self) -> i64 {
-        self.weight.size()[0]
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
