@@ -4,6 +4,7 @@
 //! backend (libtorch through tch today) is chosen in one place; see `docs/decisions.md` for why tch.
 
 pub mod device;
+pub mod fs;
 
 pub use device::{parse_device, DeviceError};
 pub use tch::{manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};

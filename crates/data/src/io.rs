@@ -12,13 +12,15 @@
 //! place, so a crash never leaves a half-written image, and an existing file is only replaced when asked.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageReader, Limits};
+
+use sana_sr_core::fs::{write_atomically, AtomicWriteError};
 
 use crate::Image;
 
@@ -50,6 +52,17 @@ pub enum IoError {
     Encode { path: PathBuf, source: ImageError },
 }
 
+/// File extensions of the formats [`read_image`] decodes (the `image` crate features this crate enables),
+/// lower case; compare case-insensitively, e.g. with [`has_image_extension`].
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp"];
+
+/// Whether `path` ends in one of [`IMAGE_EXTENSIONS`], in any case.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)))
+}
+
 /// Options of [`read_image_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -71,6 +84,23 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image, IoError> {
 /// Reads a PNG, JPEG or WebP file (format from its content, not its name), upright per its EXIF orientation.
 pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Image, IoError> {
     let path = path.as_ref();
+    let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
+    let mut decoder = checked_decoder(path, options)?;
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    decoded.apply_orientation(orientation);
+    from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor { path: path.to_path_buf(), color })
+}
+
+/// The stored width and height of an image file, from its header alone (no pixel is decoded), with the
+/// checks and errors of [`read_image`]. EXIF orientation is not applied: a crop fits either way round
+/// only when both sides are checked, as callers do.
+pub fn image_size(path: impl AsRef<Path>) -> Result<(u32, u32), IoError> {
+    Ok(checked_decoder(path.as_ref(), &ReadOptions::default())?.dimensions())
+}
+
+/// A decoder for `path` whose header has been read and whose pixel count is within `options.max_pixels`.
+fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<impl ImageDecoder, IoError> {
     let open_error = |source| IoError::Open { path: path.to_path_buf(), source };
     let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(open_error)?;
@@ -86,7 +116,7 @@ pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<
     let mut limits = Limits::default();
     limits.max_alloc = Some(options.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let decoder = reader.into_decoder().map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if pixels > options.max_pixels {
@@ -98,10 +128,7 @@ pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<
             max_pixels: options.max_pixels,
         });
     }
-    let orientation = decoder.orientation().map_err(decode_error)?;
-    let mut decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    decoded.apply_orientation(orientation);
-    from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor { path: path.to_path_buf(), color })
+    Ok(decoder)
 }
 
 /// Converts a decoded image to [`Image`], keeping its channel count.
@@ -167,7 +194,6 @@ pub fn save_image(image: &Image, path: impl AsRef<Path>) -> Result<(), IoError> 
 pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions) -> Result<(), IoError> {
     let path = path.as_ref();
     let unwritable = |reason: String| IoError::Unwritable { path: path.to_path_buf(), reason };
-    let write_error = |source| IoError::Write { path: path.to_path_buf(), source };
     if !options.overwrite && path.exists() {
         return Err(IoError::Exists { path: path.to_path_buf() });
     }
@@ -183,34 +209,18 @@ pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions
         return Err(unwritable(format!("JPEG stores gray or RGB, not {channels} channels")));
     }
 
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    // A temporary file is private (0600) by default; the finished image gets the permissions any new file
-    // would (0666 less the umask), since it is renamed into place rather than written there.
-    let temporary = tempfile::Builder::new()
-        .prefix(".sana-sr-")
-        .suffix(".part")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(folder)
-        .map_err(write_error)?;
-    {
-        let mut writer = BufWriter::new(temporary.as_file());
-        encode(image, width, height, options.encoding, &mut writer)
-            .map_err(|source| IoError::Encode { path: path.to_path_buf(), source })?;
-        writer.flush().map_err(write_error)?;
-    }
-    temporary.as_file().sync_all().map_err(write_error)?;
-    if options.overwrite {
-        temporary.persist(path).map_err(|e| write_error(e.error))?;
-    } else {
-        temporary.persist_noclobber(path).map_err(|e| match e.error.kind() {
-            std::io::ErrorKind::AlreadyExists => IoError::Exists { path: path.to_path_buf() },
-            _ => write_error(e.error),
-        })?;
-    }
-    Ok(())
+    // The encoder's errors travel through the writer's `io::Error` and are told apart again here.
+    write_atomically(path, options.overwrite, |writer| {
+        encode(image, width, height, options.encoding, writer).map_err(std::io::Error::other)
+    })
+    .map_err(|error| match error {
+        AtomicWriteError::Exists { path } => IoError::Exists { path },
+        AtomicWriteError::Io { path, source } => IoError::Write { path, source },
+        AtomicWriteError::Content { path, source } => match source.downcast::<ImageError>() {
+            Ok(source) => IoError::Encode { path, source },
+            Err(source) => IoError::Write { path, source },
+        },
+    })
 }
 
 fn encode(

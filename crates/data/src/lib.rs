@@ -6,6 +6,7 @@ pub mod io;
 pub mod loader;
 pub mod pool;
 pub mod resize;
+pub mod sets;
 pub mod tensor;
 
 pub use image::Image;

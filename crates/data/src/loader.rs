@@ -22,7 +22,7 @@ use sana_sr_core::{Device, Tensor};
 
 use crate::degradations::pipeline::pair_rng;
 use crate::degradations::{Degradation, DegradeError};
-use crate::io::{read_image, IoError};
+use crate::io::{has_image_extension, image_size, read_image, IoError};
 use crate::tensor::to_tensor;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +68,6 @@ pub enum LoaderError {
         "pool image `{path}` is {width}x{height}, smaller than the {crop}x{crop} crop (or than the degradation needs)"
     )]
     TooSmall { path: PathBuf, width: u32, height: u32, crop: usize },
-    #[error("cannot read the size of pool image `{path}`: {source}")]
-    Header { path: PathBuf, source: image::ImageError },
     #[error(transparent)]
     Io(#[from] IoError),
     #[error("degrading a crop of `{path}`: {source}")]
@@ -171,8 +169,7 @@ impl Loader {
         }
         let min_side = config.gt_size.max(degradation.min_hr_size() as usize);
         for path in &paths {
-            let (width, height) =
-                image::image_dimensions(path).map_err(|source| LoaderError::Header { path: path.clone(), source })?;
+            let (width, height) = image_size(path)?;
             if (width as usize) < min_side || (height as usize) < min_side {
                 return Err(LoaderError::TooSmall { path: path.clone(), width, height, crop: min_side });
             }
@@ -234,14 +231,14 @@ impl Drop for Loader {
     }
 }
 
-/// The images of a pool folder (`*.png`, `*.jpg`, `*.jpeg`, `*.webp`), sorted by name so the pool order,
+/// The images of a pool folder (the extensions of [`crate::io::IMAGE_EXTENSIONS`]), sorted by name so the pool order,
 /// and with it every pair, does not depend on the file system.
 pub fn pool_paths(folder: impl AsRef<Path>) -> Result<Vec<PathBuf>, IoError> {
     let folder = folder.as_ref();
     let entries = std::fs::read_dir(folder).map_err(|source| IoError::Open { path: folder.into(), source })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| crate::io::Encoding::from_path(p).is_some())
+        .filter(|p| has_image_extension(p))
         .collect();
     paths.sort();
     Ok(paths)

@@ -9,21 +9,6 @@ use std::path::{Path, PathBuf};
 use crate::io::{read_image, write_image, Encoding, IoError, WriteOptions};
 use crate::resize::matlab::{imresize, ResizeError};
 
-/// Benchmark and test sets of ../shared/datasets: never training data.
-const TEST_SETS: [&str; 11] = [
-    "Set5",
-    "Set14",
-    "CBSD68",
-    "ImageNet-ValSR",
-    "RealSR-LR4",
-    "RealSet65",
-    "RealSet80",
-    "RealSRSet+5images",
-    "DIV2K_valid_HR",
-    "Urban100",
-    "Manga109",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolOptions {
     /// Downscale factor, at least 2.
@@ -118,7 +103,7 @@ fn output_path(source: &Path, out_dir: &Path) -> PathBuf {
 
 /// Whether `path` lies in a folder named like one of the test sets.
 fn is_test_image(path: &Path) -> bool {
-    path.components().any(|c| TEST_SETS.iter().any(|set| c.as_os_str() == *set))
+    path.components().any(|c| crate::sets::test_sets().any(|set| c.as_os_str() == set))
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// File extensions read as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"];
+use sana_sr_data::io::has_image_extension;
+use sana_sr_data::sets::EVAL_SETS;
 
 /// What the images of a flat (unpaired) folder are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,18 +26,23 @@ pub enum FlatRole {
     LowResolution,
 }
 
-/// The evaluation sets of `shared/datasets` and what their flat folders hold (SunHays80 is left out: it
-/// is the training set). Paired folders ignore the role.
-pub const KNOWN_SETS: &[(&str, FlatRole)] = &[
-    ("Set5", FlatRole::HighResolution),
-    ("Set14", FlatRole::HighResolution),
-    ("CBSD68", FlatRole::HighResolution),
-    ("ImageNet-ValSR", FlatRole::HighResolution),
-    ("RealSR-LR4", FlatRole::LowResolution),
-    ("RealSet65", FlatRole::LowResolution),
-    ("RealSet80", FlatRole::LowResolution),
-    ("RealSRSet+5images", FlatRole::LowResolution),
-];
+/// What the flat folder of each of [`EVAL_SETS`] holds, in that list's order: the benchmark photos, then
+/// the real low-quality photos. Paired folders ignore the role.
+const FLAT_ROLES: [FlatRole; EVAL_SETS.len()] = {
+    use FlatRole::{HighResolution as Hr, LowResolution as Lr};
+    [Hr, Hr, Hr, Hr, Lr, Lr, Lr, Lr]
+};
+
+/// The evaluation sets of `shared/datasets` ([`EVAL_SETS`]) and what their flat folders hold.
+pub const KNOWN_SETS: &[(&str, FlatRole)] = &{
+    let mut sets = [("", FlatRole::HighResolution); EVAL_SETS.len()];
+    let mut i = 0;
+    while i < sets.len() {
+        sets[i] = (EVAL_SETS[i], FLAT_ROLES[i]);
+        i += 1;
+    }
+    sets
+};
 
 /// Sub-folders that hold ground truth in a paired layout, most specific first (matched case-insensitively).
 const HR_DIRS: &[&str] = &["HR", "GT", "GTmod4", "target"];
@@ -80,12 +85,6 @@ pub struct EvalSet {
     pub samples: Vec<Sample>,
     /// Files of the set that could not be used (an LR without HR, or the reverse), with the reason.
     pub skipped: Vec<String>,
-}
-
-impl EvalSet {
-    pub fn has_ground_truth(&self) -> bool {
-        self.samples.iter().any(|s| s.hr.is_some())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,10 +174,7 @@ fn images_in(dir: &Path) -> Result<BTreeMap<String, PathBuf>, DatasetError> {
     let mut images = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(list_error)? {
         let path = entry.map_err(list_error)?.path();
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)));
+        let is_image = has_image_extension(&path);
         if let (true, true, Some(stem)) = (is_image, path.is_file(), path.file_stem().and_then(|s| s.to_str())) {
             images.insert(stem.to_owned(), path.clone());
         }
@@ -224,7 +220,7 @@ mod tests {
         }
         let set = discover("ImageNet-ValSR", root.path(), FlatRole::LowResolution, 4).unwrap();
         assert_eq!(set.samples.len(), 2);
-        assert!(set.has_ground_truth());
+        assert!(set.samples.iter().any(|s| s.hr.is_some()));
         assert_eq!(set.samples[1].hr, Some(root.path().join("gt/b.png")));
         assert!(set.skipped.is_empty());
     }
@@ -240,10 +236,10 @@ mod tests {
         assert_eq!(hr.samples.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(hr.samples[0].lr, LrSource::BicubicFromHr);
         assert_eq!(hr.samples[0].lr_stem(), "1");
-        assert!(hr.has_ground_truth());
+        assert!(hr.samples.iter().all(|s| s.hr.is_some()));
         let lr = discover("RealSet65", root.path(), FlatRole::LowResolution, 4).unwrap();
         assert_eq!(lr.samples[1].lr, LrSource::File(root.path().join("2.JPG")));
-        assert!(!lr.has_ground_truth());
+        assert!(lr.samples.iter().all(|s| s.hr.is_none()));
     }
 
     #[test]

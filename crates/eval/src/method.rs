@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sana_sr_data::io::{read_image, IoError};
+use sana_sr_data::io::{read_image, IoError, IMAGE_EXTENSIONS};
 use sana_sr_data::resize::matlab::ResizeError;
 use sana_sr_data::Image;
 
-use crate::dataset::{Sample, IMAGE_EXTENSIONS};
+use crate::dataset::Sample;
 use sana_sr_data::resize::matlab::imresize_uint8;
 
 /// The file, next to a folder method's outputs of one set, that records the seconds each image took

@@ -1,10 +1,12 @@
 //! `sana-sr eval`: score SR methods on the x4 benchmark sets (PSNR-Y, SSIM-Y, NIQE, seconds per image),
 //! print a markdown table, and write it as CSV beside side-by-side crops of every set.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use sana_sr_core::fs::write_atomically;
 use sana_sr_data::io::{write_image, Encoding, WriteOptions};
 use sana_sr_eval::dataset::{self, KNOWN_SETS};
 use sana_sr_eval::harness::{self, Options};
@@ -18,7 +20,8 @@ pub struct Args {
     /// Sets to evaluate, comma-separated (default: every known set).
     #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
-    /// Methods: `bicubic`, `folder:DIR` or `folder:NAME=DIR` (outputs DIR/<set>/<stem>.png); repeatable.
+    /// Methods: `bicubic`, `folder:DIR` or `folder:NAME=DIR` (outputs DIR/<set>/<stem>.<ext>, any readable
+    /// extension: png, jpg, jpeg, webp); repeatable.
     #[arg(long = "method", default_value = "bicubic")]
     methods: Vec<String>,
     /// Where the CSV (quality.csv) and the crops (panels/<set>.png) go.
@@ -78,7 +81,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("{}", report::markdown(&evaluation.rows));
     std::fs::create_dir_all(args.out.join("panels")).with_context(|| format!("creating {}", args.out.display()))?;
     let csv = args.out.join("quality.csv");
-    std::fs::write(&csv, report::csv(&evaluation.rows)).with_context(|| format!("writing {}", csv.display()))?;
+    let table = report::csv(&evaluation.rows);
+    write_atomically(&csv, true, |writer| writer.write_all(table.as_bytes()))
+        .with_context(|| format!("writing {}", csv.display()))?;
     let png = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: true };
     for (set, panel) in &evaluation.panels {
         write_image(panel, args.out.join("panels").join(format!("{set}.png")), &png)?;
