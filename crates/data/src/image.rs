@@ -44,8 +44,24 @@ impl Image {
     /// the outputs tools write (basicsr scores `tensor2img` output), so images made in memory are rounded the
     /// same way before they are scored.
     pub fn to_8bit(&self) -> Image {
-        let data = self.data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() / 255.0).collect();
+        let data = self.data.iter().map(|&v| f32::from(crate::io::quantize(v, 255.0)) / 255.0).collect();
         Image::new(self.width, self.height, self.channels, data)
+    }
+
+    /// Copies `tile` into this image with its top-left pixel at (`left`, `top`); what falls outside is cut off.
+    /// Both must have the same number of channels.
+    pub fn paste(&mut self, tile: &Image, left: usize, top: usize) {
+        assert_eq!(
+            tile.channels, self.channels,
+            "pasting a {}-channel tile into a {}-channel image",
+            tile.channels, self.channels
+        );
+        let width = tile.width.min(self.width.saturating_sub(left));
+        for y in 0..tile.height.min(self.height.saturating_sub(top)) {
+            let dst = ((top + y) * self.width + left) * self.channels;
+            let src = y * tile.width * self.channels;
+            self.data[dst..dst + width * self.channels].copy_from_slice(&tile.data[src..src + width * self.channels]);
+        }
     }
 
     /// The image as RGB: gray is repeated into three channels, alpha is dropped (composited on nothing: SR
@@ -73,5 +89,14 @@ mod tests {
         assert_eq!(crop.to_rgb().data, vec![8.0, 8.0, 8.0, 10.0, 10.0, 10.0]);
         let rgba = Image::new(1, 1, 4, vec![0.1, 0.2, 0.3, 0.4]);
         assert_eq!(rgba.to_rgb().data, vec![0.1, 0.2, 0.3]);
+    }
+
+    #[test]
+    fn paste_copies_and_cuts_off_at_the_border() {
+        let mut canvas = Image::zeros(3, 2, 1);
+        canvas.paste(&Image::new(2, 2, 1, vec![1.0, 2.0, 3.0, 4.0]), 2, 1);
+        assert_eq!(canvas.data, vec![0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        canvas.paste(&Image::new(2, 1, 1, vec![5.0, 6.0]), 0, 0);
+        assert_eq!(canvas.data, vec![5.0, 6.0, 0.0, 0.0, 0.0, 1.0]);
     }
 }

@@ -262,7 +262,7 @@ fn png_encoder<W: Write>(writer: W) -> PngEncoder<W> {
 }
 
 /// A `[0, 1]` sample as the nearest code value of a `max`-level integer format.
-fn quantize(x: f32, max: f32) -> u16 {
+pub(crate) fn quantize(x: f32, max: f32) -> u16 {
     (x.clamp(0.0, 1.0) * max).round() as u16
 }
 

@@ -9,27 +9,12 @@ use crate::Image;
 pub enum TensorError {
     #[error("expected a CHW or NCHW image tensor, got shape {0:?}")]
     Shape(Vec<i64>),
-    #[error("cannot stack images of different sizes: {first:?} and {other:?} (width, height, channels)")]
-    Mismatch { first: (usize, usize, usize), other: (usize, usize, usize) },
-    #[error("cannot make a batch of no images")]
-    EmptyBatch,
 }
 
 /// `image` as a `[1, C, H, W]` `f32` tensor on `device`.
 pub fn to_tensor(image: &Image, device: Device) -> Tensor {
     let (h, w, c) = (image.height as i64, image.width as i64, image.channels as i64);
     Tensor::from_slice(&image.data).view([h, w, c]).permute([2, 0, 1]).unsqueeze(0).contiguous().to_device(device)
-}
-
-/// Images of one size as a `[N, C, H, W]` `f32` tensor on `device`.
-pub fn to_batch(images: &[Image], device: Device) -> Result<Tensor, TensorError> {
-    let first = images.first().ok_or(TensorError::EmptyBatch)?;
-    let key = |i: &Image| (i.width, i.height, i.channels);
-    if let Some(other) = images.iter().find(|i| key(i) != key(first)) {
-        return Err(TensorError::Mismatch { first: key(first), other: key(other) });
-    }
-    let parts: Vec<Tensor> = images.iter().map(|i| to_tensor(i, Device::Cpu)).collect();
-    Ok(Tensor::cat(&parts, 0).to_device(device))
 }
 
 /// A `[C, H, W]` or `[1, C, H, W]` tensor (any float kind, any device) as an [`Image`].
@@ -40,17 +25,14 @@ pub fn to_image(tensor: &Tensor) -> Result<Image, TensorError> {
         other => return Err(TensorError::Shape(other.to_vec())),
     };
     let (c, h, w) = chw.size3().map_err(|_| TensorError::Shape(tensor.size()))?;
-    let hwc = chw.to_device(Device::Cpu).to_kind(Kind::Float).permute([1, 2, 0]).contiguous().view([-1]);
-    let data = Vec::<f32>::try_from(&hwc).map_err(|_| TensorError::Shape(tensor.size()))?;
+    let data = flat_samples(&chw.permute([1, 2, 0]))?;
     Ok(Image::new(w as usize, h as usize, c as usize, data))
 }
 
-/// Every image of a `[N, C, H, W]` tensor.
-pub fn to_images(batch: &Tensor) -> Result<Vec<Image>, TensorError> {
-    match batch.size().as_slice() {
-        [n, _, _, _] => (0..*n).map(|i| to_image(&batch.get(i))).collect(),
-        other => Err(TensorError::Shape(other.to_vec())),
-    }
+/// The samples of `tensor` (any float kind, any device) in memory order of its contiguous form, as CPU `f32`.
+pub fn flat_samples(tensor: &Tensor) -> Result<Vec<f32>, TensorError> {
+    let flat = tensor.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    Vec::<f32>::try_from(&flat).map_err(|_| TensorError::Shape(tensor.size()))
 }
 
 #[cfg(test)]
@@ -74,20 +56,15 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_images_and_batches() {
+    fn round_trips_images() {
         let image = ramp(5, 4, 1, 0.0);
         assert_eq!(to_image(&to_tensor(&image, Device::Cpu)).unwrap(), image);
-        let images = vec![ramp(4, 3, 3, 0.0), ramp(4, 3, 3, 0.5)];
-        let batch = to_batch(&images, Device::Cpu).unwrap();
-        assert_eq!(batch.size(), [2, 3, 3, 4]);
-        assert_eq!(to_images(&batch).unwrap(), images);
+        let rgb = ramp(4, 3, 3, 0.5);
+        assert_eq!(to_image(&to_tensor(&rgb, Device::Cpu).squeeze_dim(0)).unwrap(), rgb);
     }
 
     #[test]
-    fn refuses_bad_shapes_and_mixed_sizes() {
-        assert_eq!(to_batch(&[], Device::Cpu).unwrap_err(), TensorError::EmptyBatch);
-        let mixed = to_batch(&[ramp(4, 3, 3, 0.0), ramp(3, 4, 3, 0.0)], Device::Cpu).unwrap_err();
-        assert!(matches!(mixed, TensorError::Mismatch { .. }));
+    fn refuses_bad_shapes() {
         assert!(matches!(
             to_image(&Tensor::zeros([2, 3, 4, 4], (Kind::Float, Device::Cpu))),
             Err(TensorError::Shape(_))

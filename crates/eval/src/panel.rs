@@ -2,6 +2,9 @@
 //! (LR nearest-upscaled | each method | ground truth), each a `cell`-pixel square cut from the same place
 //! of every image (the centre of the output, aligned to the LR grid so the LR column shows whole pixels).
 
+use sana_sr_core::Device;
+use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_data::tensor::{to_image, to_tensor};
 use sana_sr_data::Image;
 
 /// Gap between cells, in pixels, and the colour of gaps and of empty cells (a method that failed).
@@ -25,7 +28,7 @@ pub fn window(width: usize, height: usize, cell: usize, scale: usize) -> (usize,
 /// same window of the output grid. Outputs that do not cover the window are left empty.
 pub fn row(lr: &Image, outputs: &[Option<&Image>], gt: Option<&Image>, cell: usize, scale: usize) -> PanelRow {
     let (x, y, w, h) = window(lr.width * scale, lr.height * scale, cell, scale);
-    let lr_cell = lr.crop(x / scale, y / scale, w / scale, h / scale).map(|crop| nearest_up(&crop, scale));
+    let lr_cell = lr.crop(x / scale, y / scale, w / scale, h / scale).and_then(|crop| nearest_up(&crop, scale));
     let cut = |image: Option<&Image>| image.and_then(|image| image.crop(x, y, w, h));
     std::iter::once(lr_cell)
         .chain(outputs.iter().map(|output| cut(*output)))
@@ -43,7 +46,12 @@ pub fn grid(rows: &[PanelRow], cell: usize) -> Image {
         for (c, cell_image) in cells.iter().enumerate() {
             let (left, top) = (GAP + c * (cell + GAP), GAP + r * (cell + GAP));
             match cell_image {
-                Some(image) => paste(&mut panel, &image.to_rgb(), left, top, cell),
+                Some(image) => {
+                    let shown = image.to_rgb();
+                    if let Some(shown) = shown.crop(0, 0, shown.width.min(cell), shown.height.min(cell)) {
+                        panel.paste(&shown, left, top);
+                    }
+                }
                 None => fill(&mut panel, left, top, cell, EMPTY),
             }
         }
@@ -51,23 +59,11 @@ pub fn grid(rows: &[PanelRow], cell: usize) -> Image {
     panel
 }
 
-/// Each pixel repeated `scale` times in both directions.
-fn nearest_up(image: &Image, scale: usize) -> Image {
-    let (width, height, channels) = (image.width * scale, image.height * scale, image.channels);
-    let data = (0..height)
-        .flat_map(|y| (0..width).flat_map(move |x| (0..channels).map(move |c| (x, y, c))))
-        .map(|(x, y, c)| image.at(x / scale, y / scale, c))
-        .collect();
-    Image::new(width, height, channels, data)
-}
-
-fn paste(panel: &mut Image, image: &Image, left: usize, top: usize, cell: usize) {
-    for y in 0..image.height.min(cell) {
-        for x in 0..image.width.min(cell) {
-            let at = ((top + y) * panel.width + left + x) * 3;
-            panel.data[at..at + 3].copy_from_slice(&image.data[(y * image.width + x) * 3..][..3]);
-        }
-    }
+/// Each pixel repeated `scale` times in both directions (`None` if the tensor backend fails).
+fn nearest_up(image: &Image, scale: usize) -> Option<Image> {
+    let target = Target::Size { height: (image.height * scale) as i64, width: (image.width * scale) as i64 };
+    let up = interpolate(&to_tensor(image, Device::Cpu), target, Mode::Nearest).ok()?;
+    to_image(&up).ok()
 }
 
 fn fill(panel: &mut Image, left: usize, top: usize, cell: usize, value: f32) {
@@ -93,7 +89,8 @@ mod tests {
         // LR 4x4 whose pixel (x, y) has value x + 10 y; outputs are its nearest upscaling, so every crop
         // of a correct window shows the same values as the nearest-upscaled LR crop.
         let lr = Image::new(4, 4, 1, (0..16).map(|i| (i % 4 + 10 * (i / 4)) as f32).collect());
-        let up = nearest_up(&lr, 2);
+        let up = nearest_up(&lr, 2).unwrap();
+        assert_eq!(up.at(3, 2, 0), lr.at(1, 1, 0));
         let cells = row(&lr, &[Some(&up), None], Some(&up), 4, 2);
         assert_eq!(cells.len(), 4);
         let lr_cell = cells[0].as_ref().unwrap();

@@ -56,7 +56,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
     }
     let images = paths.iter().map(read_image).collect::<Result<Vec<_>, _>>()?;
-    let seeds: Vec<u64> = (args.seed..args.seed + args.seeds).collect();
+    let end = args.seed.checked_add(args.seeds).with_context(|| {
+        format!("--seed {} plus --seeds {} is past the largest seed ({})", args.seed, args.seeds, u64::MAX)
+    })?;
+    let seeds: Vec<u64> = (args.seed..end).collect();
     let grid = preview_grid(&images, &degradation, &seeds, args.crop).context("degrading the preview crops")?;
     let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: args.overwrite };
     write_image(&grid, &args.output, &options)?;

@@ -63,8 +63,7 @@ pub fn add_noise(image: &Tensor, noise: &Noise) -> Result<Tensor, DegradeError> 
 }
 
 fn to_vec(image: &Tensor) -> Result<Vec<f32>, DegradeError> {
-    let flat = image.to_device(sana_sr_core::Device::Cpu).to_kind(sana_sr_core::Kind::Float).contiguous().view([-1]);
-    Vec::<f32>::try_from(&flat).map_err(|e| DegradeError::Torch(e.to_string()))
+    crate::tensor::flat_samples(image).map_err(|e| DegradeError::Torch(e.to_string()))
 }
 
 /// torchvision `rgb_to_grayscale` of CHW RGB samples.
@@ -76,7 +75,7 @@ fn gray(rgb: &[f32], plane: usize) -> Vec<f32> {
 /// of distinct levels rounded up to a power of two `v` sets the photon count, and the noise is
 /// `Poisson(x v) / v - x` of the rounded `x`.
 fn poisson_noise(samples: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let codes: Vec<u8> = samples.iter().map(|&x| (x * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    let codes = crate::io::to_u8(samples);
     let mut present = [false; 256];
     codes.iter().for_each(|&code| present[code as usize] = true);
     let distinct = present.iter().filter(|&&p| p).count().max(1);

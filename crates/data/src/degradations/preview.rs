@@ -31,22 +31,15 @@ pub fn preview_grid(
             .ok_or(DegradeError::TooSmall { height: h as i64, width: w as i64, what: format!("a {crop}px crop") })?
             .to_rgb();
         let top = row * (crop + GAP);
-        paste(&mut grid, &hr, 0, top);
+        grid.paste(&hr, 0, top);
         let hr_tensor = to_tensor(&hr, Device::Cpu);
         for (column, &seed) in seeds.iter().enumerate() {
             let lr = degradation.degrade(&hr_tensor, &mut pair_rng(seed, row as u64))?;
             let shown = interpolate(&lr, Target::Size { height: crop as i64, width: crop as i64 }, Mode::Nearest)?;
             let shown = to_image(&shown).map_err(|_| DegradeError::Shape(shown.size()))?;
-            paste(&mut grid, &shown, (column + 1) * (crop + GAP), top);
+            grid.paste(&shown, (column + 1) * (crop + GAP), top);
         }
     }
     Ok(grid)
 }
 
-fn paste(canvas: &mut Image, tile: &Image, left: usize, top: usize) {
-    let row_len = tile.width * 3;
-    for y in 0..tile.height {
-        let dst = ((top + y) * canvas.width + left) * 3;
-        canvas.data[dst..dst + row_len].copy_from_slice(&tile.data[y * row_len..(y + 1) * row_len]);
-    }
-}
