@@ -6,12 +6,16 @@
 //! the SR scale) and `test_y_channel` (score the BT.601 luma, as MATLAB's `rgb2ycbcr`, instead of RGB).
 //! basicsr scores what `tensor2img` wrote, i.e. 8-bit values: round an image to 8 bits before scoring it to
 //! reproduce its numbers.
+//!
+//! [`Lpips`] (LPIPS v0.1, AlexNet) needs its network weights from a user-supplied file; see [`lpips`].
 
+pub mod lpips;
 mod niqe;
 mod plane;
 mod psnr;
 mod ssim;
 
+pub use lpips::{Lpips, LpipsError};
 pub use niqe::niqe;
 pub use psnr::{psnr, psnr_y};
 pub use ssim::{ssim, ssim_y};
