@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
@@ -35,6 +36,8 @@ pub enum CheckpointError {
     UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
     #[error("weight `{key}` has shape {found:?} in the checkpoint but the model expects {expected:?}; is this a checkpoint of another model or config?")]
     ShapeMismatch { key: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error(transparent)]
+    Write(#[from] sana_sr_core::fs::AtomicWriteError),
     #[error("checkpoints are saved as F32, F16 or BF16, not {kind:?}")]
     SaveKind { kind: Kind },
     #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", "))]
@@ -226,11 +229,7 @@ pub fn save_pretrained<C: Serialize>(dir: &Path, config: &C, vs: &nn::VarStore, 
     save(vs, &dir.join(WEIGHTS_FILE), kind)
 }
 
-/// Writes through a temporary file in the same folder and renames it, so a crash never leaves half a file.
+/// Saving replaces an earlier save of the same file (a training run's periodic checkpoint), atomically.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| CheckpointError::Io { path: path.into(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    Ok(sana_sr_core::fs::write_atomically(path, true, |file| file.write_all(bytes))?)
 }
