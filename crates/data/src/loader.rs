@@ -236,10 +236,8 @@ impl Drop for Loader {
 pub fn pool_paths(folder: impl AsRef<Path>) -> Result<Vec<PathBuf>, IoError> {
     let folder = folder.as_ref();
     let entries = std::fs::read_dir(folder).map_err(|source| IoError::Open { path: folder.into(), source })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| has_image_extension(p))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| has_image_extension(p)).collect();
     paths.sort();
     Ok(paths)
 }

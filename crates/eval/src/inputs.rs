@@ -17,6 +17,8 @@ use crate::dataset::{EvalSet, LrSource, Sample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    #[error("the scale factor must be at least 1, not {0}")]
+    Scale(usize),
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
@@ -53,6 +55,9 @@ pub fn mod_crop(image: &Image, scale: usize) -> Image {
 
 /// Reads (or makes) the inputs of `sample` for x`scale` SR.
 pub fn load(sample: &Sample, scale: usize) -> Result<Inputs, InputError> {
+    if scale == 0 {
+        return Err(InputError::Scale(scale));
+    }
     let gt = sample.hr.as_deref().map(|path| read_rgb(path, scale)).transpose()?;
     match (&sample.lr, gt) {
         (LrSource::BicubicFromHr, None) => Err(InputError::NoGroundTruth { name: sample.name.clone() }),
@@ -149,6 +154,7 @@ mod tests {
         save_image(&ramp(3, 2, 3), dir.path().join("wide.png")).unwrap();
         let too_wide = Sample { name: "a".into(), lr: LrSource::File(dir.path().join("wide.png")), hr: Some(hr) };
         assert!(matches!(load(&too_wide, 4), Err(InputError::GroundTruthTooSmall { .. })));
+        assert!(matches!(load(&sample, 0), Err(InputError::Scale(0))), "a zero scale is an error, not a panic");
     }
 
     #[test]

@@ -42,4 +42,3 @@ pub fn preview_grid(
     }
     Ok(grid)
 }
-
