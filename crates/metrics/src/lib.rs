@@ -8,13 +8,16 @@
 //! reproduce its numbers.
 //!
 //! [`Lpips`] (LPIPS v0.1, AlexNet) needs its network weights from a user-supplied file; see [`lpips`].
+//! [`Dists`] (DISTS, VGG16) likewise needs a user-supplied weights file; see [`dists`].
 
+pub mod dists;
 pub mod lpips;
 mod niqe;
 mod plane;
 mod psnr;
 mod ssim;
 
+pub use dists::{Dists, DistsError};
 pub use lpips::{Lpips, LpipsError};
 pub use niqe::niqe;
 pub use psnr::{psnr, psnr_y};
