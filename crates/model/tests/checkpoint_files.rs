@@ -122,7 +122,7 @@ fn unsupported_dtype_names_the_key() {
 fn edited_checkpoint(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> std::path::PathBuf {
     let path = dir.join("edited.safetensors");
     checkpoint::save(&tiny_store(), &path, Kind::Float).unwrap();
-    let mut tensors = checkpoint::read_tensors(&[path.clone()]).unwrap();
+    let mut tensors = checkpoint::read_tensors(std::slice::from_ref(&path)).unwrap();
     edit(&mut tensors);
     let vs = nn::VarStore::new(Device::Cpu);
     for (name, t) in &tensors {

@@ -39,7 +39,7 @@ impl RmsNorm {
 
     /// RMS norm across the channels of an NCHW tensor (channels moved last and back).
     pub fn forward_channels(&self, x: &Tensor) -> Tensor {
-        self.forward(&x.movedim(&[1], &[-1])).movedim(&[-1], &[1])
+        self.forward(&x.movedim([1], [-1])).movedim([-1], [1])
     }
 }
 
