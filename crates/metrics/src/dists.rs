@@ -19,7 +19,7 @@ use std::path::Path;
 
 use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::{tensor::to_tensor, Image};
-use sana_sr_model::checkpoint::{copy_into, read_tensors, CheckpointError};
+use sana_sr_model::checkpoint::CheckpointError;
 use sana_sr_model::layers::{ConvConfig, Layer};
 
 use crate::MetricError;
@@ -117,10 +117,7 @@ impl Dists {
             .into_iter()
             .chain(STAGES.iter().filter_map(|s| s.pool.map(|pool| format!("{}.{pool}.filter", s.name))))
             .collect();
-        let mut tensors = read_tensors(&[path.to_path_buf()])?;
-        tensors.retain(|key, _| !ignored.contains(key));
-        copy_into(&vs, tensors)?;
-        vs.freeze();
+        crate::load_user_weights(&mut vs, path, |key| ignored.contains(key))?;
         let (alpha, beta) = no_grad(|| {
             let sum = alpha.sum(Kind::Float) + beta.sum(Kind::Float);
             ((&alpha / &sum).split_with_sizes(CHANNELS, 1), (&beta / &sum).split_with_sizes(CHANNELS, 1))

@@ -45,6 +45,21 @@ fn shape(image: &Image) -> (usize, usize, usize) {
     (image.width, image.height, image.channels)
 }
 
+/// Loads a user-supplied weights file into `vs` (the learned metrics, LPIPS and DISTS): the reference's
+/// constant entries (`ignored` says which) are dropped, every other key must fit the store exactly, and the
+/// weights are frozen.
+fn load_user_weights(
+    vs: &mut sana_sr_core::nn::VarStore,
+    path: &std::path::Path,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<(), sana_sr_model::checkpoint::CheckpointError> {
+    let mut tensors = sana_sr_model::checkpoint::read_tensors(&[path.to_path_buf()])?;
+    tensors.retain(|key, _| !ignored(key));
+    sana_sr_model::checkpoint::copy_into(vs, tensors)?;
+    vs.freeze();
+    Ok(())
+}
+
 fn check_pair(a: &Image, b: &Image) -> Result<(), MetricError> {
     if shape(a) != shape(b) {
         return Err(MetricError::ShapeMismatch { a: shape(a), b: shape(b) });

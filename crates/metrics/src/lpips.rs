@@ -19,7 +19,7 @@ use std::path::Path;
 
 use sana_sr_core::{nn, no_grad, Device, Tensor};
 use sana_sr_data::{tensor::to_tensor, Image};
-use sana_sr_model::checkpoint::{copy_into, read_tensors, CheckpointError};
+use sana_sr_model::checkpoint::CheckpointError;
 use sana_sr_model::layers::{ConvConfig, Layer};
 
 use crate::MetricError;
@@ -102,10 +102,7 @@ impl Lpips {
             .enumerate()
             .map(|(k, s)| Layer::conv2d(&root / format!("lin{k}") / "model" / "1", s.out_ch, 1, 1, no_bias))
             .collect();
-        let mut tensors = read_tensors(&[path.to_path_buf()])?;
-        tensors.retain(|key, _| !IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)));
-        copy_into(&vs, tensors)?;
-        vs.freeze();
+        crate::load_user_weights(&mut vs, path, |key| IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)))?;
         Ok(Self { trunk, lins, device })
     }
 
