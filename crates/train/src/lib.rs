@@ -1,0 +1,1 @@
+//! Training SANA-SR models.
