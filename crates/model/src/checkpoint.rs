@@ -91,22 +91,35 @@ pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>> {
         // underneath us could only yield wrong numbers, which the shape/key checks then report.
         let mmap = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
-        let st = SafeTensors::deserialize(&mmap)
-            .map_err(|e| CheckpointError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        for (key, view) in st.tensors() {
-            let kind = match view.dtype() {
-                Dtype::F32 => Kind::Float,
-                Dtype::F16 => Kind::Half,
-                Dtype::BF16 => Kind::BFloat16,
-                // torch's BatchNorm step counter `num_batches_tracked`.
-                Dtype::I64 => Kind::Int64,
-                dtype => return Err(CheckpointError::UnsupportedDtype { path: path.clone(), key, dtype }),
-            };
-            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            out.insert(key, Tensor::from_data_size(view.data(), &shape, kind));
-        }
+        out.extend(read_tensors_from_bytes(&mmap, path)?.0);
     }
     Ok(out)
+}
+
+/// The tensors (on the CPU, in their stored dtype) and the `__metadata__` of safetensors bytes, e.g. a file
+/// embedded in a binary; `origin` names them in errors.
+pub fn read_tensors_from_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let corrupt =
+        |e: safetensors::SafeTensorError| CheckpointError::Corrupt { path: origin.into(), reason: e.to_string() };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(corrupt)?;
+    let st = SafeTensors::deserialize(bytes).map_err(corrupt)?;
+    let mut out = HashMap::new();
+    for (key, view) in st.tensors() {
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            // torch's BatchNorm step counter `num_batches_tracked`.
+            Dtype::I64 => Kind::Int64,
+            dtype => return Err(CheckpointError::UnsupportedDtype { path: origin.into(), key, dtype }),
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        out.insert(key, Tensor::from_data_size(view.data(), &shape, kind));
+    }
+    Ok((out, header.metadata().clone().unwrap_or_default()))
 }
 
 /// Copies a checkpoint into the variables of `vs`, converting dtypes; strict: the key sets must be equal.
@@ -151,6 +164,16 @@ pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Res
 /// Writes the variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically; integer
 /// counters (BatchNorm's `num_batches_tracked`) stay I64 as torch saves them.
 pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
+    save_with_metadata(vs, path, kind, HashMap::new())
+}
+
+/// [`save`] with extra `__metadata__` entries (beside torch's `format: pt`), e.g. a model's own config.
+pub fn save_with_metadata(
+    vs: &nn::VarStore,
+    path: &Path,
+    kind: Kind,
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
     let dtype = match kind {
         Kind::Float => Dtype::F32,
         Kind::Half => Dtype::F16,
@@ -179,8 +202,8 @@ pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
             (name.clone(), view)
         })
         .collect();
-    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes = safetensors::serialize(views, &metadata)
+    metadata.insert("format".to_string(), "pt".to_string());
+    let bytes = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
     write_atomically(path, &bytes)
 }
