@@ -14,6 +14,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Upscale photos: sharp images 4x larger, from files, folders or glob patterns.
+    Upscale(commands::upscale::Args),
+    /// List the built-in models and those in the models folder.
+    Models(commands::models::Args),
     /// Time the real model configs (random weights) on the paper's shapes.
     Bench(commands::bench::Args),
     /// Write a picture of HR crops beside the LR images the degradation pipeline makes from them.
@@ -27,6 +31,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Upscale(args) => commands::upscale::run(args),
+        Command::Models(args) => commands::models::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Degrade(args) => commands::degrade::run(args),
         Command::Data(args) => commands::data::run(args),

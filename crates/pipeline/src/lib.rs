@@ -1,1 +1,16 @@
-//! The one-step super-resolution pipeline.
+//! SANA-SR's one-step super-resolution: the LR image, resized to the output size, is encoded by the DC-AE into
+//! a compact latent; the linear-attention DiT runs once at a fixed timestep and its velocity gives the clean
+//! latent (flow matching); the DC-AE decodes it. Large images run in overlapping tiles.
+//!
+//! [`Upscaler`] is the whole job in a few lines (see its example); [`SrModel`] is the differentiable model the
+//! trainer uses; [`ModelSource`] finds built-in and local models.
+
+pub mod registry;
+pub mod scheduler;
+pub mod sr_model;
+pub mod tiling;
+pub mod upscaler;
+
+pub use registry::{ModelSource, RegistryError, DEFAULT_MODEL};
+pub use sr_model::{ModelError, SrModel, SrModelConfig};
+pub use upscaler::{Progress, UpscaleError, UpscaleOptions, Upscaler};

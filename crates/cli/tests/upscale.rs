@@ -1,0 +1,140 @@
+//! `sana-sr upscale` end to end: files, folders and globs, exit codes, never clobbering, bad inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sana_sr_data::io::{read_image, save_image};
+use sana_sr_data::Image;
+
+fn sana_sr(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(args)
+        .current_dir(cwd)
+        // No GPU is assumed, and local models must not leak in from the user's folder.
+        .env("SANA_SR_MODELS", cwd.join("models"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
+    let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
+    let path = dir.join(name);
+    save_image(&Image::new(width, height, 3, data), &path).unwrap();
+    path
+}
+
+#[test]
+fn upscales_a_file_next_to_itself_and_never_replaces_it_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = photo(dir.path(), "cat.png", 20, 14);
+    let before = std::fs::read(&input).unwrap();
+
+    let out = sana_sr(&["upscale", "cat.png", "--device", "cpu"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sr = read_image(dir.path().join("cat_x4.png")).unwrap();
+    assert_eq!((sr.width, sr.height), (80, 56));
+    assert_eq!(std::fs::read(&input).unwrap(), before, "the input was touched");
+
+    // A second run refuses to replace the output, keeps it byte for byte, and says so.
+    let first = std::fs::read(dir.path().join("cat_x4.png")).unwrap();
+    let out = sana_sr(&["upscale", "cat.png", "-s", "2", "-o", "cat_x4.png"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cat_x4.png exists already (pass --overwrite"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("cat_x4.png")).unwrap(), first);
+
+    let out = sana_sr(&["upscale", "cat.png", "-s", "2", "-o", "cat_x4.png", "--overwrite"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_image(dir.path().join("cat_x4.png")).unwrap().width, 40);
+
+    // No temporary files are left beside the outputs.
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // An input is never an output, even with --overwrite.
+    let out = sana_sr(&["upscale", "cat.png", "-o", "cat.png", "--overwrite"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is an input; refusing to replace it"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
+fn a_batch_goes_on_past_bad_files_and_the_exit_code_says_some_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    photo(&photos, "a.png", 16, 16);
+    photo(&photos, "b.jpg", 12, 10);
+    std::fs::write(photos.join("corrupt.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let good = std::fs::read(photos.join("a.png")).unwrap();
+    std::fs::write(photos.join("truncated.png"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(photos.join("notes.txt"), "not an image").unwrap();
+
+    let out = sana_sr(&["upscale", "photos", "missing.png", "-o", "sharp", "--format", "webp"], dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for line in ["photos/corrupt.png: ", "photos/truncated.png: ", "missing.png: no such file or folder"] {
+        assert!(err.lines().any(|l| l.starts_with("error: ") && l.contains(line)), "no line for {line}:\n{err}");
+    }
+    assert!(err.contains("3 of 5 image(s) failed"), "{err}");
+    let a = read_image(dir.path().join("sharp/a_x4.webp")).unwrap();
+    assert_eq!((a.width, a.height), (64, 64));
+    assert!(dir.path().join("sharp/b_x4.webp").is_file());
+    assert!(!dir.path().join("sharp/corrupt_x4.webp").exists());
+
+    // Quoted globs are expanded by the program; a pattern matching nothing is an error line.
+    let out = sana_sr(&["upscale", "photos/[ab].*", "nothing*.png", "-s", "2", "-o", "globbed"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing*.png: no files match this pattern"), "{}", stderr(&out));
+    assert!(dir.path().join("globbed/a_x2.png").is_file() && dir.path().join("globbed/b_x2.png").is_file());
+}
+
+#[test]
+fn tiles_and_whole_images_agree_through_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    photo(dir.path(), "wide.png", 72, 40);
+    let whole = sana_sr(&["upscale", "wide.png", "--tile", "0", "-o", "whole.png"], dir.path());
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let tiled = sana_sr(&["upscale", "wide.png", "--tile", "128", "-o", "tiled.png"], dir.path());
+    assert!(tiled.status.success(), "{}", stderr(&tiled));
+    let (a, b) = (read_image(dir.path().join("whole.png")).unwrap(), read_image(dir.path().join("tiled.png")).unwrap());
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    let mse = a.data.iter().zip(&b.data).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.data.len() as f64;
+    let psnr = 10.0 * (1.0 / mse).log10();
+    assert!(psnr > 35.0, "tiled vs whole through the CLI: {psnr:.1} dB");
+}
+
+#[test]
+fn bad_arguments_get_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    photo(dir.path(), "x.png", 8, 8);
+    let cases: &[(&[&str], &str)] = &[
+        (&["upscale", "x.png", "-s", "16"], "scale 16 is not supported by model `sana-sr-tiny`"),
+        (&["upscale", "x.png", "--model", "nope"], "no model named `nope`"),
+        (&["upscale", "x.png", "--model", "x.png"], "x.png: not a valid safetensors file"),
+        (&["upscale", "x.png", "--tile", "8"], "tile size 8 is too small"),
+        (&["upscale", "x.png", "--device", "cuda:7"], "CUDA"),
+    ];
+    for (args, expected) in cases {
+        let out = sana_sr(args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
+    assert!(!dir.path().join("x_x4.png").exists());
+}
+
+#[test]
+fn models_lists_the_built_in_default_and_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::write(dir.path().join("models/broken.safetensors"), b"nope").unwrap();
+    let out = sana_sr(&["models"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("*sana-sr-tiny (built in)"), "{text}");
+    assert!(text.contains("broken") && text.contains("unreadable"), "{text}");
+}

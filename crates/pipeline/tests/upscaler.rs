@@ -1,0 +1,138 @@
+//! The pipeline end to end on small models: sizes, channels, tiles against whole images, bad requests.
+
+use std::path::Path;
+
+use sana_sr_core::{manual_seed, nn, Device, Kind, Tensor};
+use sana_sr_data::tensor::to_tensor;
+use sana_sr_data::Image;
+use sana_sr_pipeline::{ModelSource, SrModel, UpscaleError, UpscaleOptions, Upscaler};
+
+fn default_upscaler() -> Upscaler {
+    Upscaler::load(&ModelSource::default_model(), Device::Cpu).expect("the built-in model loads")
+}
+
+/// A photo-like test image: smooth shading, an edge, and fine texture, values inside (0, 1).
+fn test_image(width: usize, height: usize, channels: usize) -> Image {
+    let mut data = Vec::with_capacity(width * height * channels);
+    for y in 0..height {
+        for x in 0..width {
+            let (u, v) = (x as f32 / width as f32, y as f32 / height as f32);
+            let edge = if u + 0.5 * v > 0.6 { 0.25 } else { 0.0 };
+            let texture = 0.08 * ((x as f32 * 1.3).sin() * (y as f32 * 0.7).cos());
+            for c in 0..channels {
+                let shade = 0.2 + 0.4 * u + 0.2 * v * (c as f32 + 1.0) / channels as f32;
+                data.push((shade + edge + texture).clamp(0.02, 0.98));
+            }
+        }
+    }
+    Image::new(width, height, channels, data)
+}
+
+fn psnr(a: &Image, b: &Image) -> f64 {
+    let mse = (to_tensor(a, Device::Cpu) - to_tensor(b, Device::Cpu)).square().mean(Kind::Double).double_value(&[]);
+    10.0 * (1.0 / mse).log10()
+}
+
+#[test]
+fn outputs_are_scale_times_larger_and_keep_alpha() {
+    let upscaler = default_upscaler();
+    let rgb = upscaler.upscale(&test_image(23, 17, 3), &UpscaleOptions::default()).unwrap();
+    assert_eq!((rgb.width, rgb.height, rgb.channels), (92, 68, 3));
+    assert!(rgb.data.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    let options = UpscaleOptions { scale: Some(2), ..Default::default() };
+    let rgba = upscaler.upscale(&test_image(20, 12, 4), &options).unwrap();
+    assert_eq!((rgba.width, rgba.height, rgba.channels), (40, 24, 4));
+    let gray = upscaler.upscale(&test_image(9, 8, 1), &UpscaleOptions::default()).unwrap();
+    assert_eq!((gray.width, gray.height, gray.channels), (36, 32, 3));
+}
+
+#[test]
+fn tiled_output_matches_the_whole_image() {
+    let upscaler = default_upscaler();
+    let image = test_image(96, 72, 3);
+    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+    let mut progress = Vec::new();
+    let tile = 4 * upscaler.model.config.pixels_per_token() as u32 * 2;
+    let tiled = upscaler
+        .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(tile) }, |p| progress.push(p))
+        .unwrap();
+    assert!(progress.len() > 3, "the image was not cut into tiles");
+    assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
+    let fidelity = psnr(&tiled, &whole);
+    assert!(fidelity > 35.0, "tiled vs whole: {fidelity:.1} dB");
+}
+
+#[test]
+fn bad_requests_are_refused_with_what_was_wrong() {
+    let upscaler = default_upscaler();
+    let image = test_image(8, 8, 3);
+    let err = upscaler.upscale(&image, &UpscaleOptions { scale: Some(8), ..Default::default() }).unwrap_err();
+    assert!(matches!(err, UpscaleError::Scale { scale: 8, .. }), "{err}");
+    assert!(err.to_string().contains("scale 8 is not supported"), "{err}");
+
+    let empty = Image::new(0, 5, 3, vec![]);
+    assert!(matches!(upscaler.upscale(&empty, &UpscaleOptions::default()), Err(UpscaleError::Empty { .. })));
+
+    // Refused before any pixel is touched: the output size alone is over the limit.
+    let huge = Image::new(6000, 5000, 1, vec![0.5; 6000 * 5000]);
+    let err = upscaler.upscale(&huge, &UpscaleOptions::default()).unwrap_err();
+    assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000 }), "{err}");
+
+    let err = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
+    assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");
+}
+
+#[test]
+fn model_files_round_trip_and_refuse_other_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ModelSource::default_model();
+    let (model, vs) = source.load(Device::Cpu).unwrap();
+    let path = dir.path().join("copy.safetensors");
+    model.save(&vs, &path, Kind::Float).unwrap();
+    let (copy, copy_vs) = SrModel::load(&path, Device::Cpu).unwrap();
+    assert_eq!(copy.config, model.config);
+    for (name, t) in vs.variables() {
+        assert!(t.equal(&copy_vs.variables()[&name]), "{name} differs");
+    }
+    let info = ModelSource::resolve(path.to_str().unwrap()).unwrap().info().unwrap();
+    assert_eq!(info.parameters as i64, SrModel::parameter_count(&vs));
+
+    // A diffusers checkpoint of one network is not a whole model.
+    let dc_ae = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/dc_ae/unshuffle/diffusion_pytorch_model.safetensors");
+    let err = SrModel::load(&dc_ae, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("not a sana-sr model file") && err.contains("sana_sr_config"), "{err}");
+
+    // A truncated file names itself and the problem.
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = SrModel::load(&truncated, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("truncated.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+
+    // Weights of another config: a shape mismatch that names the key.
+    let mut other = model.config.clone();
+    other.transformer.num_layers += 1;
+    let other_vs = nn::VarStore::new(Device::Cpu);
+    let bigger = SrModel::build(other_vs.root(), &other).unwrap();
+    let (tensors, _) = sana_sr_model::checkpoint::read_tensors_from_bytes(&bytes, &path).unwrap();
+    let err = sana_sr_model::checkpoint::copy_into(&other_vs, tensors).unwrap_err().to_string();
+    assert!(err.contains("missing key") && err.contains("transformer.transformer_blocks."), "{err}");
+    drop(bigger);
+
+    let err = ModelSource::resolve("no-such-model").unwrap_err().to_string();
+    assert!(err.contains("no model named `no-such-model`") && err.contains("sana-sr-tiny"), "{err}");
+}
+
+#[test]
+fn the_forward_pass_is_differentiable_for_training() {
+    manual_seed(0);
+    let (model, vs) = ModelSource::default_model().load(Device::Cpu).unwrap();
+    let lr = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let out = model.forward(&lr).unwrap();
+    assert_eq!(out.size(), [2, 3, 32, 32]);
+    out.square().mean(Kind::Float).backward();
+    let with_grad = vs.trainable_variables().iter().filter(|v| v.grad().defined()).count();
+    assert_eq!(with_grad, vs.trainable_variables().len());
+}
