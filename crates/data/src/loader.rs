@@ -38,6 +38,8 @@ pub struct LoaderConfig {
     /// Pairs each worker may hold ready.
     pub prefetch: usize,
     pub seed: u64,
+    /// Index of the first pair: a resumed training run starts where it stopped and sees the same pairs.
+    pub start_index: u64,
     /// Where the batches are delivered.
     pub device: Device,
 }
@@ -53,6 +55,7 @@ impl Default for LoaderConfig {
             num_workers: 2,
             prefetch: 4,
             seed: 0,
+            start_index: 0,
             device: Device::Cpu,
         }
     }
@@ -182,7 +185,7 @@ impl Loader {
             let maker = Arc::clone(&maker);
             workers.push(std::thread::spawn(move || {
                 let mut order = (u64::MAX, Vec::new());
-                for index in (w..).step_by(n as usize) {
+                for index in (maker.config.start_index + w..).step_by(n as usize) {
                     let epoch = index / maker.paths.len() as u64;
                     if order.0 != epoch {
                         order = (epoch, maker.epoch_order(epoch));
@@ -194,11 +197,12 @@ impl Loader {
             }));
             receivers.push(receiver);
         }
-        Ok(Self { receivers, workers, next_index: 0, config })
+        Ok(Self { receivers, workers, next_index: config.start_index, config })
     }
 
     fn next_pair(&mut self) -> Result<Pair, LoaderError> {
-        let receiver = &self.receivers[(self.next_index % self.receivers.len() as u64) as usize];
+        let worker = (self.next_index - self.config.start_index) % self.receivers.len() as u64;
+        let receiver = &self.receivers[worker as usize];
         self.next_index += 1;
         receiver.recv().map_err(|_| LoaderError::WorkerGone)?
     }

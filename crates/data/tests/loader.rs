@@ -14,12 +14,23 @@ fn make_pool(dir: &std::path::Path, sizes: &[(usize, usize)]) {
 }
 
 fn batches(paths: Vec<std::path::PathBuf>, seed: u64, workers: usize, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    batches_from(paths, seed, workers, 0, count)
+}
+
+fn batches_from(
+    paths: Vec<std::path::PathBuf>,
+    seed: u64,
+    workers: usize,
+    start_index: u64,
+    count: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let config = LoaderConfig {
         gt_size: 96,
         batch_size: 3,
         num_workers: workers,
         use_rot: true,
         seed,
+        start_index,
         ..LoaderConfig::default()
     };
     let loader = Loader::new(paths, Degradation::new(RealEsrganConfig::default()).unwrap(), config).unwrap();
@@ -51,6 +62,17 @@ fn batches_do_not_depend_on_the_worker_count() {
     let other_seed = batches(paths, 6, 2, 4);
     assert_ne!(one[0], other_seed[0]);
     assert_ne!(one[0], one[1]);
+}
+
+#[test]
+fn a_loader_started_mid_way_continues_the_same_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), &[(120, 100), (100, 130), (150, 110)]);
+    let paths = pool_paths(dir.path()).unwrap();
+    let whole = batches(paths.clone(), 9, 2, 4);
+    // Resuming after 2 batches of 3 pairs, with another worker count (the start is not a multiple of it).
+    let resumed = batches_from(paths, 9, 4, 6, 2);
+    assert_eq!(resumed, whole[2..]);
 }
 
 #[test]
