@@ -5,6 +5,11 @@
 //! its paths with the reference's module names), so no renaming table exists. f32, f16 and bf16 on disk are
 //! converted to the store's dtype. Every problem is reported with the key and both shapes, and all key
 //! mismatches are listed at once.
+//!
+//! A checkpoint holds the base network only: the LoRA adapter variables of a store (`*.lora_A.weight`,
+//! `*.lora_B.weight`, see [`crate::layers::lora`]) are neither read nor written here, so a pretrained
+//! checkpoint loads, strictly, into a network built with adapters, and a store whose adapters were merged
+//! saves as a plain checkpoint. Adapters have files of their own ([`crate::layers::lora::save_adapters`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use sana_sr_core::{nn, Kind, Tensor};
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::layers::lora;
 
 /// File names of the diffusers layout.
 pub const CONFIG_FILE: &str = "config.json";
@@ -122,15 +129,27 @@ pub fn read_tensors_from_bytes(
     Ok((out, header.metadata().clone().unwrap_or_default()))
 }
 
-/// Copies a checkpoint into the variables of `vs`, converting dtypes; strict: the key sets must be equal.
+/// Copies a checkpoint into the base variables of `vs`, converting dtypes; strict: the key sets must be equal.
 pub fn load_into(vs: &nn::VarStore, path: &Path) -> Result<()> {
     let tensors = read_tensors(&weight_files(path)?)?;
     copy_into(vs, tensors)
 }
 
-/// Copies named tensors into the variables of `vs`; every variable must be given once, with its shape.
-pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Result<()> {
-    let variables = vs.variables();
+/// Copies named tensors into the base variables of `vs`; every one must be given once, with its shape.
+pub fn copy_into(vs: &nn::VarStore, tensors: HashMap<String, Tensor>) -> Result<()> {
+    copy_into_variables(base_variables(vs), tensors)
+}
+
+/// The variables of `vs` that make up the network itself, its LoRA adapters left out.
+fn base_variables(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+    vs.variables().into_iter().filter(|(name, _)| !lora::is_adapter_variable(name)).collect()
+}
+
+/// Copies named tensors into `variables`, as strictly as [`copy_into`].
+pub(crate) fn copy_into_variables(
+    variables: HashMap<String, Tensor>,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<()> {
     let mut missing = Vec::new();
     let mut pending = Vec::new();
     for (key, var) in &variables {
@@ -161,15 +180,20 @@ pub fn copy_into(vs: &nn::VarStore, mut tensors: HashMap<String, Tensor>) -> Res
     Ok(())
 }
 
-/// Writes the variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically; integer
+/// Writes the base variables of `vs` as one safetensors file in `kind` (F32, F16 or BF16), atomically; integer
 /// counters (BatchNorm's `num_batches_tracked`) stay I64 as torch saves them.
 pub fn save(vs: &nn::VarStore, path: &Path, kind: Kind) -> Result<()> {
     save_with_metadata(vs, path, kind, HashMap::new())
 }
 
 /// [`save`] with extra `__metadata__` entries (beside torch's `format: pt`), e.g. a model's own config.
-pub fn save_with_metadata(
-    vs: &nn::VarStore,
+pub fn save_with_metadata(vs: &nn::VarStore, path: &Path, kind: Kind, metadata: HashMap<String, String>) -> Result<()> {
+    save_variables(base_variables(vs), path, kind, metadata)
+}
+
+/// Writes named tensors as [`save_with_metadata`] does.
+pub(crate) fn save_variables(
+    variables: HashMap<String, Tensor>,
     path: &Path,
     kind: Kind,
     mut metadata: HashMap<String, String>,
@@ -180,7 +204,7 @@ pub fn save_with_metadata(
         Kind::BFloat16 => Dtype::BF16,
         _ => return Err(CheckpointError::SaveKind { kind }),
     };
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let mut named: Vec<(String, Tensor)> = variables.into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = named
         .into_iter()

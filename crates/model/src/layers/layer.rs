@@ -1,10 +1,13 @@
 //! The one weight-carrying layer of sana-sr.
 //!
 //! Every linear and convolution of the DiT and of the DC-AE is a [`Layer`], so that LoRA adapters and
-//! structured pruning, when they come, have exactly one type to wrap: both act on `weight` (`[out, in]` or
-//! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation.
+//! structured pruning have exactly one type to wrap: both act on `weight` (`[out, in]` or
+//! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation. The constructors attach a LoRA
+//! adapter where a [`lora::with_adapters`] plan in force selects the layer's path.
 
 use sana_sr_core::{nn, Tensor};
+
+use super::lora::{self, LoraAdapter};
 
 /// What a [`Layer`] computes with its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct Layer {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub op: Op,
+    /// The low-rank update added to this layer's output, if a LoRA plan selected it when it was built.
+    pub adapter: Option<LoraAdapter>,
 }
 
 impl Layer {
@@ -42,7 +47,8 @@ impl Layer {
     pub fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
         let weight = p.var("weight", &[out_dim, in_dim], nn::init::DEFAULT_KAIMING_UNIFORM);
         let bias = bias.then(|| p.var("bias", &[out_dim], uniform_bias(in_dim)));
-        Self { weight, bias, op: Op::Linear }
+        let adapter = lora::attach(&p, &weight, Op::Linear);
+        Self { weight, bias, op: Op::Linear, adapter }
     }
 
     /// A square-kernel convolution.
@@ -50,7 +56,9 @@ impl Layer {
         let fan_in = in_ch / cfg.groups * kernel * kernel;
         let weight = p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], nn::init::DEFAULT_KAIMING_UNIFORM);
         let bias = cfg.bias.then(|| p.var("bias", &[out_ch], uniform_bias(fan_in)));
-        Self { weight, bias, op: Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups } }
+        let op = Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups };
+        let adapter = lora::attach(&p, &weight, op);
+        Self { weight, bias, op, adapter }
     }
 
     /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
@@ -59,11 +67,15 @@ impl Layer {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        match self.op {
+        let y = match self.op {
             Op::Linear => x.linear(&self.weight, self.bias.as_ref()),
             Op::Conv2d { stride, padding, groups } => {
                 x.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], [padding, padding], [1, 1], groups)
             }
+        };
+        match &self.adapter {
+            None => y,
+            Some(adapter) => y + adapter.forward(x, self.op),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod activation;
 mod glumbconv;
 mod layer;
+pub mod lora;
 mod norm;
 
 pub use activation::Activation;
