@@ -146,7 +146,7 @@ fn base_variables(vs: &nn::VarStore) -> HashMap<String, Tensor> {
 }
 
 /// Copies named tensors into `variables`, as strictly as [`copy_into`].
-pub(crate) fn copy_into_variables(
+pub fn copy_into_variables(
     variables: HashMap<String, Tensor>,
     mut tensors: HashMap<String, Tensor>,
 ) -> Result<()> {
@@ -192,7 +192,7 @@ pub fn save_with_metadata(vs: &nn::VarStore, path: &Path, kind: Kind, metadata: 
 }
 
 /// Writes named tensors as [`save_with_metadata`] does.
-pub(crate) fn save_variables(
+pub fn save_variables(
     variables: HashMap<String, Tensor>,
     path: &Path,
     kind: Kind,

@@ -43,10 +43,12 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// A linear layer, initialised as torch does (Kaiming-uniform weight, uniform bias in ±1/sqrt(fan_in)).
+    /// A linear layer, initialised as torch does: weight and bias uniform in ±1/sqrt(fan_in) (torch's
+    /// `kaiming_uniform_(a=sqrt(5))`; tch's own default uses the ReLU gain, a bound sqrt(6) times larger,
+    /// which matters when a network trains from scratch).
     pub fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
-        let weight = p.var("weight", &[out_dim, in_dim], nn::init::DEFAULT_KAIMING_UNIFORM);
-        let bias = bias.then(|| p.var("bias", &[out_dim], uniform_bias(in_dim)));
+        let weight = p.var("weight", &[out_dim, in_dim], torch_uniform(in_dim));
+        let bias = bias.then(|| p.var("bias", &[out_dim], torch_uniform(in_dim)));
         let adapter = lora::attach(&p, &weight, Op::Linear);
         Self { weight, bias, op: Op::Linear, adapter }
     }
@@ -54,8 +56,8 @@ impl Layer {
     /// A square-kernel convolution.
     pub fn conv2d(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
         let fan_in = in_ch / cfg.groups * kernel * kernel;
-        let weight = p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], nn::init::DEFAULT_KAIMING_UNIFORM);
-        let bias = cfg.bias.then(|| p.var("bias", &[out_ch], uniform_bias(fan_in)));
+        let weight = p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], torch_uniform(fan_in));
+        let bias = cfg.bias.then(|| p.var("bias", &[out_ch], torch_uniform(fan_in)));
         let op = Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups };
         let adapter = lora::attach(&p, &weight, op);
         Self { weight, bias, op, adapter }
@@ -86,7 +88,7 @@ impl nn::Module for Layer {
     }
 }
 
-fn uniform_bias(fan_in: i64) -> nn::Init {
+fn torch_uniform(fan_in: i64) -> nn::Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
     nn::Init::Uniform { lo: -bound, up: bound }
 }
@@ -95,6 +97,18 @@ fn uniform_bias(fan_in: i64) -> nn::Init {
 mod tests {
     use super::*;
     use sana_sr_core::{Device, Kind};
+
+    #[test]
+    fn weights_start_as_torch_initialises_them() {
+        // torch: `nn.Conv2d(16, 8, 3)` weights are U(±1/sqrt(16 * 9)) = U(±1/12).
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = Layer::conv2d(vs.root() / "c", 16, 8, 3, ConvConfig::default());
+        let max = conv.weight.abs().max().double_value(&[]);
+        assert!(max <= 1.0 / 12.0 && max > 0.9 / 12.0, "{max}");
+        let lin = Layer::linear(vs.root() / "l", 400, 300, true);
+        let max = lin.weight.abs().max().double_value(&[]);
+        assert!(max <= 0.05 && max > 0.049, "{max}");
+    }
 
     #[test]
     fn linear_and_conv_follow_torch_semantics() {
