@@ -1,5 +1,8 @@
 //! Training SANA-SR models.
 //!
+//! - [`esgf`]: early-stopping guided fine-tuning: the knee of the validation curve and the onset of
+//!   divergence decide which checkpoint to keep and when to stop.
 //! - [`schedule`]: the learning rate as a function of the step (linear warm-up, cosine decay to a floor).
 
+pub mod esgf;
 pub mod schedule;
