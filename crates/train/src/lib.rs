@@ -3,6 +3,8 @@
 //! - [`esgf`]: early-stopping guided fine-tuning: the knee of the validation curve and the onset of
 //!   divergence decide which checkpoint to keep and when to stop.
 //! - [`schedule`]: the learning rate as a function of the step (linear warm-up, cosine decay to a floor).
+//! - [`log`]: the CSV training log that survives resume, and its PNG plot.
 
 pub mod esgf;
+pub mod log;
 pub mod schedule;
