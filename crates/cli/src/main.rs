@@ -18,6 +18,8 @@ enum Command {
     Upscale(commands::upscale::Args),
     /// List the built-in models and those in the models folder.
     Models(commands::models::Args),
+    /// Train or fine-tune a model (full or LoRA) from a TOML config; resumable.
+    Train(commands::train::Args),
     /// Time the real model configs (random weights) on the paper's shapes.
     Bench(commands::bench::Args),
     /// Write a picture of HR crops beside the LR images the degradation pipeline makes from them.
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Upscale(args) => commands::upscale::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Degrade(args) => commands::degrade::run(args),
         Command::Data(args) => commands::data::run(args),

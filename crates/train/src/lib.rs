@@ -5,6 +5,10 @@
 //! - [`schedule`]: the learning rate as a function of the step (linear warm-up, cosine decay to a floor).
 //! - [`log`]: the CSV training log that survives resume, and its PNG plot.
 
+pub mod config;
 pub mod esgf;
 pub mod log;
+pub mod losses;
+pub mod optim;
 pub mod schedule;
+pub mod trainer;

@@ -5,6 +5,7 @@ pub mod data;
 pub mod degrade;
 pub mod eval;
 pub mod models;
+pub mod train;
 pub mod upscale;
 
 use sana_sr_core::Device;

@@ -1,0 +1,171 @@
+//! The training config: one TOML file names the model, the data, the objective and the schedule, so that a
+//! run is reproduced from the file alone. Relative paths are relative to the working folder.
+
+use std::path::{Path, PathBuf};
+
+use sana_sr_model::layers::lora::LoraConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::esgf::EsgfConfig;
+use crate::losses::LossWeights;
+use crate::optim::AdamWConfig;
+use crate::schedule::LrSchedule;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelInit,
+    pub data: DataConfig,
+    pub train: RunConfig,
+    pub schedule: LrSchedule,
+    #[serde(default)]
+    pub optimizer: AdamWConfig,
+    #[serde(default)]
+    pub loss: LossWeights,
+    #[serde(default)]
+    pub esgf: EsgfConfig,
+    /// Present: LoRA fine-tuning (adapters train, everything else is frozen).
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
+    #[serde(default)]
+    pub discriminator: DiscriminatorConfig,
+}
+
+/// Where the weights start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInit {
+    /// A model to fine-tune: a model file, or a built-in or local model name.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A new model, randomly initialised from this `SrModelConfig` JSON file (when `from` is absent).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folders of HR images (the pool `sana-sr data build-pool` makes).
+    pub hr: Vec<PathBuf>,
+    /// The Real-ESRGAN degradation config that makes the LR images.
+    pub degradation: PathBuf,
+    /// HR crop side in pixels (a multiple of the degradation's scale and of the model's token size).
+    pub crop: usize,
+    pub batch: usize,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// The last this many pool images (by name) are held out for validation, never trained on.
+    pub val_images: usize,
+    /// Validation pairs made from them (fixed crops and degradations).
+    pub val_pairs: usize,
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+/// Which networks train in full fine-tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trainable {
+    /// The transformer and the condition embedding.
+    Dit,
+    /// Those and the DC-AE encoder (OSEDiff adapts the encoder too).
+    DitEncoder,
+    /// Everything, decoder included.
+    All,
+}
+
+impl Trainable {
+    /// Whether the model variable `name` trains.
+    pub fn includes(self, name: &str) -> bool {
+        let dit = name.starts_with("transformer.") || name == "condition";
+        match self {
+            Self::Dit => dit,
+            Self::DitEncoder => dit || name.starts_with("vae.encoder."),
+            Self::All => true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Optimizer steps of the whole run (the schedule's `total_steps` is usually the same).
+    pub steps: u64,
+    pub trainable: Trainable,
+    pub seed: u64,
+    /// Global gradient-norm limit; 0 switches clipping off.
+    #[serde(default)]
+    pub grad_clip: f64,
+    /// Decay of the weights' moving average, which is what is validated and exported.
+    pub ema_decay: f64,
+    /// Save the resumable state every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Average the losses over, and log, every this many steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Torch threads on the CPU; 0 keeps libtorch's default.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_log_every() -> u64 {
+    10
+}
+
+/// The discriminator of the adversarial loss (trained only when `loss.adversarial > 0`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscriminatorConfig {
+    /// Channels of its first layer (then 2x and 4x).
+    pub width: i64,
+    pub lr: f64,
+    /// Steps before the adversarial term starts, so that the generator first learns the content.
+    pub start_step: u64,
+}
+
+impl Default for DiscriminatorConfig {
+    fn default() -> Self {
+        Self { width: 32, lr: 1e-4, start_step: 0 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read training config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("training config {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl TrainConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let invalid = |reason: String| ConfigError::Invalid { path: path.into(), reason };
+        let config: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.model.from.is_some() == self.model.config.is_some() {
+            return Err("[model] needs exactly one of `from` (a model to fine-tune) or `config` (a new one)".into());
+        }
+        let d = &self.data;
+        if d.hr.is_empty() || d.batch == 0 || d.crop == 0 || d.workers == 0 || d.val_pairs == 0 || d.val_images == 0 {
+            return Err("[data] needs HR folders, and positive crop, batch, workers, val_images, val_pairs".into());
+        }
+        let t = &self.train;
+        if t.steps == 0 || t.checkpoint_every == 0 || t.log_every == 0 || !(0.0..1.0).contains(&t.ema_decay) {
+            return Err("[train] needs positive steps, checkpoint_every, log_every and ema_decay in [0, 1)".into());
+        }
+        self.schedule.validate().map_err(|e| e.to_string())?;
+        self.esgf.validate().map_err(|e| e.to_string())?;
+        if self.loss.weights().iter().all(|&w| w == 0.0) || self.loss.weights().iter().any(|&w| w < 0.0) {
+            return Err("[loss] weights must be non-negative and not all zero".into());
+        }
+        Ok(())
+    }
+}

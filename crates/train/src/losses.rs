@@ -1,0 +1,148 @@
+//! The training objective of one-step SR: pixel L1/L2, an edge loss, a latent MSE, and an optional
+//! adversarial loss against a small patch discriminator (Real-ESRGAN trains its generator with L1 +
+//! perceptual + GAN; the perceptual network's weights are not available here, the edge loss stands in
+//! for its push towards sharp detail).
+
+use sana_sr_core::{nn, Kind, Tensor};
+use sana_sr_model::layers::{ConvConfig, Layer};
+use serde::{Deserialize, Serialize};
+
+/// Weights of the loss terms (`[loss]` in a training config); a zero weight switches a term off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossWeights {
+    /// Mean absolute error of the SR image against HR (images in [-1, 1]).
+    pub pixel_l1: f64,
+    /// Mean squared error of the SR image against HR.
+    pub pixel_l2: f64,
+    /// L1 between the Sobel gradients of SR and HR: rewards edges in the right place and strength.
+    pub edge: f64,
+    /// MSE between the restored latent and the HR image's latent (the encoder's own, not differentiated):
+    /// for fine-tuning a DiT on a fixed autoencoder; meaningless when the encoder trains from scratch.
+    pub latent_mse: f64,
+    /// Generator term of the adversarial loss; 0 trains no discriminator.
+    pub adversarial: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self { pixel_l1: 1.0, pixel_l2: 0.0, edge: 0.0, latent_mse: 0.0, adversarial: 0.0 }
+    }
+}
+
+/// The names of the terms as logged, in the order [`LossWeights::terms`] returns them.
+pub const TERMS: [&str; 5] = ["loss_l1", "loss_l2", "loss_edge", "loss_latent", "loss_adv"];
+
+impl LossWeights {
+    pub fn weights(&self) -> [f64; 5] {
+        [self.pixel_l1, self.pixel_l2, self.edge, self.latent_mse, self.adversarial]
+    }
+}
+
+pub fn l1(a: &Tensor, b: &Tensor) -> Tensor {
+    (a - b).abs().mean(Kind::Float)
+}
+
+pub fn l2(a: &Tensor, b: &Tensor) -> Tensor {
+    (a - b).square().mean(Kind::Float)
+}
+
+/// Horizontal and vertical Sobel responses of every channel, `[N, 2C, H, W]` (zero padding).
+pub fn sobel(x: &Tensor) -> Tensor {
+    let channels = x.size()[1];
+    let gx = [-1.0f32, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0];
+    let gy = [-1.0f32, -2.0, -1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 1.0];
+    let kernel = Tensor::cat(&[Tensor::from_slice(&gx), Tensor::from_slice(&gy)], 0)
+        .view([2, 1, 3, 3])
+        .repeat([channels, 1, 1, 1])
+        .to_kind(x.kind())
+        .to_device(x.device());
+    x.conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], channels)
+}
+
+pub fn edge(a: &Tensor, b: &Tensor) -> Tensor {
+    l1(&sobel(a), &sobel(b))
+}
+
+/// A small patch discriminator: strided 4x4 convolutions with LeakyReLU (pix2pix's PatchGAN shape), one
+/// realness logit per patch. Far smaller than Real-ESRGAN's U-Net discriminator, in proportion to the
+/// generators trained here.
+#[derive(Debug)]
+pub struct PatchDiscriminator {
+    layers: Vec<Layer>,
+}
+
+impl PatchDiscriminator {
+    pub fn new(p: nn::Path, width: i64) -> Self {
+        let strided = ConvConfig { stride: 2, padding: 1, ..Default::default() };
+        let same = ConvConfig { padding: 1, ..Default::default() };
+        let layers = vec![
+            Layer::conv2d(&p / "0", 3, width, 4, strided),
+            Layer::conv2d(&p / "1", width, 2 * width, 4, strided),
+            Layer::conv2d(&p / "2", 2 * width, 4 * width, 4, strided),
+            Layer::conv2d(&p / "3", 4 * width, 1, 3, same),
+        ];
+        Self { layers }
+    }
+
+    /// Patch logits of images in [-1, 1].
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let last = self.layers.len() - 1;
+        self.layers.iter().enumerate().fold(x.shallow_clone(), |h, (i, layer)| {
+            let h = layer.forward(&h);
+            if i < last {
+                // LeakyReLU with slope 0.2, the GAN discriminators' choice.
+                h.maximum(&(&h * 0.2))
+            } else {
+                h
+            }
+        })
+    }
+}
+
+/// Non-saturating GAN losses (softplus form of the binary cross-entropy): the generator wants its
+/// images called real; the discriminator wants real called real and generated called fake.
+pub fn generator_adversarial(fake_logits: &Tensor) -> Tensor {
+    (-fake_logits).softplus().mean(Kind::Float)
+}
+
+pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+    (-real_logits).softplus().mean(Kind::Float) + fake_logits.softplus().mean(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sana_sr_core::Device;
+
+    #[test]
+    fn sobel_of_a_ramp_is_constant_inside() {
+        // f(x, y) = 2x: by hand the horizontal response is (1 + 2 + 1) * (f(x+1) - f(x-1)) = 4 * 4 = 16.
+        let ramp = (Tensor::arange(6, (Kind::Float, Device::Cpu)) * 2.0).view([1, 1, 1, 6]).repeat([1, 1, 5, 1]);
+        let g = sobel(&ramp);
+        assert_eq!(g.size(), [1, 2, 5, 6]);
+        let inner = g.narrow(2, 1, 3).narrow(3, 1, 4);
+        assert_eq!(inner.get(0).get(0).eq(16.0).all().int64_value(&[]), 1);
+        assert_eq!(inner.get(0).get(1).eq(0.0).all().int64_value(&[]), 1);
+        assert_eq!(edge(&ramp, &ramp).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn adversarial_losses_match_the_cross_entropy() {
+        let logits = Tensor::from_slice(&[2.0f32, -1.0, 0.0]);
+        // -log(sigmoid(x)) averaged, by hand: softplus(-2) = 0.126928, softplus(1) = 1.313262, softplus(0) = ln 2.
+        let want = (0.126928 + 1.313262 + std::f64::consts::LN_2) / 3.0;
+        assert!((generator_adversarial(&logits).double_value(&[]) - want).abs() < 1e-5);
+        let d = discriminator_loss(&logits, &logits).double_value(&[]);
+        let want_fake = (2.126928 + 0.313262 + std::f64::consts::LN_2) / 3.0;
+        assert!((d - want - want_fake).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_discriminator_scores_patches() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = PatchDiscriminator::new(vs.root() / "disc", 8);
+        let out = d.forward(&Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu)));
+        assert_eq!(out.size(), [2, 1, 8, 6]);
+    }
+}

@@ -1,0 +1,543 @@
+//! The training loop of one-step SR: degraded pairs from the HR pool, the pipeline's own differentiable
+//! forward pass ([`SrModel::forward`]), AdamW with warm-up + cosine, gradient clipping, an EMA of the
+//! weights, ESGF validation and early stopping, and a resumable checkpoint.
+//!
+//! A run lives in one folder: `checkpoint.safetensors` (everything needed to continue: weights, EMA,
+//! optimizer moments, discriminator, step, ESGF state; rewritten atomically), `log.csv` and `curves.png`,
+//! `snapshots/` (the EMA model at every validation) and, at the end, `model.safetensors`: the snapshot at
+//! the knee of the validation curve (ESGF), the model to ship.
+//!
+//! Every pair is a function of (seed, index) and the CPU kernels are deterministic, so a run resumed from
+//! its checkpoint computes exactly what the uninterrupted run would have.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
+use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
+use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig};
+use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_model::checkpoint::{self, CheckpointError};
+use sana_sr_model::layers::lora::{self, Adapters};
+use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::esgf::{EarlyStopping, StopReason};
+use crate::log::{LogColumns, LogRow, LogWriter, TrainingLog};
+use crate::losses::{self, PatchDiscriminator, TERMS};
+use crate::optim::{AdamW, Ema};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const LOG_FILE: &str = "log.csv";
+pub const PLOT_FILE: &str = "curves.png";
+const STATE_METADATA_KEY: &str = "sana_sr_train_state";
+/// The validation metric: mean absolute error of the EMA model's SR images on the held-out pairs ([0, 1]).
+pub const METRIC: &str = "val_l1";
+/// Keeps the validation pairs apart from every training pair.
+const VALIDATION_SEED_KEY: u64 = 0x7a1d_a710_0000_0001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Model(#[from] sana_sr_pipeline::ModelError),
+    #[error(transparent)]
+    Registry(#[from] sana_sr_pipeline::RegistryError),
+    #[error(transparent)]
+    Lora(#[from] lora::LoraError),
+    #[error(transparent)]
+    Data(#[from] sana_sr_data::loader::LoaderError),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    #[error(transparent)]
+    Esgf(#[from] crate::esgf::EsgfError),
+}
+
+type Result<T> = std::result::Result<T, TrainError>;
+
+/// How this invocation runs (the config says what is trained).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub run_dir: PathBuf,
+    /// Continue from the run folder's checkpoint; without it, a folder that has one is refused.
+    pub resume: bool,
+    pub device: Device,
+    /// Stop, with a checkpoint, after this step (to split a run over sessions; `resume` continues it).
+    pub stop_after: Option<u64>,
+}
+
+/// What the trainer reports after every step.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub step: u64,
+    pub total: u64,
+    /// Weighted sum of the loss terms at this step.
+    pub loss: f64,
+    pub lr: f64,
+    pub steps_per_s: f64,
+    /// The validation metric, on validation steps.
+    pub validation: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Steps completed in total (this invocation and earlier ones).
+    pub steps: u64,
+    /// Why ESGF stopped the run early, if it did.
+    pub stopped: Option<StopReason>,
+    /// The exported model (absent when the run was paused by `stop_after`).
+    pub model: Option<PathBuf>,
+    /// The step whose snapshot was exported.
+    pub exported_step: Option<u64>,
+}
+
+/// The part of the state that is not tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: u64,
+    esgf: EarlyStopping,
+}
+
+/// Trains as `config` says, reporting each step to `on_step`.
+pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnMut(&StepReport)) -> Result<Outcome> {
+    if config.train.threads > 0 {
+        sana_sr_core::set_num_threads(config.train.threads as i32);
+    }
+    manual_seed(config.train.seed as i64);
+    let checkpoint_path = options.run_dir.join(CHECKPOINT_FILE);
+    if checkpoint_path.exists() && !options.resume {
+        return Err(TrainError::Setup(format!(
+            "{} holds a run already: pass --resume to continue it, or choose another folder",
+            options.run_dir.display()
+        )));
+    }
+    if options.resume && !checkpoint_path.exists() {
+        return Err(TrainError::Setup(format!("nothing to resume: {} does not exist", checkpoint_path.display())));
+    }
+    std::fs::create_dir_all(options.run_dir.join("snapshots"))
+        .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", options.run_dir.display())))?;
+
+    let (model, vs, adapters) = build_model(config, options.device)?;
+    let params = select_trainable(config, &vs, adapters.is_some())?;
+    let mut optimizer =
+        AdamW::new(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())), config.optimizer.clone());
+    let mut ema = Ema::new(&params, config.train.ema_decay);
+    let mut adversarial = (config.loss.adversarial > 0.0).then(|| {
+        let dvs = nn::VarStore::new(options.device);
+        let disc = PatchDiscriminator::new(dvs.root() / "disc", config.discriminator.width);
+        let dopt = AdamW::new(dvs.variables(), crate::optim::AdamWConfig { weight_decay: 0.0, ..Default::default() });
+        (disc, dvs, dopt)
+    });
+
+    let mut state = RunState { step: 0, esgf: EarlyStopping::new(config.esgf.clone())? };
+    if options.resume {
+        state = restore(&checkpoint_path, &vs, &mut optimizer, &mut ema, adversarial.as_mut())?;
+    }
+
+    let (train_paths, val_paths) = split_pool(config)?;
+    let degradation = Degradation::new(
+        RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
+    )
+    .map_err(|e| TrainError::Setup(e.to_string()))?;
+    check_crop(config, &model.config, degradation.config().scale as usize)?;
+    let (val_lr, val_hr) = validation_pairs(config, val_paths, degradation.clone(), options.device)?;
+    let loader_config = LoaderConfig {
+        gt_size: config.data.crop,
+        batch_size: config.data.batch,
+        num_workers: config.data.workers,
+        seed: config.train.seed,
+        start_index: state.step * config.data.batch as u64,
+        device: options.device,
+        ..LoaderConfig::default()
+    };
+    let mut loader = Loader::new(train_paths, degradation, loader_config)?;
+
+    let weights = config.loss.weights();
+    let active: Vec<usize> = (0..TERMS.len()).filter(|&i| weights[i] > 0.0).collect();
+    let columns = LogColumns {
+        losses: active.iter().map(|&i| TERMS[i].to_string()).chain(["loss".to_string()]).collect(),
+        metric: METRIC.to_string(),
+    };
+    let log_path = options.run_dir.join(LOG_FILE);
+    let mut log = if options.resume {
+        LogWriter::resume(&log_path, columns, state.step)?
+    } else {
+        LogWriter::create(&log_path, columns)?
+    };
+
+    let total = config.train.steps;
+    let mut sums = vec![0.0; active.len() + 1];
+    let mut window_start = (Instant::now(), state.step);
+    while state.step < total && state.esgf.stopped().is_none() {
+        let batch = loader.next().expect("the loader never ends")?;
+        let lr_rate = config.schedule.lr(state.step);
+        let (lr, hr) = (upsampled(&batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
+
+        let sr = model.forward(&lr)?;
+        let use_adversarial = state.step >= config.discriminator.start_step;
+        let terms = loss_terms(config, &model, &sr, &hr, &lr, adversarial.as_ref().filter(|_| use_adversarial))?;
+        let loss = active
+            .iter()
+            .map(|&i| &terms[i] * weights[i])
+            .fold(Tensor::zeros([], (Kind::Float, options.device)), |a, b| a + b);
+        optimizer.zero_grad();
+        loss.backward();
+        if config.train.grad_clip > 0.0 {
+            optimizer.clip_grad_norm(config.train.grad_clip);
+        }
+        optimizer.step(lr_rate);
+        ema.update(&params);
+        if let Some((disc, _, dopt)) = adversarial.as_mut().filter(|_| use_adversarial) {
+            dopt.zero_grad();
+            let d_loss = losses::discriminator_loss(&disc.forward(&hr), &disc.forward(&sr.detach()));
+            d_loss.backward();
+            dopt.step(config.discriminator.lr);
+        }
+        state.step += 1;
+
+        let loss_value = loss.double_value(&[]);
+        for (sum, &i) in sums.iter_mut().zip(&active) {
+            *sum += terms[i].double_value(&[]);
+        }
+        *sums.last_mut().expect("the total is logged") += loss_value;
+
+        let validation = if config.esgf.is_validation_step(state.step) || state.step == total {
+            let value = validate(&model, &ema, &params, &val_lr, &val_hr, config.data.batch)?;
+            // Every validated step keeps its EMA model: the knee is only known after the fact.
+            save_snapshot(&model, &vs, &ema, &params, &options.run_dir, state.step, adapters.is_some())?;
+            // A stop shows in `state.esgf.stopped()`, which ends the loop.
+            state.esgf.observe(state.step, value)?;
+            Some(value)
+        } else {
+            None
+        };
+
+        let elapsed = window_start.0.elapsed().as_secs_f64();
+        let steps_per_s = (state.step - window_start.1) as f64 / elapsed.max(1e-9);
+        if state.step.is_multiple_of(config.train.log_every) || validation.is_some() || state.step == total {
+            let n = (state.step - window_start.1) as f64;
+            log.append(&LogRow {
+                step: state.step,
+                lr: lr_rate,
+                losses: sums.iter().map(|s| s / n).collect(),
+                metric: validation,
+                steps_per_s,
+            })?;
+            sums.iter_mut().for_each(|s| *s = 0.0);
+            window_start = (Instant::now(), state.step);
+        }
+        on_step(&StepReport { step: state.step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation });
+
+        let pause = options.stop_after == Some(state.step);
+        if state.step.is_multiple_of(config.train.checkpoint_every) || pause || state.step == total {
+            save_checkpoint(&checkpoint_path, &vs, &optimizer, &ema, adversarial.as_ref(), &state)?;
+        }
+        if pause {
+            return Ok(Outcome { steps: state.step, stopped: None, model: None, exported_step: None });
+        }
+    }
+    save_checkpoint(&checkpoint_path, &vs, &optimizer, &ema, adversarial.as_ref(), &state)?;
+
+    // ESGF's choice: the knee of the validation curve; before a knee exists, the best validation.
+    let chosen = state.esgf.knee().or_else(|| state.esgf.best()).map(|e| e.step);
+    let exported = options.run_dir.join(MODEL_FILE);
+    if let Some(step) = chosen {
+        export(&model, &vs, adapters.as_ref(), &options.run_dir, step, &exported)?;
+    }
+    TrainingLog::read(&log_path)?.plot(&options.run_dir.join(PLOT_FILE), chosen, (1200, 800))?;
+    Ok(Outcome {
+        steps: state.step,
+        stopped: state.esgf.stopped(),
+        model: chosen.map(|_| exported),
+        exported_step: chosen,
+    })
+}
+
+/// The model to train and its store; with `[lora]`, the adapters attached to it.
+fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::VarStore, Option<Adapters>)> {
+    let build = || -> Result<(SrModel, nn::VarStore)> {
+        match (&config.model.from, &config.model.config) {
+            (Some(from), _) => Ok(ModelSource::resolve(from)?.load(device)?),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| TrainError::Setup(format!("cannot read model config {}: {e}", path.display())))?;
+                let model_config: SrModelConfig = serde_json::from_str(&text)
+                    .map_err(|e| TrainError::Setup(format!("model config {}: {e}", path.display())))?;
+                let vs = nn::VarStore::new(device);
+                let model = SrModel::build(vs.root(), &model_config)?;
+                Ok((model, vs))
+            }
+            (None, None) => unreachable!("the config is validated"),
+        }
+    };
+    match &config.lora {
+        Some(lora_config) => {
+            let ((model, vs), adapters) = lora::with_adapters(lora_config, build)?;
+            Ok((model, vs, Some(adapters)))
+        }
+        None => {
+            let (model, vs) = build()?;
+            Ok((model, vs, None))
+        }
+    }
+}
+
+/// The variables that train, by name; every other one is frozen.
+fn select_trainable(config: &TrainConfig, vs: &nn::VarStore, with_adapters: bool) -> Result<HashMap<String, Tensor>> {
+    if with_adapters {
+        lora::set_trainable(vs, lora::Trainable::Adapters)?;
+    } else {
+        for (name, var) in vs.variables() {
+            if var.is_floating_point() {
+                let _ = var.set_requires_grad(config.train.trainable.includes(&name));
+            }
+        }
+    }
+    let params: HashMap<String, Tensor> = vs.variables().into_iter().filter(|(_, v)| v.requires_grad()).collect();
+    if params.is_empty() {
+        return Err(TrainError::Setup("nothing to train: no variable is trainable".into()));
+    }
+    Ok(params)
+}
+
+/// Training and validation images: every pool folder's images, sorted; the last `val_images` held out.
+fn split_pool(config: &TrainConfig) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut paths = Vec::new();
+    for folder in &config.data.hr {
+        paths
+            .extend(pool_paths(folder).map_err(|e| TrainError::Setup(format!("HR folder {}: {e}", folder.display())))?);
+    }
+    paths.sort();
+    if paths.len() <= config.data.val_images {
+        return Err(TrainError::Setup(format!(
+            "{} HR images are too few to hold out {} for validation",
+            paths.len(),
+            config.data.val_images
+        )));
+    }
+    let val = paths.split_off(paths.len() - config.data.val_images);
+    Ok((paths, val))
+}
+
+fn check_crop(config: &TrainConfig, model: &SrModelConfig, scale: usize) -> Result<()> {
+    let token = model.pixels_per_token() as usize;
+    if !config.data.crop.is_multiple_of(token) || !config.data.crop.is_multiple_of(scale) {
+        return Err(TrainError::Setup(format!(
+            "crop {} must be a multiple of the model's token size ({token} px) and of the scale ({scale})",
+            config.data.crop
+        )));
+    }
+    Ok(())
+}
+
+/// The fixed validation pairs: `(LR upsampled to HR size in [-1, 1], HR in [0, 1])`.
+fn validation_pairs(
+    config: &TrainConfig,
+    paths: Vec<PathBuf>,
+    degradation: Degradation,
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
+    let loader_config = LoaderConfig {
+        gt_size: config.data.crop,
+        batch_size: config.data.val_pairs,
+        num_workers: 1,
+        seed: config.train.seed ^ VALIDATION_SEED_KEY,
+        device,
+        ..LoaderConfig::default()
+    };
+    let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
+    Ok((upsampled(&batch.lr, &batch.hr), batch.hr))
+}
+
+/// The LR batch resized to the HR batch's size (bicubic, as the pipeline does), in [-1, 1].
+fn upsampled(lr: &Tensor, hr: &Tensor) -> Tensor {
+    let size = hr.size();
+    let target = Target::Size { height: size[2], width: size[3] };
+    interpolate(lr, target, Mode::Bicubic).expect("an NCHW batch").clamp(0.0, 1.0) * 2.0 - 1.0
+}
+
+/// Every loss term (in the order of [`TERMS`]); inactive ones are computed only when cheap.
+fn loss_terms(
+    config: &TrainConfig,
+    model: &SrModel,
+    sr: &Tensor,
+    hr: &Tensor,
+    lr: &Tensor,
+    adversarial: Option<&(PatchDiscriminator, nn::VarStore, AdamW)>,
+) -> Result<Vec<Tensor>> {
+    let zero = || Tensor::zeros([], (Kind::Float, sr.device()));
+    let w = &config.loss;
+    let latent = if w.latent_mse > 0.0 {
+        let target = no_grad(|| model.encode(hr))?;
+        losses::l2(&model.restore(&model.encode(lr)?)?, &target)
+    } else {
+        zero()
+    };
+    let adv = match adversarial {
+        Some((disc, _, _)) if w.adversarial > 0.0 => losses::generator_adversarial(&disc.forward(sr)),
+        _ => zero(),
+    };
+    Ok(vec![
+        losses::l1(sr, hr),
+        losses::l2(sr, hr),
+        if w.edge > 0.0 { losses::edge(sr, hr) } else { zero() },
+        latent,
+        adv,
+    ])
+}
+
+/// Runs `f` with the EMA weights in the model, then puts the trained weights back.
+fn with_ema<T>(ema: &Ema, params: &HashMap<String, Tensor>, f: impl FnOnce() -> T) -> T {
+    let current: HashMap<String, Tensor> =
+        no_grad(|| params.iter().map(|(k, v)| (k.clone(), v.detach().copy())).collect());
+    ema.copy_to(params);
+    let out = f();
+    no_grad(|| {
+        for (name, value) in &current {
+            params[name].shallow_clone().copy_(value);
+        }
+    });
+    out
+}
+
+fn validate(
+    model: &SrModel,
+    ema: &Ema,
+    params: &HashMap<String, Tensor>,
+    val_lr: &Tensor,
+    val_hr: &Tensor,
+    batch: usize,
+) -> Result<f64> {
+    with_ema(ema, params, || {
+        no_grad(|| {
+            let n = val_lr.size()[0];
+            let mut total = 0.0;
+            for start in (0..n).step_by(batch) {
+                let len = (n - start).min(batch as i64);
+                let sr = model.forward(&val_lr.narrow(0, start, len))?;
+                let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
+                total += (sr - val_hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]);
+            }
+            Ok(total / val_hr.numel() as f64)
+        })
+    })
+}
+
+fn snapshot_path(run_dir: &Path, step: u64, lora: bool) -> PathBuf {
+    let kind = if lora { "lora" } else { "model" };
+    run_dir.join("snapshots").join(format!("step_{step:07}.{kind}.safetensors"))
+}
+
+/// The EMA weights at this step: a whole model file, or the adapters alone in a LoRA run.
+fn save_snapshot(
+    model: &SrModel,
+    vs: &nn::VarStore,
+    ema: &Ema,
+    params: &HashMap<String, Tensor>,
+    run_dir: &Path,
+    step: u64,
+    lora_run: bool,
+) -> Result<()> {
+    let path = snapshot_path(run_dir, step, lora_run);
+    with_ema(ema, params, || -> Result<()> {
+        if lora_run {
+            lora::save_adapters(vs, &path, Kind::Float)?;
+        } else {
+            model.save(vs, &path, Kind::Float)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes the model of snapshot `step` to `out`: copied as it is, or in a LoRA run with the snapshot's
+/// adapters merged into the base weights.
+fn export(
+    model: &SrModel,
+    vs: &nn::VarStore,
+    adapters: Option<&Adapters>,
+    run_dir: &Path,
+    step: u64,
+    out: &Path,
+) -> Result<()> {
+    let snapshot = snapshot_path(run_dir, step, adapters.is_some());
+    match adapters {
+        None => {
+            let (chosen, chosen_vs) = SrModel::load(&snapshot, Device::Cpu)?;
+            chosen.save(&chosen_vs, out, Kind::Half)?;
+        }
+        Some(adapters) => {
+            lora::load_adapters(vs, &snapshot)?;
+            adapters.merge();
+            model.save(vs, out, Kind::Float)?;
+        }
+    }
+    Ok(())
+}
+
+fn save_checkpoint(
+    path: &Path,
+    vs: &nn::VarStore,
+    optimizer: &AdamW,
+    ema: &Ema,
+    adversarial: Option<&(PatchDiscriminator, nn::VarStore, AdamW)>,
+    state: &RunState,
+) -> Result<()> {
+    let mut named: HashMap<String, Tensor> = HashMap::new();
+    let mut add = |prefix: &str, items: Vec<(String, Tensor)>| {
+        for (name, t) in items {
+            named.insert(format!("{prefix}.{name}"), t);
+        }
+    };
+    add("model", vs.variables().into_iter().collect());
+    add("ema", ema.averages.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect());
+    add("adam", optimizer.state());
+    if let Some((_, dvs, dopt)) = adversarial {
+        add("disc", dvs.variables().into_iter().collect());
+        add("disc_adam", dopt.state());
+    }
+    let json = serde_json::to_string(state).expect("the run state serializes");
+    let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
+    checkpoint::save_variables(named, path, Kind::Float, metadata)?;
+    Ok(())
+}
+
+fn restore(
+    path: &Path,
+    vs: &nn::VarStore,
+    optimizer: &mut AdamW,
+    ema: &mut Ema,
+    adversarial: Option<&mut (PatchDiscriminator, nn::VarStore, AdamW)>,
+) -> Result<RunState> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+    let (tensors, metadata) = checkpoint::read_tensors_from_bytes(&bytes, path)?;
+    let state: RunState = metadata
+        .get(STATE_METADATA_KEY)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or_else(|| TrainError::Setup(format!("{}: not a training checkpoint (no run state)", path.display())))?;
+    let take = |prefix: &str| -> HashMap<String, Tensor> {
+        let prefix = format!("{prefix}.");
+        tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(&prefix).map(|k| (k.to_string(), t.shallow_clone())))
+            .collect()
+    };
+    let bad = |what: &str, e: String| TrainError::Setup(format!("{}: {what}: {e}", path.display()));
+    checkpoint::copy_into_variables(vs.variables(), take("model"))?;
+    optimizer.load_state(&take("adam"), state.step).map_err(|e| bad("optimizer", e))?;
+    let saved_ema = take("ema");
+    for (name, average) in &ema.averages {
+        let saved = saved_ema.get(name).ok_or_else(|| bad("EMA", format!("`{name}` is missing")))?;
+        no_grad(|| average.shallow_clone().copy_(saved));
+    }
+    if let Some((_, dvs, dopt)) = adversarial {
+        checkpoint::copy_into_variables(dvs.variables(), take("disc"))?;
+        dopt.load_state(&take("disc_adam"), state.step).map_err(|e| bad("discriminator optimizer", e))?;
+    }
+    Ok(state)
+}
