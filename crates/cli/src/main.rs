@@ -20,6 +20,8 @@ enum Command {
     Models(commands::models::Args),
     /// Train or fine-tune a model (full or LoRA) from a TOML config; resumable.
     Train(commands::train::Args),
+    /// LoRA adapters: merge them into their base model.
+    Lora(commands::lora::Args),
     /// Time the real model configs (random weights) on the paper's shapes.
     Bench(commands::bench::Args),
     /// Write a picture of HR crops beside the LR images the degradation pipeline makes from them.
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Upscale(args) => commands::upscale::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Lora(args) => commands::lora::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Degrade(args) => commands::degrade::run(args),
         Command::Data(args) => commands::data::run(args),

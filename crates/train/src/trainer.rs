@@ -455,8 +455,8 @@ fn save_snapshot(
     })
 }
 
-/// Writes the model of snapshot `step` to `out`: copied as it is, or in a LoRA run with the snapshot's
-/// adapters merged into the base weights.
+/// Writes the model of snapshot `step` to `out` in f16, the shipping format: the snapshot's weights, or in
+/// a LoRA run the base weights with the snapshot's adapters merged in.
 fn export(
     model: &SrModel,
     vs: &nn::VarStore,
@@ -474,7 +474,7 @@ fn export(
         Some(adapters) => {
             lora::load_adapters(vs, &snapshot)?;
             adapters.merge();
-            model.save(vs, out, Kind::Float)?;
+            model.save(vs, out, Kind::Half)?;
         }
     }
     Ok(())

@@ -1,0 +1,198 @@
+//! `sana-sr train` end to end on a tiny model and pool: a run killed mid-way and resumed ends exactly where
+//! the unbroken run ends; LoRA fine-tuning trains adapters only and `lora merge` gives the exported model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sana_sr_core::Tensor;
+use sana_sr_data::io::save_image;
+use sana_sr_data::Image;
+use sana_sr_model::checkpoint::read_tensors;
+
+fn sana_sr(args: &[&str], cwd: &Path) -> Output {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs");
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A pool of small textured images, a tiny model and a training config, in `dir`.
+fn setup(dir: &Path, steps: u64, extra: &str) {
+    std::fs::create_dir(dir.join("pool")).unwrap();
+    for i in 0..6usize {
+        let (w, h) = (100 + 7 * i, 104);
+        let data = (0..w * h * 3)
+            .map(|k| {
+                let (x, y, c) = ((k / 3) % w, (k / 3) / w, k % 3);
+                let v = ((x * (i + 2) + y * 3 + c * 40) % 64) as f32 / 64.0;
+                0.2 + 0.6 * v * ((x / 8 + y / 8 + i) % 2) as f32
+            })
+            .collect();
+        save_image(&Image::new(w, h, 3, data), dir.join(format!("pool/{i}.png"))).unwrap();
+    }
+    let model = r#"{
+      "name": "test-tiny", "scale": 4, "scales": [4], "timestep": 500.0, "lr_skip": true, "condition_tokens": 2,
+      "vae": {"latent_channels": 4, "attention_head_dim": 4,
+              "encoder_block_types": ["ResBlock", "EfficientViTBlock"], "decoder_block_types": ["ResBlock", "EfficientViTBlock"],
+              "encoder_block_out_channels": [8, 16], "decoder_block_out_channels": [8, 16],
+              "encoder_layers_per_block": [1, 1], "decoder_layers_per_block": [1, 1],
+              "encoder_qkv_multiscales": [[], [3]], "decoder_qkv_multiscales": [[], [3]]},
+      "transformer": {"in_channels": 4, "out_channels": 4, "num_attention_heads": 2, "attention_head_dim": 8,
+                      "num_layers": 2, "num_cross_attention_heads": 2, "cross_attention_head_dim": 8,
+                      "cross_attention_dim": 16, "caption_channels": 8}
+    }"#;
+    std::fs::write(dir.join("model.json"), model).unwrap();
+    let degradation = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/configs/realesrgan_x4plus.toml");
+    let config = format!(
+        r#"
+[model]
+config = "model.json"
+[data]
+hr = ["pool"]
+degradation = "{}"
+crop = 96
+batch = 2
+workers = 1
+val_images = 1
+val_pairs = 2
+[train]
+steps = {steps}
+trainable = "all"
+seed = 3
+grad_clip = 1.0
+ema_decay = 0.9
+checkpoint_every = 2
+log_every = 1
+threads = 1
+[schedule]
+base_lr = 1e-3
+warmup_steps = 2
+total_steps = {steps}
+[loss]
+pixel_l1 = 1.0
+edge = 0.1
+adversarial = 0.01
+[esgf]
+every_steps = 4
+{extra}
+"#,
+        degradation.display()
+    );
+    std::fs::write(dir.join("train.toml"), config).unwrap();
+}
+
+fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    read_tensors(&[path.to_path_buf()]).unwrap()
+}
+
+/// The log without its timing column, which differs between runs.
+fn log_without_speed(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect()
+}
+
+#[test]
+fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 16;
+    setup(dir.path(), steps, "");
+    let cwd = dir.path();
+    sana_sr(&["train", "--config", "train.toml", "--run", "unbroken", "--device", "cpu"], cwd);
+
+    // Kill -9 the second run once it has written a checkpoint, wherever it then is.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(["train", "--config", "train.toml", "--run", "killed", "--device", "cpu"])
+        .current_dir(cwd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = cwd.join("killed/checkpoint.safetensors");
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = log_without_speed(&cwd.join("killed"));
+    let last_step: u64 = logged.last().unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(last_step < steps, "the run finished before it was killed; make it longer");
+    assert!(!cwd.join("killed/model.safetensors").exists());
+
+    // Without --resume the folder is refused; with it the run completes.
+    let refused = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(["train", "--config", "train.toml", "--run", "killed", "--device", "cpu"])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"));
+    sana_sr(&["train", "--config", "train.toml", "--run", "killed", "--device", "cpu", "--resume"], cwd);
+
+    let (a, b) =
+        (tensors(&cwd.join("unbroken/checkpoint.safetensors")), tensors(&cwd.join("killed/checkpoint.safetensors")));
+    assert_eq!(a.len(), b.len());
+    assert!(a.keys().any(|k| k.starts_with("adam.")) && a.keys().any(|k| k.starts_with("ema.")));
+    assert!(a.keys().any(|k| k.starts_with("disc.")), "the discriminator is part of the state");
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs between the unbroken and the resumed run");
+    }
+    assert_eq!(log_without_speed(&cwd.join("unbroken")), log_without_speed(&cwd.join("killed")));
+    let (a, b) = (tensors(&cwd.join("unbroken/model.safetensors")), tensors(&cwd.join("killed/model.safetensors")));
+    assert!(a.iter().all(|(name, t)| t.equal(&b[name])), "the exported models differ");
+    assert!(cwd.join("killed/curves.png").is_file());
+}
+
+#[test]
+fn lora_fine_tuning_changes_only_the_dit_and_merges_into_the_exported_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    setup(cwd, 2, "");
+    sana_sr(&["train", "--config", "train.toml", "--run", "base", "--device", "cpu"], cwd);
+    let base = cwd.join("base/model.safetensors");
+
+    let config = std::fs::read_to_string(cwd.join("train.toml"))
+        .unwrap()
+        .replace("[model]\nconfig = \"model.json\"", &format!("[model]\nfrom = \"{}\"", base.display()))
+        + "[lora]\nrank = 2\nalpha = 2.0\n";
+    let config = config.replace("steps = 2\n", "steps = 4\n").replace("total_steps = 2", "total_steps = 4");
+    std::fs::write(cwd.join("lora.toml"), config).unwrap();
+    sana_sr(&["train", "--config", "lora.toml", "--run", "lora", "--device", "cpu"], cwd);
+
+    let (before, after) = (tensors(&base), tensors(&cwd.join("lora/model.safetensors")));
+    assert_eq!(before.keys().collect::<std::collections::BTreeSet<_>>(), after.keys().collect());
+    let changed: Vec<&String> = before.keys().filter(|k| !before[*k].equal(&after[*k])).collect();
+    assert!(!changed.is_empty(), "LoRA changed nothing");
+    for name in &changed {
+        assert!(name.starts_with("transformer.transformer_blocks."), "{name} is not under an adapter but changed");
+        assert!(name.contains("attn") || name.contains(".ff."), "{name}");
+    }
+
+    // Merging the chosen snapshot's adapters by hand gives the exported model.
+    let snapshots: Vec<PathBuf> =
+        std::fs::read_dir(cwd.join("lora/snapshots")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(snapshots.iter().all(|p| p.to_string_lossy().ends_with(".lora.safetensors")));
+    let snapshot = snapshots.iter().find(|p| p.to_string_lossy().contains("step_0000004")).unwrap();
+    let merged = cwd.join("merged.safetensors");
+    sana_sr(
+        &[
+            "lora",
+            "merge",
+            "--config",
+            "lora.toml",
+            "--adapters",
+            snapshot.to_str().unwrap(),
+            "-o",
+            merged.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    let merged = tensors(&merged);
+    // One validation (step 4): no knee yet, so the run exported the best, step 4.
+    for (name, t) in &after {
+        assert!(t.equal(&merged[name]), "{name}: merge differs from the exported model");
+    }
+}
