@@ -1,17 +1,19 @@
 //! The super-resolution methods under evaluation.
 //!
 //! A method turns a sample's LR image into an SR image and says how long that took. Built in: `bicubic`
-//! (MATLAB `imresize` on 8-bit images, the floor every SR paper reports) and `folder` (outputs another tool wrote, such as
-//! the Real-ESRGAN peer of `scripts/realesrgan_peer.sh`). The sana-sr pipeline plugs in by implementing
-//! [`Method`] on a type that owns the loaded model.
+//! (MATLAB `imresize` on 8-bit images, the floor every SR paper reports), `model` (a sana-sr model through the
+//! pipeline) and `folder` (outputs another tool wrote, such as the Real-ESRGAN peer of
+//! `scripts/realesrgan_peer.sh`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sana_sr_core::Device;
 use sana_sr_data::io::{read_image, IoError, IMAGE_EXTENSIONS};
 use sana_sr_data::resize::matlab::ResizeError;
 use sana_sr_data::Image;
+use sana_sr_pipeline::{ModelSource, RegistryError, UpscaleError, UpscaleOptions, Upscaler};
 
 use crate::dataset::Sample;
 use sana_sr_data::resize::matlab::imresize_uint8;
@@ -37,20 +39,29 @@ pub enum MethodError {
     MissingOutput { name: String, dir: PathBuf, stems: String, extensions: String },
     #[error("{path}, line {line}: {reason}")]
     Timings { path: PathBuf, line: usize, reason: String },
+    #[error(transparent)]
+    Upscale(#[from] UpscaleError),
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown method {spec:?}: expected `bicubic`, `folder:DIR` or `folder:NAME=DIR`")]
-pub struct SpecError {
-    spec: String,
+pub enum SpecError {
+    #[error("unknown method {0:?}: expected `bicubic`, `model`, `model:NAME|PATH`, `folder:DIR` or `folder:NAME=DIR`")]
+    Unknown(String),
+    #[error("method {spec:?}: {source}")]
+    Model { spec: String, source: RegistryError },
 }
 
-/// The method a command-line spec names: `bicubic`, `folder:DIR` (named after DIR's last component) or
-/// `folder:NAME=DIR`.
-pub fn from_spec(spec: &str) -> Result<Box<dyn Method>, SpecError> {
-    let error = || SpecError { spec: spec.to_owned() };
+/// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model) or `model:NAME|PATH`
+/// (run on `device`), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
+pub fn from_spec(spec: &str, device: Device) -> Result<Box<dyn Method>, SpecError> {
+    let error = || SpecError::Unknown(spec.to_owned());
     if spec == "bicubic" {
         return Ok(Box::new(Bicubic));
+    }
+    if let Some(model) = spec.strip_prefix("model:").or((spec == "model").then_some(sana_sr_pipeline::DEFAULT_MODEL)) {
+        let model_error = |source| SpecError::Model { spec: spec.to_owned(), source };
+        let source = ModelSource::resolve(model).map_err(model_error)?;
+        return Ok(Box::new(Model::load(&source, device).map_err(model_error)?));
     }
     let folder = spec.strip_prefix("folder:").filter(|rest| !rest.is_empty()).ok_or_else(error)?;
     let (name, dir) = match folder.split_once('=') {
@@ -94,6 +105,39 @@ impl Method for Bicubic {
     ) -> Result<SrOutput, MethodError> {
         let start = Instant::now();
         let image = imresize_uint8(lr, scale as f64)?;
+        Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
+    }
+}
+
+/// A sana-sr model run by the pipeline (its default tiling) at the sample's scale; timed per image.
+#[derive(Debug)]
+pub struct Model {
+    name: String,
+    upscaler: Upscaler,
+}
+
+impl Model {
+    pub fn load(source: &ModelSource, device: Device) -> Result<Self, RegistryError> {
+        let upscaler = Upscaler::load(source, device)?;
+        Ok(Self { name: upscaler.model.config.name.clone(), upscaler })
+    }
+}
+
+impl Method for Model {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn super_resolve(
+        &mut self,
+        _set: &str,
+        _sample: &Sample,
+        lr: &Image,
+        scale: usize,
+    ) -> Result<SrOutput, MethodError> {
+        let options = UpscaleOptions { scale: Some(scale as u32), ..UpscaleOptions::default() };
+        let start = Instant::now();
+        let image = self.upscaler.upscale(lr, &options)?;
         Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
     }
 }
@@ -198,11 +242,16 @@ mod tests {
 
     #[test]
     fn specs_name_methods() {
-        assert_eq!(from_spec("bicubic").unwrap().name(), "bicubic");
-        assert_eq!(from_spec("folder:out/realesrgan").unwrap().name(), "realesrgan");
-        assert_eq!(from_spec("folder:Real-ESRGAN=out/realesrgan").unwrap().name(), "Real-ESRGAN");
+        let spec = |s: &str| from_spec(s, Device::Cpu);
+        assert_eq!(spec("bicubic").unwrap().name(), "bicubic");
+        assert_eq!(spec("model").unwrap().name(), sana_sr_pipeline::DEFAULT_MODEL);
+        assert_eq!(spec("model:sana-sr-tiny").unwrap().name(), "sana-sr-tiny");
+        let err = spec("model:no-such-model").err().expect("an unknown model is refused").to_string();
+        assert!(err.contains("no model named"), "{err}");
+        assert_eq!(spec("folder:out/realesrgan").unwrap().name(), "realesrgan");
+        assert_eq!(spec("folder:Real-ESRGAN=out/realesrgan").unwrap().name(), "Real-ESRGAN");
         for bad in ["bicubik", "folder:", "folder:x=", "folder:=dir", "folder:/"] {
-            assert!(from_spec(bad).is_err(), "{bad}");
+            assert!(spec(bad).is_err(), "{bad}");
         }
     }
 

@@ -20,8 +20,9 @@ pub struct Args {
     /// Sets to evaluate, comma-separated (default: every known set).
     #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
-    /// Methods: `bicubic`, `folder:DIR` or `folder:NAME=DIR` (outputs DIR/<set>/<stem>.<ext>, any readable
-    /// extension: png, jpg, jpeg, webp); repeatable.
+    /// Methods: `bicubic`, `model` (the built-in default model), `model:NAME|PATH` (any sana-sr model), or
+    /// `folder:DIR` / `folder:NAME=DIR` (another tool's outputs DIR/<set>/<stem>.<ext>, any readable extension:
+    /// png, jpg, jpeg, webp); repeatable.
     #[arg(long = "method", default_value = "bicubic")]
     methods: Vec<String>,
     /// Where the CSV (quality.csv) and the crops (panels/<set>.png) go.
@@ -36,6 +37,9 @@ pub struct Args {
     /// Side of a panel crop, in output pixels.
     #[arg(long, default_value_t = 128)]
     panel_cell: usize,
+    /// Device for `model` methods: `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// Also write every set's LR inputs to DIR/<set>/<stem>.png (for running other tools on them).
     #[arg(long, value_name = "DIR")]
     export_lr: Option<PathBuf>,
@@ -62,7 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         sets.push(set);
     }
-    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec)).collect::<Result<Vec<_>, _>>()?;
+    let device = super::device_arg(&args.device)?;
+    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, device)).collect::<Result<Vec<_>, _>>()?;
 
     if let Some(dir) = &args.export_lr {
         for set in &sets {
