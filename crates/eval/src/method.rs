@@ -103,10 +103,15 @@ impl Method for Bicubic {
         lr: &Image,
         scale: usize,
     ) -> Result<SrOutput, MethodError> {
-        let start = Instant::now();
-        let image = imresize_uint8(lr, scale as f64)?;
-        Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
+        timed(|| Ok(imresize_uint8(lr, scale as f64)?))
     }
+}
+
+/// The output of `run` and the seconds it took.
+fn timed(run: impl FnOnce() -> Result<Image, MethodError>) -> Result<SrOutput, MethodError> {
+    let start = Instant::now();
+    let image = run()?;
+    Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
 }
 
 /// A sana-sr model run by the pipeline (its default tiling) at the sample's scale; timed per image.
@@ -136,9 +141,7 @@ impl Method for Model {
         scale: usize,
     ) -> Result<SrOutput, MethodError> {
         let options = UpscaleOptions { scale: Some(scale as u32), ..UpscaleOptions::default() };
-        let start = Instant::now();
-        let image = self.upscaler.upscale(lr, &options)?;
-        Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
+        timed(|| Ok(self.upscaler.upscale(lr, &options)?))
     }
 }
 
