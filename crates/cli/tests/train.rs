@@ -19,10 +19,10 @@ fn sana_sr(args: &[&str], cwd: &Path) -> Output {
 }
 
 /// A pool of small textured images, a tiny model and a training config, in `dir`.
-fn setup(dir: &Path, steps: u64, extra: &str) {
+fn setup(dir: &Path, steps: u64, niqe: bool) {
     std::fs::create_dir(dir.join("pool")).unwrap();
     for i in 0..6usize {
-        let (w, h) = (100 + 7 * i, 104);
+        let (w, h) = (200 + 7 * i, 196);
         let data = (0..w * h * 3)
             .map(|k| {
                 let (x, y, c) = ((k / 3) % w, (k / 3) / w, k % 3);
@@ -45,6 +45,8 @@ fn setup(dir: &Path, steps: u64, extra: &str) {
     }"#;
     std::fs::write(dir.join("model.json"), model).unwrap();
     let degradation = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/configs/realesrgan_x4plus.toml");
+    // NIQE needs larger validation crops than training uses.
+    let (val_data, val_train) = if niqe { ("val_crop = 192", "val_metric = \"niqe\"") } else { ("", "") };
     let config = format!(
         r#"
 [model]
@@ -57,8 +59,10 @@ batch = 2
 workers = 1
 val_images = 1
 val_pairs = 2
+{val_data}
 [train]
 steps = {steps}
+{val_train}
 trainable = "all"
 seed = 3
 grad_clip = 1.0
@@ -76,7 +80,6 @@ edge = 0.1
 adversarial = 0.01
 [esgf]
 every_steps = 4
-{extra}
 "#,
         degradation.display()
     );
@@ -97,7 +100,7 @@ fn log_without_speed(run: &Path) -> Vec<String> {
 fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
     let dir = tempfile::tempdir().unwrap();
     let steps = 16;
-    setup(dir.path(), steps, "");
+    setup(dir.path(), steps, true);
     let cwd = dir.path();
     sana_sr(&["train", "--config", "train.toml", "--run", "unbroken", "--device", "cpu"], cwd);
 
@@ -144,13 +147,19 @@ fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
     let (a, b) = (tensors(&cwd.join("unbroken/model.safetensors")), tensors(&cwd.join("killed/model.safetensors")));
     assert!(a.iter().all(|(name, t)| t.equal(&b[name])), "the exported models differ");
     assert!(cwd.join("killed/curves.png").is_file());
+    // ESGF followed NIQE here: the log's metric column holds finite NIQE values at the validation steps.
+    let log = std::fs::read_to_string(cwd.join("killed/log.csv")).unwrap();
+    assert!(log.lines().next().unwrap().contains("val_niqe"));
+    let niqe: Vec<f64> = log.lines().skip(1).filter_map(|l| l.split(',').rev().nth(1)?.parse().ok()).collect();
+    assert_eq!(niqe.len(), 4, "{log}");
+    assert!(niqe.iter().all(|v| v.is_finite() && *v > 0.0), "{niqe:?}");
 }
 
 #[test]
 fn lora_fine_tuning_changes_only_the_dit_and_merges_into_the_exported_model() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    setup(cwd, 2, "");
+    setup(cwd, 2, false);
     sana_sr(&["train", "--config", "train.toml", "--run", "base", "--device", "cpu"], cwd);
     let base = cwd.join("base/model.safetensors");
 
@@ -195,4 +204,19 @@ fn lora_fine_tuning_changes_only_the_dit_and_merges_into_the_exported_model() {
     for (name, t) in &after {
         assert!(t.equal(&merged[name]), "{name}: merge differs from the exported model");
     }
+}
+
+#[test]
+fn training_on_a_missing_gpu_fails_with_a_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), 2, false);
+    let out = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(["train", "--config", "train.toml", "--run", "gpu", "--device", "cuda:7"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CUDA") && err.lines().count() == 1, "{err}");
+    assert!(!dir.path().join("gpu").exists(), "nothing is created for a run that cannot start");
 }

@@ -59,10 +59,36 @@ pub struct DataConfig {
     pub val_images: usize,
     /// Validation pairs made from them (fixed crops and degradations).
     pub val_pairs: usize,
+    /// HR side of a validation crop (default: `crop`); NIQE needs at least 192 (two 96-pixel blocks at
+    /// half scale).
+    #[serde(default)]
+    pub val_crop: Option<usize>,
 }
 
 fn default_workers() -> usize {
     2
+}
+
+/// What ESGF watches on the validation pairs; both improve downwards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValMetric {
+    /// Mean absolute error of the SR crops against HR: fidelity.
+    #[default]
+    L1,
+    /// Mean NIQE of the SR crops (no reference): how natural they look, which an adversarial term improves
+    /// while the L1 barely moves.
+    Niqe,
+}
+
+impl ValMetric {
+    /// The metric's column in the training log.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::L1 => "val_l1",
+            Self::Niqe => "val_niqe",
+        }
+    }
 }
 
 /// Which networks train in full fine-tuning.
@@ -95,6 +121,9 @@ pub struct RunConfig {
     /// Optimizer steps of the whole run (the schedule's `total_steps` is usually the same).
     pub steps: u64,
     pub trainable: Trainable,
+    /// The validation metric ESGF follows.
+    #[serde(default)]
+    pub val_metric: ValMetric,
     pub seed: u64,
     /// Global gradient-norm limit; 0 switches clipping off.
     #[serde(default)]
@@ -163,6 +192,12 @@ impl TrainConfig {
         }
         self.schedule.validate().map_err(|e| e.to_string())?;
         self.esgf.validate().map_err(|e| e.to_string())?;
+        if self.esgf.goal != crate::esgf::Goal::Minimize {
+            return Err(format!("[esgf] goal must be \"minimize\": {} improves downwards", t.val_metric.column()));
+        }
+        if t.val_metric == ValMetric::Niqe && self.data.val_crop.unwrap_or(d.crop) < 192 {
+            return Err("[data] val_crop must be at least 192 for val_metric = \"niqe\"".into());
+        }
         if self.loss.weights().iter().all(|&w| w == 0.0) || self.loss.weights().iter().any(|&w| w < 0.0) {
             return Err("[loss] weights must be non-negative and not all zero".into());
         }

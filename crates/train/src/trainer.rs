@@ -18,12 +18,13 @@ use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig};
 use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_data::tensor::to_image;
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::lora::{self, Adapters};
 use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, ValMetric};
 use crate::esgf::{EarlyStopping, StopReason};
 use crate::log::{LogColumns, LogRow, LogWriter, TrainingLog};
 use crate::losses::{self, PatchDiscriminator, TERMS};
@@ -34,8 +35,6 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const LOG_FILE: &str = "log.csv";
 pub const PLOT_FILE: &str = "curves.png";
 const STATE_METADATA_KEY: &str = "sana_sr_train_state";
-/// The validation metric: mean absolute error of the EMA model's SR images on the held-out pairs ([0, 1]).
-pub const METRIC: &str = "val_l1";
 /// Keeps the validation pairs apart from every training pair.
 const VALIDATION_SEED_KEY: u64 = 0x7a1d_a710_0000_0001;
 
@@ -145,7 +144,9 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
     )
     .map_err(|e| TrainError::Setup(e.to_string()))?;
-    check_crop(config, &model.config, degradation.config().scale as usize)?;
+    let scale = degradation.config().scale as usize;
+    check_crop(config.data.crop, &model.config, scale)?;
+    check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
     let (val_lr, val_hr) = validation_pairs(config, val_paths, degradation.clone(), options.device)?;
     let loader_config = LoaderConfig {
         gt_size: config.data.crop,
@@ -162,7 +163,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
     let active: Vec<usize> = (0..TERMS.len()).filter(|&i| weights[i] > 0.0).collect();
     let columns = LogColumns {
         losses: active.iter().map(|&i| TERMS[i].to_string()).chain(["loss".to_string()]).collect(),
-        metric: METRIC.to_string(),
+        metric: config.train.val_metric.column().to_string(),
     };
     let log_path = options.run_dir.join(LOG_FILE);
     let mut log = if options.resume {
@@ -208,7 +209,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         *sums.last_mut().expect("the total is logged") += loss_value;
 
         let validation = if config.esgf.is_validation_step(state.step) || state.step == total {
-            let value = validate(&model, &ema, &params, &val_lr, &val_hr, config.data.batch)?;
+            let value = validate(&model, &ema, &params, &val_lr, &val_hr, config)?;
             // Every validated step keeps its EMA model: the knee is only known after the fact.
             save_snapshot(&model, &vs, &ema, &params, &options.run_dir, state.step, adapters.is_some())?;
             // A stop shows in `state.esgf.stopped()`, which ends the loop.
@@ -325,12 +326,11 @@ fn split_pool(config: &TrainConfig) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((paths, val))
 }
 
-fn check_crop(config: &TrainConfig, model: &SrModelConfig, scale: usize) -> Result<()> {
+fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
     let token = model.pixels_per_token() as usize;
-    if !config.data.crop.is_multiple_of(token) || !config.data.crop.is_multiple_of(scale) {
+    if !crop.is_multiple_of(token) || !crop.is_multiple_of(scale) {
         return Err(TrainError::Setup(format!(
-            "crop {} must be a multiple of the model's token size ({token} px) and of the scale ({scale})",
-            config.data.crop
+            "crop {crop} must be a multiple of the model's token size ({token} px) and of the scale ({scale})"
         )));
     }
     Ok(())
@@ -344,7 +344,7 @@ fn validation_pairs(
     device: Device,
 ) -> Result<(Tensor, Tensor)> {
     let loader_config = LoaderConfig {
-        gt_size: config.data.crop,
+        gt_size: config.data.val_crop.unwrap_or(config.data.crop),
         batch_size: config.data.val_pairs,
         num_workers: 1,
         seed: config.train.seed ^ VALIDATION_SEED_KEY,
@@ -406,27 +406,41 @@ fn with_ema<T>(ema: &Ema, params: &HashMap<String, Tensor>, f: impl FnOnce() -> 
     out
 }
 
+/// The validation metric of the EMA model on the held-out pairs.
 fn validate(
     model: &SrModel,
     ema: &Ema,
     params: &HashMap<String, Tensor>,
     val_lr: &Tensor,
     val_hr: &Tensor,
-    batch: usize,
+    config: &TrainConfig,
 ) -> Result<f64> {
     with_ema(ema, params, || {
         no_grad(|| {
             let n = val_lr.size()[0];
+            let batch = config.data.batch as i64;
             let mut total = 0.0;
-            for start in (0..n).step_by(batch) {
-                let len = (n - start).min(batch as i64);
+            for start in (0..n).step_by(batch as usize) {
+                let len = (n - start).min(batch);
                 let sr = model.forward(&val_lr.narrow(0, start, len))?;
                 let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
-                total += (sr - val_hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]);
+                total += match config.train.val_metric {
+                    ValMetric::L1 => (sr - val_hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]),
+                    ValMetric::Niqe => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
+                };
             }
-            Ok(total / val_hr.numel() as f64)
+            Ok(match config.train.val_metric {
+                ValMetric::L1 => total / val_hr.numel() as f64,
+                ValMetric::Niqe => total / n as f64,
+            })
         })
     })
+}
+
+/// NIQE of one `[3, H, W]` image in [0, 1], on its 8-bit values as a saved image would have them.
+fn niqe_of(image: &Tensor) -> Result<f64> {
+    let image = to_image(image).map_err(|e| TrainError::Setup(e.to_string()))?;
+    sana_sr_metrics::niqe(&image.to_8bit(), 0).map_err(|e| TrainError::Setup(format!("validation NIQE: {e}")))
 }
 
 fn snapshot_path(run_dir: &Path, step: u64, lora: bool) -> PathBuf {

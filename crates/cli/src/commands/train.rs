@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut last_validation = String::new();
     let outcome = trainer::train(&config, &options, |report| {
         if let Some(value) = report.validation {
-            last_validation = format!("  {}={value:.4}", trainer::METRIC);
+            last_validation = format!("  {}={value:.4}", config.train.val_metric.column());
         }
         progress.set_position(report.step);
         progress.set_message(format!(
