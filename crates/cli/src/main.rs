@@ -47,7 +47,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", commands::one_line(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -11,8 +11,44 @@ pub mod upscale;
 
 use sana_sr_core::Device;
 
+/// An error and its causes on one line, each cause once: the library's errors already quote the cause they
+/// wrap (`cannot open x.png: No such file`), so a cause whose text is there already is not repeated.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// A `--device` value: `auto` is the first GPU when libtorch sees one, else the CPU; anything else as
 /// [`sana_sr_core::parse_device`] reads it.
 pub fn device_arg(name: &str) -> anyhow::Result<Device> {
     Ok(if name == "auto" { Device::cuda_if_available() } else { sana_sr_core::parse_device(name)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open x.png: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Quoting { source: io }).context("loading the model");
+        assert_eq!(one_line(&err), "loading the model: cannot open x.png: no such file");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 }

@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         match result {
             Ok(()) => written += 1,
             Err(err) => {
-                let line = format!("{}: {err:#}", job.input.display());
+                let line = format!("{}: {}", job.input.display(), super::one_line(&err));
                 multi.suspend(|| eprintln!("error: {line}"));
                 failures.push(line);
             }
