@@ -45,14 +45,14 @@ pub enum MethodError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown method {0:?}: expected `bicubic`, `model`, `model:NAME|PATH`, `folder:DIR` or `folder:NAME=DIR`")]
+    #[error("unknown method {0:?}: expected `bicubic`, `model`, `model:[LABEL=]NAME|PATH`, `folder:DIR` or `folder:NAME=DIR`")]
     Unknown(String),
     #[error("method {spec:?}: {source}")]
     Model { spec: String, source: RegistryError },
 }
 
-/// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model) or `model:NAME|PATH`
-/// (run on `device`), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
+/// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model), `model:NAME|PATH` or
+/// `model:LABEL=NAME|PATH` (run on `device`; named after the model's config unless labelled), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
 pub fn from_spec(spec: &str, device: Device) -> Result<Box<dyn Method>, SpecError> {
     let error = || SpecError::Unknown(spec.to_owned());
     if spec == "bicubic" {
@@ -60,8 +60,16 @@ pub fn from_spec(spec: &str, device: Device) -> Result<Box<dyn Method>, SpecErro
     }
     if let Some(model) = spec.strip_prefix("model:").or((spec == "model").then_some(sana_sr_pipeline::DEFAULT_MODEL)) {
         let model_error = |source| SpecError::Model { spec: spec.to_owned(), source };
+        let (name, model) = match model.split_once('=') {
+            Some((name, model)) if !name.is_empty() => (Some(name), model),
+            _ => (None, model),
+        };
         let source = ModelSource::resolve(model).map_err(model_error)?;
-        return Ok(Box::new(Model::load(&source, device).map_err(model_error)?));
+        let mut method = Model::load(&source, device).map_err(model_error)?;
+        if let Some(name) = name {
+            method.name = name.to_owned();
+        }
+        return Ok(Box::new(method));
     }
     let folder = spec.strip_prefix("folder:").filter(|rest| !rest.is_empty()).ok_or_else(error)?;
     let (name, dir) = match folder.split_once('=') {
@@ -249,6 +257,7 @@ mod tests {
         assert_eq!(spec("bicubic").unwrap().name(), "bicubic");
         assert_eq!(spec("model").unwrap().name(), sana_sr_pipeline::DEFAULT_MODEL);
         assert_eq!(spec("model:sana-sr-tiny").unwrap().name(), "sana-sr-tiny");
+        assert_eq!(spec("model:tiny-cpu=sana-sr-tiny").unwrap().name(), "tiny-cpu");
         let err = spec("model:no-such-model").err().expect("an unknown model is refused").to_string();
         assert!(err.contains("no model named"), "{err}");
         assert_eq!(spec("folder:out/realesrgan").unwrap().name(), "realesrgan");

@@ -60,7 +60,9 @@ fn tiled_output_matches_the_whole_image() {
     assert!(progress.len() > 3, "the image was not cut into tiles");
     assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
     let fidelity = psnr(&tiled, &whole);
-    assert!(fidelity > 35.0, "tiled vs whole: {fidelity:.1} dB");
+    // The built-in model measures about 60 dB (at most one 8-bit code apart); seams or misplaced tiles
+    // would cost far more.
+    assert!(fidelity > 45.0, "tiled vs whole: {fidelity:.1} dB");
 }
 
 #[test]
