@@ -146,10 +146,7 @@ fn base_variables(vs: &nn::VarStore) -> HashMap<String, Tensor> {
 }
 
 /// Copies named tensors into `variables`, as strictly as [`copy_into`].
-pub fn copy_into_variables(
-    variables: HashMap<String, Tensor>,
-    mut tensors: HashMap<String, Tensor>,
-) -> Result<()> {
+pub fn copy_into_variables(variables: HashMap<String, Tensor>, mut tensors: HashMap<String, Tensor>) -> Result<()> {
     let mut missing = Vec::new();
     let mut pending = Vec::new();
     for (key, var) in &variables {
