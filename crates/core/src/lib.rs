@@ -7,4 +7,4 @@ pub mod device;
 pub mod fs;
 
 pub use device::{parse_device, DeviceError};
-pub use tch::{autocast, manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};
+pub use tch::{manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};
