@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sana_sr_core::{nn, Device};
 
-use sana_sr_model::checkpoint::CheckpointError;
-
-use crate::sr_model::{ModelError, ModelInfo, SrModel};
+use crate::sr_model::{map_file, ModelError, ModelInfo, SrModel};
 
 /// The model `upscale` uses when none is named.
 pub const DEFAULT_MODEL: &str = "sana-sr-tiny";
@@ -86,13 +84,7 @@ impl ModelSource {
     pub fn info(&self) -> Result<ModelInfo, ModelError> {
         match self {
             Self::Builtin(m) => ModelInfo::read(m.bytes, Path::new(m.name)),
-            Self::File(path) => {
-                let io = |source| CheckpointError::Io { path: path.clone(), source };
-                let file = std::fs::File::open(path).map_err(io)?;
-                // SAFETY: read-only mapping of which only the header is read, dropped before returning.
-                let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-                ModelInfo::read(&bytes, path)
-            }
+            Self::File(path) => ModelInfo::read(&map_file(path)?, path),
         }
     }
 

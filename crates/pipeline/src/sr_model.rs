@@ -115,11 +115,7 @@ impl SrModel {
 
     /// Loads a model file onto `device` (float32); the store is returned for training, casting or saving.
     pub fn load(path: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
-        let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
-        // SAFETY: read-only mapping, dropped before returning; see `checkpoint::read_tensors`.
-        let bytes =
-            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| CheckpointError::Io { path: path.into(), source })?;
-        Self::from_bytes(&bytes, path, device)
+        Self::from_bytes(&map_file(path)?, path, device)
     }
 
     /// Loads a model from the bytes of a model file (e.g. one embedded in the binary); `origin` names it in
@@ -211,6 +207,16 @@ impl ModelInfo {
             .sum();
         Ok(Self { config, parameters, bytes: bytes.len() as u64 })
     }
+}
+
+/// A model file's bytes, memory-mapped: loading copies the tensors out and reading the info touches only
+/// the header, so neither reads the whole file up front.
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: read-only mapping, dropped by the caller before it returns; a file changed underneath could only
+    // yield wrong numbers, which the config and shape checks then report (see `checkpoint::read_tensors`).
+    Ok(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
 }
 
 fn config_from_metadata(metadata: &HashMap<String, String>, origin: &Path) -> Result<SrModelConfig> {

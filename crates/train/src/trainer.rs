@@ -236,7 +236,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         on_step(&StepReport { step: state.step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation });
 
         let pause = options.stop_after == Some(state.step);
-        if state.step.is_multiple_of(config.train.checkpoint_every) || pause || state.step == total {
+        // The last step's checkpoint is written once, after the loop (which ESGF may also end).
+        if state.step.is_multiple_of(config.train.checkpoint_every) && state.step < total || pause {
             save_checkpoint(&checkpoint_path, &vs, &optimizer, &ema, adversarial.as_ref(), &state)?;
         }
         if pause {
