@@ -101,6 +101,7 @@ fn draws_follow_the_configured_odds_and_ranges() {
         second_blur += p.second.blur.is_some() as usize;
         sinc += p.final_sinc.is_some() as usize;
         jpeg_last += p.jpeg_last as usize;
+        assert!(p.second_order, "x4plus always degrades twice");
         for kernel in [&p.first.blur, &p.second.blur, &p.final_sinc].into_iter().flatten() {
             assert_eq!(kernel.size, 21);
             assert!((kernel.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
@@ -121,6 +122,31 @@ fn draws_follow_the_configured_odds_and_ranges() {
     for count in modes {
         near(count, 1.0 / 3.0, "resize mode");
     }
+}
+
+#[test]
+fn resshift_settings_skip_the_second_stage_half_the_time() {
+    let path = config_path().with_file_name("resshift_realesrgan.toml");
+    let config = RealEsrganConfig::from_toml_file(path).unwrap();
+    assert_eq!(config, RealEsrganConfig { second_order_prob: 0.5, ..RealEsrganConfig::default() });
+    let degradation = Degradation::new(config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = 4000;
+    let twice = (0..n).filter(|_| degradation.sample(&mut rng).second_order).count();
+    assert!((twice as f64 / n as f64 - 0.5).abs() < 0.032, "{twice} of {n} degraded twice");
+
+    // Without the second stage its blur, resize and noise have no effect; with it they do.
+    let hr = hr_image();
+    let mut p = degradation.sample(&mut pair_rng(5, 0));
+    p.second_order = false;
+    let once = degradation.apply(&hr, &p).unwrap();
+    let mut heavier = p.clone();
+    heavier.second.noise.kind = NoiseKind::Gaussian { sigma: 25.0 };
+    heavier.second.resize_scale = 0.5;
+    assert!(degradation.apply(&hr, &heavier).unwrap().equal(&once));
+    heavier.second_order = true;
+    assert!(!degradation.apply(&hr, &heavier).unwrap().equal(&once));
+    assert_eq!(once.size(), [1, 3, 64, 64]);
 }
 
 #[test]

@@ -32,6 +32,9 @@ pub struct RealEsrganConfig {
     pub jpeg_range: [f64; 2],
 
     // ---- the second degradation ----
+    /// Odds that the second stage (blur, resize, noise) happens at all: 1 in Real-ESRGAN x4plus, 0.5 in
+    /// ResShift's and SinSR's configs. The last step (resize to LR + sinc, JPEG) always happens.
+    pub second_order_prob: f64,
     /// Odds that the second stage blurs at all.
     pub second_blur_prob: f64,
     pub resize_prob2: [f64; 3],
@@ -84,6 +87,7 @@ impl Default for RealEsrganConfig {
             poisson_scale_range: [0.05, 3.0],
             gray_noise_prob: 0.4,
             jpeg_range: [30.0, 95.0],
+            second_order_prob: 1.0,
             second_blur_prob: 0.8,
             resize_prob2: [0.3, 0.4, 0.3],
             resize_range2: [0.3, 1.2],
@@ -140,6 +144,7 @@ impl RealEsrganConfig {
         let probabilities = [
             ("gaussian_noise_prob", self.gaussian_noise_prob),
             ("gray_noise_prob", self.gray_noise_prob),
+            ("second_order_prob", self.second_order_prob),
             ("second_blur_prob", self.second_blur_prob),
             ("gaussian_noise_prob2", self.gaussian_noise_prob2),
             ("gray_noise_prob2", self.gray_noise_prob2),

@@ -38,6 +38,8 @@ pub struct StageParams {
 pub struct DegradationParams {
     pub first: StageParams,
     pub second: StageParams,
+    /// Whether the second stage (blur, resize, noise) happens; `second.jpeg_quality` is used either way.
+    pub second_order: bool,
     /// The final sinc filter, or none (the reference's identity pulse).
     pub final_sinc: Option<Kernel>,
     /// The mode of the resize to the LR size.
@@ -92,7 +94,10 @@ impl Degradation {
             jpeg_quality: uniform(rng, c.jpeg_range2),
         };
         let jpeg_last = rng.gen::<f64>() < 0.5;
-        DegradationParams { first, second, final_sinc, final_mode: random_mode(rng), jpeg_last }
+        let final_mode = random_mode(rng);
+        // Drawn last, so configs without a second-order choice keep the streams they always had.
+        let second_order = rng.gen::<f64>() < c.second_order_prob;
+        DegradationParams { first, second, second_order, final_sinc, final_mode, jpeg_last }
     }
 
     /// Degrades a `[1, 3, H, W]` HR image in `[0, 1]` (on any device) into its `[1, 3, H/s, W/s]` LR image,
@@ -119,12 +124,14 @@ impl Degradation {
         out = jpeg_round_trip(&out.clamp(0.0, 1.0), p.first.jpeg_quality)?;
 
         // The second degradation; its resize is relative to the LR size (`int(ori_h / scale * factor)`).
-        if let Some(kernel) = &p.second.blur {
-            out = filter2d(&out, kernel)?;
+        if p.second_order {
+            if let Some(kernel) = &p.second.blur {
+                out = filter2d(&out, kernel)?;
+            }
+            let size = |length: i64| ((length as f64 / scale * p.second.resize_scale) as i64).max(1);
+            out = interpolate(&out, Target::Size { height: size(h), width: size(w) }, p.second.resize_mode)?;
+            out = add_noise(&out, &p.second.noise)?;
         }
-        let size = |length: i64| ((length as f64 / scale * p.second.resize_scale) as i64).max(1);
-        out = interpolate(&out, Target::Size { height: size(h), width: size(w) }, p.second.resize_mode)?;
-        out = add_noise(&out, &p.second.noise)?;
 
         // [resize to the LR size + sinc] and JPEG, in either order.
         let lr_size = Target::Size { height: h / self.config.scale as i64, width: w / self.config.scale as i64 };
