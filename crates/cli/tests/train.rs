@@ -207,6 +207,31 @@ fn lora_fine_tuning_changes_only_the_dit_and_merges_into_the_exported_model() {
 }
 
 #[test]
+fn mixed_precision_training_follows_the_float32_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    setup(cwd, 2, false);
+    let config = std::fs::read_to_string(cwd.join("train.toml")).unwrap();
+    std::fs::write(cwd.join("bf16.toml"), config.replace("[train]\n", "[train]\nprecision = \"bf16\"\n")).unwrap();
+    sana_sr(&["train", "--config", "train.toml", "--run", "f32", "--device", "cpu"], cwd);
+    sana_sr(&["train", "--config", "bf16.toml", "--run", "bf16", "--device", "cpu"], cwd);
+    // The first step's losses (same weights, same batch): equal to bfloat16's precision, yet not identical.
+    let first_loss = |run: &str| -> f64 {
+        let text = std::fs::read_to_string(cwd.join(run).join("log.csv")).unwrap();
+        let (header, row) = (text.lines().next().unwrap(), text.lines().nth(1).unwrap());
+        let column = header.split(',').position(|c| c == "loss").unwrap();
+        row.split(',').nth(column).unwrap().parse().unwrap()
+    };
+    let (f32_loss, bf16_loss) = (first_loss("f32"), first_loss("bf16"));
+    let relative = (bf16_loss - f32_loss).abs() / f32_loss;
+    assert!(relative < 0.01 && relative > 0.0, "first losses {f32_loss} (f32) and {bf16_loss} (bf16)");
+    let (a, b) = (tensors(&cwd.join("f32/checkpoint.safetensors")), tensors(&cwd.join("bf16/checkpoint.safetensors")));
+    for (name, t) in &a {
+        assert_eq!(t.kind(), b[name].kind(), "{name}: the bf16 run keeps float32 state");
+    }
+}
+
+#[test]
 fn training_on_a_missing_gpu_fails_with_a_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path(), 2, false);

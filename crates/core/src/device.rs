@@ -32,6 +32,14 @@ pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
     Ok(Device::Cuda(index))
 }
 
+/// On a GPU, lets cuDNN time its convolution algorithms for each new shape and keep the fastest: worth it
+/// where shapes repeat (training crops), at the cost of bit-for-bit reproducibility on the GPU.
+pub fn autotune_convolutions(device: Device) {
+    if device.is_cuda() {
+        Cuda::cudnn_set_benchmark(true);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

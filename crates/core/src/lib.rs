@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod fs;
+pub mod precision;
 
 pub use device::{parse_device, DeviceError};
 pub use tch::{manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};

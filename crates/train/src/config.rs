@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sana_sr_core::Kind;
 use sana_sr_model::layers::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,27 @@ impl ValMetric {
     }
 }
 
+/// The precision of the training forward pass; weights, gradients, optimizer and EMA stay float32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Convolutions and matrix products in bfloat16 (see `sana_sr_core::precision`): the GPU setting, where
+    /// tensor cores run bfloat16 many times faster. It runs on the CPU too, slower than float32 there.
+    Bf16,
+}
+
+impl Precision {
+    /// The compute kind of [`sana_sr_core::precision::with_compute_kind`].
+    pub fn compute_kind(self) -> Option<Kind> {
+        match self {
+            Self::F32 => None,
+            Self::Bf16 => Some(Kind::BFloat16),
+        }
+    }
+}
+
 /// Which networks train in full fine-tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,6 +146,9 @@ pub struct RunConfig {
     /// The validation metric ESGF follows.
     #[serde(default)]
     pub val_metric: ValMetric,
+    /// `f32` or `bf16` (mixed precision).
+    #[serde(default)]
+    pub precision: Precision,
     pub seed: u64,
     /// Global gradient-norm limit; 0 switches clipping off.
     #[serde(default)]

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sana_sr_core::precision::with_compute_kind;
 use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig};
@@ -123,6 +124,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", options.run_dir.display())))?;
 
     let (model, vs, adapters) = build_model(config, options.device)?;
+    sana_sr_core::device::autotune_convolutions(options.device);
     let params = select_trainable(config, &vs, adapters.is_some())?;
     let mut optimizer =
         AdamW::new(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())), config.optimizer.clone());
@@ -139,7 +141,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         state = restore(&checkpoint_path, &vs, &mut optimizer, &mut ema, adversarial.as_mut())?;
     }
 
-    let (train_paths, val_paths) = split_pool(config)?;
+    let (train_paths, val_paths) = split_pool(&config.data.hr, config.data.val_images)?;
     let degradation = Degradation::new(
         RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
     )
@@ -180,9 +182,12 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         let lr_rate = config.schedule.lr(state.step);
         let (lr, hr) = (upsampled(&batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
 
-        let sr = model.forward(&lr)?;
         let use_adversarial = state.step >= config.discriminator.start_step;
-        let terms = loss_terms(config, &model, &sr, &hr, &lr, adversarial.as_ref().filter(|_| use_adversarial))?;
+        let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
+            let sr = model.forward(&lr)?.to_kind(Kind::Float);
+            let terms = loss_terms(config, &model, &sr, &hr, &lr, adversarial.as_ref().filter(|_| use_adversarial))?;
+            Ok((sr, terms))
+        })?;
         let loss = active
             .iter()
             .map(|&i| &terms[i] * weights[i])
@@ -308,23 +313,30 @@ fn select_trainable(config: &TrainConfig, vs: &nn::VarStore, with_adapters: bool
     Ok(params)
 }
 
-/// Training and validation images: every pool folder's images, sorted; the last `val_images` held out.
-fn split_pool(config: &TrainConfig) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// Training and validation images: every pool folder's images; the photos of the last `val_images` file
+/// names (sorted) are held out, in every folder that has them, so a photo kept at several scales (pools
+/// downscaled 2x and 4x, say) never trains at one scale and validates at another.
+fn split_pool(folders: &[PathBuf], val_images: usize) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut paths = Vec::new();
-    for folder in &config.data.hr {
+    for folder in folders {
         paths
             .extend(pool_paths(folder).map_err(|e| TrainError::Setup(format!("HR folder {}: {e}", folder.display())))?);
     }
-    paths.sort();
-    if paths.len() <= config.data.val_images {
+    let mut names: Vec<_> = paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_owned()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() <= val_images {
         return Err(TrainError::Setup(format!(
-            "{} HR images are too few to hold out {} for validation",
-            paths.len(),
-            config.data.val_images
+            "{} HR photos are too few to hold out {val_images} for validation",
+            names.len()
         )));
     }
-    let val = paths.split_off(paths.len() - config.data.val_images);
-    Ok((paths, val))
+    let held_out = names.split_off(names.len() - val_images);
+    let (mut val, mut train): (Vec<_>, Vec<_>) =
+        paths.into_iter().partition(|p| p.file_name().is_some_and(|n| held_out.iter().any(|h| h == n)));
+    train.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+    val.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+    Ok((train, val))
 }
 
 fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
@@ -555,4 +567,27 @@ fn restore(
         dopt.load_state(&take("disc_adam"), state.step).map_err(|e| bad("discriminator optimizer", e))?;
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_out_photo_is_held_out_at_every_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x2, x4) = (dir.path().join("pool_2x"), dir.path().join("pool_4x"));
+        for (folder, names) in [(&x2, &["a.png", "b.png", "c.png", "notes.txt"][..]), (&x4, &["a.png", "c.png"][..])] {
+            std::fs::create_dir(folder).unwrap();
+            for name in names {
+                std::fs::write(folder.join(name), b"").unwrap();
+            }
+        }
+        let (train, val) = split_pool(&[x2.clone(), x4.clone()], 1).unwrap();
+        assert_eq!(train, [x2.join("a.png"), x4.join("a.png"), x2.join("b.png")]);
+        assert_eq!(val, [x2.join("c.png"), x4.join("c.png")]);
+        let (_, val) = split_pool(&[x2.clone(), x4.clone()], 2).unwrap();
+        assert_eq!(val, [x2.join("b.png"), x2.join("c.png"), x4.join("c.png")]);
+        assert!(split_pool(&[x2, x4], 3).is_err(), "three photos cannot hold out three");
+    }
 }

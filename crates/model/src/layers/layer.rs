@@ -5,6 +5,7 @@
 //! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation. The constructors attach a LoRA
 //! adapter where a [`lora::with_adapters`] plan in force selects the layer's path.
 
+use sana_sr_core::precision::compute_kind;
 use sana_sr_core::{nn, Tensor};
 
 use super::lora::{self, LoraAdapter};
@@ -68,16 +69,23 @@ impl Layer {
         Self::conv2d(p, in_ch, out_ch, kernel, ConvConfig { padding: kernel / 2, bias, ..Default::default() })
     }
 
+    /// The layer's operation; under mixed precision ([`sana_sr_core::precision`]) in the compute kind.
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = compute_kind();
+        let cast = |t: &Tensor| match kind {
+            Some(kind) => t.to_kind(kind),
+            None => t.shallow_clone(),
+        };
+        let (x, weight, bias) = (cast(x), cast(&self.weight), self.bias.as_ref().map(cast));
         let y = match self.op {
-            Op::Linear => x.linear(&self.weight, self.bias.as_ref()),
+            Op::Linear => x.linear(&weight, bias.as_ref()),
             Op::Conv2d { stride, padding, groups } => {
-                x.conv2d(&self.weight, self.bias.as_ref(), [stride, stride], [padding, padding], [1, 1], groups)
+                x.conv2d(&weight, bias.as_ref(), [stride, stride], [padding, padding], [1, 1], groups)
             }
         };
         match &self.adapter {
             None => y,
-            Some(adapter) => y + adapter.forward(x, self.op),
+            Some(adapter) => y + adapter.forward(&x, self.op, cast),
         }
     }
 }

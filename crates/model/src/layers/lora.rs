@@ -162,13 +162,15 @@ impl LoraAdapter {
         Self { a, b, scale }
     }
 
-    /// `scale · B(A(x))` for the layer's operation `op` (never a grouped convolution).
-    pub(crate) fn forward(&self, x: &Tensor, op: Op) -> Tensor {
+    /// `scale · B(A(x))` for the layer's operation `op` (never a grouped convolution), with A and B passed
+    /// through `cast` as the layer's own weight is.
+    pub(crate) fn forward(&self, x: &Tensor, op: Op, cast: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        let (a, b) = (cast(&self.a), cast(&self.b));
         match op {
-            Op::Linear => (x.linear::<Tensor>(&self.a, None) * self.scale).linear::<Tensor>(&self.b, None),
+            Op::Linear => (x.linear::<Tensor>(&a, None) * self.scale).linear::<Tensor>(&b, None),
             Op::Conv2d { stride, padding, .. } => {
-                let h = x.conv2d::<Tensor>(&self.a, None, [stride, stride], [padding, padding], [1, 1], 1);
-                (h * self.scale).conv2d::<Tensor>(&self.b, None, [1, 1], [0, 0], [1, 1], 1)
+                let h = x.conv2d::<Tensor>(&a, None, [stride, stride], [padding, padding], [1, 1], 1);
+                (h * self.scale).conv2d::<Tensor>(&b, None, [1, 1], [0, 0], [1, 1], 1)
             }
         }
     }

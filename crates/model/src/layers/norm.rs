@@ -43,7 +43,8 @@ impl RmsNorm {
     }
 }
 
-/// Layer norm over the last dimension (torch `nn.LayerNorm`).
+/// Layer norm over the last dimension (torch `nn.LayerNorm`); in its weights' kind, so that under mixed
+/// precision a bfloat16 input is normalised in float32 as autocast does.
 #[derive(Debug)]
 pub struct LayerNorm {
     pub weight: Option<Tensor>,
@@ -60,6 +61,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        let x = in_kind_of(x, self.weight.as_ref());
         x.layer_norm([self.dim], self.weight.as_ref(), self.bias.as_ref(), self.eps, true)
     }
 }
@@ -91,7 +93,7 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.batch_norm(
+        in_kind_of(x, Some(&self.weight)).batch_norm(
             Some(&self.weight),
             Some(&self.bias),
             Some(&self.running_mean),
@@ -101,5 +103,14 @@ impl BatchNorm2d {
             self.eps,
             false,
         )
+    }
+}
+
+/// `x` cast to `weight`'s kind where they differ (a bfloat16 activation meeting float32 weights under mixed
+/// precision).
+fn in_kind_of(x: &Tensor, weight: Option<&Tensor>) -> Tensor {
+    match weight {
+        Some(w) if w.kind() != x.kind() => x.to_kind(w.kind()),
+        _ => x.shallow_clone(),
     }
 }

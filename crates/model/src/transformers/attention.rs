@@ -126,11 +126,13 @@ impl CrossAttention {
         // [B, T, inner] → [B, heads, T, head_dim]
         let per_head = |t: Tensor| t.unflatten(2, [heads, -1]).transpose(1, 2);
         let kind = q.kind();
+        // The bias must have the logits' kind (it is float32 beside bfloat16 projections under mixed precision).
+        let key_bias = key_bias.map(|bias| bias.to_kind(kind));
         let out = Tensor::scaled_dot_product_attention(
             &per_head(q),
             &per_head(k),
             &per_head(v),
-            key_bias,
+            key_bias.as_ref(),
             0.0,
             false,
             None,
