@@ -203,6 +203,26 @@ fn linear_adapter_follows_the_formula() -> AnyResult<()> {
 }
 
 #[test]
+fn adapters_compute_in_bfloat16_under_mixed_precision_and_train_in_float32() -> AnyResult<()> {
+    use sana_sr_core::precision::with_compute_kind;
+    let (_vs, layer, _adapters) = adapted_layer(|vs| Layer::linear(vs.root() / "layer", 5, 4, true))?;
+    let adapter = layer.adapter.as_ref().unwrap();
+    let x = Tensor::randn([2, 7, 5], (Kind::Float, Device::Cpu));
+    let want = no_grad(|| layer.forward(&x));
+    let y = with_compute_kind(Some(Kind::BFloat16), || layer.forward(&x));
+    assert_eq!(y.kind(), Kind::BFloat16);
+    // bfloat16 keeps 8 significant bits: a few roundings of values of order 1.
+    let err = max_abs_diff(&y.to_kind(Kind::Float), &want) / want.abs().max().double_value(&[]);
+    assert!(err < 2e-2, "{err:e}");
+    y.to_kind(Kind::Float).sum(Kind::Float).backward();
+    for (name, t) in [("A", &adapter.a), ("B", &adapter.b), ("W", &layer.weight)] {
+        assert!(t.grad().defined() && t.grad().kind() == Kind::Float, "{name} gets a float32 gradient");
+        assert!(t.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name}");
+    }
+    Ok(())
+}
+
+#[test]
 fn conv_adapter_follows_the_formula_with_the_layer_stride_and_padding() -> AnyResult<()> {
     let cfg = ConvConfig { stride: 2, padding: 1, ..Default::default() };
     let (_vs, layer, adapters) = adapted_layer(|vs| Layer::conv2d(vs.root() / "layer", 3, 5, 3, cfg))?;
