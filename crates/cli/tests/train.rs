@@ -214,7 +214,8 @@ fn mixed_precision_training_follows_the_float32_run() {
     let config = std::fs::read_to_string(cwd.join("train.toml")).unwrap();
     std::fs::write(cwd.join("bf16.toml"), config.replace("[train]\n", "[train]\nprecision = \"bf16\"\n")).unwrap();
     sana_sr(&["train", "--config", "train.toml", "--run", "f32", "--device", "cpu"], cwd);
-    sana_sr(&["train", "--config", "bf16.toml", "--run", "bf16", "--device", "cpu"], cwd);
+    let out = sana_sr(&["train", "--config", "bf16.toml", "--run", "bf16", "--device", "cpu"], cwd);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meant for GPUs"), "a bf16 run on the CPU says it is slow");
     // The first step's losses (same weights, same batch): equal to bfloat16's precision, yet not identical.
     let first_loss = |run: &str| -> f64 {
         let text = std::fs::read_to_string(cwd.join(run).join("log.csv")).unwrap();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use sana_sr_train::config::TrainConfig;
+use sana_sr_core::Device;
+use sana_sr_train::config::{Precision, TrainConfig};
 use sana_sr_train::trainer::{self, TrainOptions};
 
 use super::device_arg;
@@ -37,6 +38,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         device: device_arg(&args.device)?,
         stop_after: args.stop_after,
     };
+    if config.train.precision == Precision::Bf16 && options.device == Device::Cpu {
+        // Mixed precision is for tensor cores; most CPUs have no bfloat16 arithmetic and emulate it.
+        eprintln!("note: precision = \"bf16\" is meant for GPUs: on a CPU without bfloat16 instructions it is several times slower than f32");
+    }
     let progress = ProgressBar::new(config.train.steps);
     progress.set_style(ProgressStyle::with_template(
         "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})  {msg}",
