@@ -332,10 +332,8 @@ fn split_pool(folders: &[PathBuf], val_images: usize) -> Result<(Vec<PathBuf>, V
         )));
     }
     let held_out = names.split_off(names.len() - val_images);
-    let (mut val, mut train): (Vec<_>, Vec<_>) =
-        paths.into_iter().partition(|p| p.file_name().is_some_and(|n| held_out.iter().any(|h| h == n)));
-    train.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
-    val.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+    paths.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+    let (val, train) = paths.into_iter().partition(|p| p.file_name().is_some_and(|n| held_out.iter().any(|h| h == n)));
     Ok((train, val))
 }
 
