@@ -4,6 +4,7 @@ pub mod degradations;
 pub mod image;
 pub mod io;
 pub mod loader;
+pub mod pairs;
 pub mod pool;
 pub mod resize;
 pub mod sets;

@@ -95,6 +95,8 @@ pub enum DatasetError {
     Empty { path: PathBuf },
     #[error("unknown set {name:?} (known: {known})")]
     Unknown { name: String, known: String },
+    #[error("set folder {path} is not one of the known sets, so it needs ground truth and LR sub-folders (gt/ and lq/, or HR/ and LR_bicubic/X4/; `sana-sr data make-pairs` writes such a set)")]
+    UnpairedCustom { path: PathBuf },
 }
 
 /// The role of a known set's flat folder.
@@ -103,6 +105,19 @@ pub fn known_role(name: &str) -> Result<FlatRole, DatasetError> {
         name: name.to_owned(),
         known: KNOWN_SETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
     })
+}
+
+/// Lists the set `name` in folder `dir`: a known set as [`known_role`] says, any other only when it is paired,
+/// since a flat folder does not say whether it holds HR or LR images.
+pub fn open(name: &str, dir: &Path, scale: usize) -> Result<EvalSet, DatasetError> {
+    match known_role(name) {
+        Ok(role) => discover(name, dir, role, scale),
+        Err(_) if find_subdir(dir, HR_DIRS).is_some() && find_subdir(dir, LR_DIRS).is_some() => {
+            discover(name, dir, FlatRole::LowResolution, scale)
+        }
+        Err(_) if dir.is_dir() => Err(DatasetError::UnpairedCustom { path: dir.to_path_buf() }),
+        Err(unknown) => Err(unknown),
+    }
 }
 
 /// Lists the set in folder `dir` under `name`, detecting its layout; `flat_role` says what a flat folder
@@ -252,5 +267,19 @@ mod tests {
         ));
         assert!(matches!(known_role("Urban100"), Err(DatasetError::Unknown { .. })));
         assert_eq!(known_role("CBSD68").unwrap(), FlatRole::HighResolution);
+    }
+
+    #[test]
+    fn a_set_of_ones_own_must_be_paired() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["held-out/gt/a.png", "held-out/lq/a.png", "flat/a.png", "CBSD68/a.png"] {
+            touch(&root.path().join(name));
+        }
+        let set = open("held-out", &root.path().join("held-out"), 4).unwrap();
+        assert_eq!(set.samples[0].hr, Some(root.path().join("held-out/gt/a.png")));
+        assert!(matches!(open("flat", &root.path().join("flat"), 4), Err(DatasetError::UnpairedCustom { .. })));
+        assert!(matches!(open("absent", &root.path().join("absent"), 4), Err(DatasetError::Unknown { .. })));
+        let known = open("CBSD68", &root.path().join("CBSD68"), 4).unwrap();
+        assert_eq!(known.samples[0].lr, LrSource::BicubicFromHr);
     }
 }

@@ -1,10 +1,13 @@
-//! `sana-sr data …`: preparing training data. `data build-pool` turns the fetched photographs
-//! (scripts/fetch_training_data.sh) into the HR pool the loader reads.
+//! `sana-sr data …`: preparing data. `data build-pool` turns the fetched photographs
+//! (scripts/fetch_training_data.sh) into the HR pool the loader reads; `data make-pairs` degrades photos into
+//! a paired test set that `sana-sr eval` scores.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::loader::pool_paths;
+use sana_sr_data::pairs::{write_pairs, PairOptions};
 use sana_sr_data::pool::{build_pool, PoolOptions};
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +20,34 @@ pub struct Args {
 enum Command {
     /// Downscale the listed photographs into PNGs of the HR pool (idempotent).
     BuildPool(BuildPoolArgs),
+    /// Degrade photos into a paired test set: OUT/gt/ holds their centre crops, OUT/lq/ the LR images the
+    /// degradation pipeline makes of them (the layout of ImageNet-ValSR, which was made this way). Score a
+    /// model on it with `sana-sr eval --datasets PARENT --sets NAME`, OUT being PARENT/NAME.
+    MakePairs(MakePairsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MakePairsArgs {
+    /// Photos: image files or folders (the images directly inside them).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Degradation config (TOML); default: the Real-ESRGAN x4plus settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Side of the centre HR crop.
+    #[arg(long, default_value_t = 256)]
+    crop: usize,
+    /// Degraded versions of each photo, each its own draw (named <stem>_<k> when more than one).
+    #[arg(long, default_value_t = 1)]
+    variants: usize,
+    /// Seed of the draws: the same seed, photos and config give the same pairs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Replace pairs already in OUT (otherwise an OUT holding pairs is an error).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +75,31 @@ struct BuildPoolArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         Command::BuildPool(args) => build(args),
+        Command::MakePairs(args) => make_pairs(args),
     }
+}
+
+fn make_pairs(args: MakePairsArgs) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => RealEsrganConfig::from_toml_file(path)?,
+        None => RealEsrganConfig::default(),
+    };
+    let degradation = Degradation::new(config)?;
+    let mut sources = Vec::new();
+    for input in &args.inputs {
+        if input.is_dir() {
+            sources.extend(pool_paths(input)?);
+        } else {
+            sources.push(input.clone());
+        }
+    }
+    let options = PairOptions { crop: args.crop, variants: args.variants, seed: args.seed, overwrite: args.overwrite };
+    let report = write_pairs(&sources, &args.out, &degradation, &options)?;
+    for path in &report.too_small {
+        println!("left out (smaller than {} px): {}", args.crop, path.display());
+    }
+    println!("{}: {} pairs in gt/ and lq/", args.out.display(), report.written.len());
+    Ok(())
 }
 
 fn build(args: BuildPoolArgs) -> Result<()> {

@@ -17,11 +17,12 @@ pub struct Args {
     /// Folder holding one sub-folder per set (Set5/, Set14/, ...).
     #[arg(long, default_value = "../shared/datasets")]
     datasets: PathBuf,
-    /// Sets to evaluate, comma-separated (default: every known set).
+    /// Sets to evaluate, comma-separated (default: every known set). A folder under --datasets that is not a
+    /// known set is scored when it holds gt/ and lq/ (`sana-sr data make-pairs` writes such sets).
     #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
-    /// Methods: `bicubic`, `model` (the built-in default model), `model:NAME|PATH` (any sana-sr model), or
-    /// `folder:DIR` / `folder:NAME=DIR` (another tool's outputs DIR/<set>/<stem>.<ext>, any readable extension:
+    /// Methods: `bicubic`, `model` (the built-in default model), `model:NAME|PATH` or `model:LABEL=NAME|PATH`
+    /// (any sana-sr model, named after its config unless labelled), or `folder:DIR` / `folder:LABEL=DIR` (another tool's outputs DIR/<set>/<stem>.<ext>, any readable extension:
     /// png, jpg, jpeg, webp); repeatable.
     #[arg(long = "method", default_value = "bicubic")]
     methods: Vec<String>,
@@ -59,8 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut sets = Vec::new();
     for name in &names {
-        let role = dataset::known_role(name)?;
-        let set = dataset::discover(name, &args.datasets.join(name), role, options.scale)?;
+        let set = dataset::open(name, &args.datasets.join(name), options.scale)?;
         for line in &set.skipped {
             eprintln!("skipped {line}");
         }
@@ -68,6 +68,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let device = super::device_arg(&args.device)?;
     let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, device)).collect::<Result<Vec<_>, _>>()?;
+    for (i, method) in methods.iter().enumerate() {
+        if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
+            anyhow::bail!(
+                "two methods are named {:?}, so their rows could not be told apart: label them, as in \
+                 model:LABEL=PATH or folder:LABEL=DIR",
+                method.name()
+            );
+        }
+    }
 
     if let Some(dir) = &args.export_lr {
         for set in &sets {
