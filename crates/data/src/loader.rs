@@ -24,6 +24,7 @@ use crate::degradations::pipeline::pair_rng;
 use crate::degradations::{Degradation, DegradeError};
 use crate::io::{has_image_extension, image_size, read_image, IoError};
 use crate::tensor::to_tensor;
+use crate::Image;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
@@ -40,6 +41,10 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Index of the first pair: a resumed training run starts where it stopped and sees the same pairs.
     pub start_index: u64,
+    /// Crop positions drawn per pair, the most detailed kept (mean absolute difference between neighbouring
+    /// pixels; SamplingAug's idea): 1 is the uniform crop of Real-ESRGAN, more favours texture and edges
+    /// over the flat sky and walls that fill much of a photo, which teach an SR model little.
+    pub crop_tries: usize,
     /// Where the batches are delivered.
     pub device: Device,
 }
@@ -56,6 +61,7 @@ impl Default for LoaderConfig {
             prefetch: 4,
             seed: 0,
             start_index: 0,
+            crop_tries: 1,
             device: Device::Cpu,
         }
     }
@@ -117,8 +123,15 @@ impl PairMaker {
         let image = read_image(path)?;
         let mut rng = pair_rng(self.config.seed, index);
         let s = self.config.gt_size;
-        let (left, top) = (rng.gen_range(0..=image.width - s), rng.gen_range(0..=image.height - s));
-        let crop = image.crop(left, top, s, s).expect("crop inside the checked image size").to_rgb();
+        let crop = (0..self.config.crop_tries.max(1))
+            .map(|_| {
+                let (left, top) = (rng.gen_range(0..=image.width - s), rng.gen_range(0..=image.height - s));
+                image.crop(left, top, s, s).expect("crop inside the checked image size").to_rgb()
+            })
+            .map(|crop| (detail(&crop), crop))
+            .reduce(|best, next| if next.0 > best.0 { next } else { best })
+            .map(|(_, crop)| crop)
+            .expect("at least one try");
         let mut hr = to_tensor(&crop, Device::Cpu);
         // basicsr `augment`: hflip, vflip, then transpose, each with odds 1/2.
         if self.config.use_hflip && rng.gen::<f64>() < 0.5 {
@@ -139,6 +152,26 @@ impl PairMaker {
             .map_err(|source| LoaderError::Degrade { path: path.clone(), source })?;
         Ok(Pair { hr, lr })
     }
+}
+
+/// Mean absolute difference between horizontally and vertically neighbouring samples.
+fn detail(image: &Image) -> f64 {
+    let (w, h, c) = (image.width, image.height, image.channels);
+    let at = |x: usize, y: usize, k: usize| image.data[(y * w + x) * c + k] as f64;
+    let mut sum = 0.0;
+    for y in 0..h {
+        for x in 0..w {
+            for k in 0..c {
+                if x + 1 < w {
+                    sum += (at(x + 1, y, k) - at(x, y, k)).abs();
+                }
+                if y + 1 < h {
+                    sum += (at(x, y + 1, k) - at(x, y, k)).abs();
+                }
+            }
+        }
+    }
+    sum / (2 * w * h * c).max(1) as f64
 }
 
 /// Key of the epoch-shuffle streams, so they never coincide with the pair streams of the same seed.

@@ -64,6 +64,14 @@ pub struct DataConfig {
     /// half scale).
     #[serde(default)]
     pub val_crop: Option<usize>,
+    /// Crop positions drawn per training pair, the most detailed kept (1: uniform crops; see
+    /// `LoaderConfig::crop_tries`). Validation crops stay uniform.
+    #[serde(default = "default_crop_tries")]
+    pub crop_tries: usize,
+}
+
+fn default_crop_tries() -> usize {
+    1
 }
 
 fn default_workers() -> usize {
@@ -208,8 +216,17 @@ impl TrainConfig {
             return Err("[model] needs exactly one of `from` (a model to fine-tune) or `config` (a new one)".into());
         }
         let d = &self.data;
-        if d.hr.is_empty() || d.batch == 0 || d.crop == 0 || d.workers == 0 || d.val_pairs == 0 || d.val_images == 0 {
-            return Err("[data] needs HR folders, and positive crop, batch, workers, val_images, val_pairs".into());
+        if d.hr.is_empty()
+            || d.batch == 0
+            || d.crop == 0
+            || d.workers == 0
+            || d.val_pairs == 0
+            || d.val_images == 0
+            || d.crop_tries == 0
+        {
+            return Err(
+                "[data] needs HR folders, and positive crop, batch, workers, val_images, val_pairs, crop_tries".into(),
+            );
         }
         let t = &self.train;
         if t.steps == 0 || t.checkpoint_every == 0 || t.log_every == 0 || !(0.0..1.0).contains(&t.ema_decay) {

@@ -156,6 +156,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
         num_workers: config.data.workers,
         seed: config.train.seed,
         start_index: state.step * config.data.batch as u64,
+        crop_tries: config.data.crop_tries,
         device: options.device,
         ..LoaderConfig::default()
     };
