@@ -12,5 +12,5 @@ pub mod tiling;
 pub mod upscaler;
 
 pub use registry::{ModelSource, RegistryError, DEFAULT_MODEL};
-pub use sr_model::{ModelError, SrModel, SrModelConfig};
+pub use sr_model::{InputResize, ModelError, SrModel, SrModelConfig};
 pub use upscaler::{Progress, UpscaleError, UpscaleOptions, Upscaler};

@@ -15,6 +15,9 @@ use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
+use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_data::resize::matlab::imresize_tensor;
+
 use crate::scheduler;
 
 /// Metadata key of the model config in a model file.
@@ -36,6 +39,18 @@ pub enum ModelError {
 
 type Result<T> = std::result::Result<T, ModelError>;
 
+/// The resize from LR to output size that a model's input goes through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputResize {
+    /// PyTorch's `interpolate(mode="bicubic")`: Keys' cubic with a = -0.75, border samples repeated.
+    #[default]
+    PytorchBicubic,
+    /// MATLAB's `imresize`: Keys' cubic with a = -0.5, borders mirrored; the benchmarks' "bicubic", which
+    /// rings less than PyTorch's and scores a better NIQE (docs/decisions.md).
+    MatlabBicubic,
+}
+
 /// What a model file says about itself besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SrModelConfig {
@@ -53,6 +68,9 @@ pub struct SrModelConfig {
     /// `true`: the decoder adds detail to the resized LR image instead of drawing the whole image.
     #[serde(default)]
     pub lr_skip: bool,
+    /// How the LR image is resized to the output size before the encoder (and under the detail).
+    #[serde(default)]
+    pub input_resize: InputResize,
     /// Tokens of the stored condition embedding (SANA's null caption; LinearSR's tags).
     pub condition_tokens: i64,
     pub vae: AutoencoderDcConfig,
@@ -161,6 +179,19 @@ impl SrModel {
     /// [`Self::add_skip`] adds to the LR image.
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         Ok(self.vae.decode(&(latent / self.config.vae.scaling_factor))?)
+    }
+
+    /// The LR batch `[N, C, h, w]` in [0, 1] resized to `height x width` the way this model takes its input,
+    /// clamped to [0, 1].
+    pub fn resize_input(&self, lr: &Tensor, height: i64, width: i64) -> Tensor {
+        let resized = match self.config.input_resize {
+            InputResize::PytorchBicubic => interpolate(lr, Target::Size { height, width }, Mode::Bicubic)
+                .expect("an NCHW batch to a non-empty size"),
+            InputResize::MatlabBicubic => {
+                imresize_tensor(lr, height as usize, width as usize).expect("an NCHW batch to a non-empty size")
+            }
+        };
+        resized.clamp(0.0, 1.0)
     }
 
     /// The SR image from the decoder's output and the resized LR image it came from (in [-1, 1], not clamped).

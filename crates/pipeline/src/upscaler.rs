@@ -4,7 +4,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use sana_sr_core::{nn, no_grad, Device, Tensor};
-use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::tensor::{to_image, to_tensor};
 use sana_sr_data::Image;
 
@@ -150,11 +149,7 @@ impl Upscaler {
     ) -> Result<Image, UpscaleError> {
         let model = &self.model;
         let (out_h, out_w) = (image.height as i64 * scale as i64, image.width as i64 * scale as i64);
-        let resize = |channels: &Image| -> Tensor {
-            let target = Target::Size { height: out_h, width: out_w };
-            let lr = to_tensor(channels, self.device);
-            interpolate(&lr, target, Mode::Bicubic).expect("a 4-D tensor to a non-empty size").clamp(0.0, 1.0)
-        };
+        let resize = |channels: &Image| model.resize_input(&to_tensor(channels, self.device), out_h, out_w);
         // Pad (repeating the border) to whole latent tokens; cropped off at the end.
         let per_token = model.config.pixels_per_token();
         let patch = model.config.transformer.patch_size;

@@ -5,7 +5,7 @@ use std::path::Path;
 use sana_sr_core::{manual_seed, nn, Device, Kind, Tensor};
 use sana_sr_data::tensor::to_tensor;
 use sana_sr_data::Image;
-use sana_sr_pipeline::{ModelSource, SrModel, UpscaleError, UpscaleOptions, Upscaler};
+use sana_sr_pipeline::{InputResize, ModelSource, SrModel, SrModelConfig, UpscaleError, UpscaleOptions, Upscaler};
 
 fn default_upscaler() -> Upscaler {
     Upscaler::load(&ModelSource::default_model(), Device::Cpu).expect("the built-in model loads")
@@ -168,4 +168,34 @@ fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
     let cosine = (&grad16 * &grad32).sum(Kind::Double).double_value(&[])
         / (grad16.norm().double_value(&[]) * grad32.norm().double_value(&[]));
     assert!(cosine > 0.99, "gradient direction {cosine}");
+}
+
+#[test]
+fn the_input_resize_is_the_one_the_model_config_names() {
+    let mut upscaler = default_upscaler();
+    // Model files from before the setting existed keep PyTorch's bicubic, which they were trained with.
+    assert_eq!(upscaler.model.config.input_resize, InputResize::PytorchBicubic);
+    let lr = to_tensor(&test_image(13, 11, 3), Device::Cpu);
+    let pytorch = upscaler.model.resize_input(&lr, 44, 52);
+    let expected = sana_sr_data::resize::interpolate::interpolate(
+        &lr,
+        sana_sr_data::resize::interpolate::Target::Size { height: 44, width: 52 },
+        sana_sr_data::resize::interpolate::Mode::Bicubic,
+    )
+    .unwrap()
+    .clamp(0.0, 1.0);
+    assert!(pytorch.allclose(&expected, 0.0, 0.0, false));
+    let before = upscaler.upscale(&test_image(13, 11, 3), &UpscaleOptions::default()).unwrap();
+
+    let mut json = serde_json::to_value(&upscaler.model.config).unwrap();
+    json["input_resize"] = "matlab_bicubic".into();
+    let config: SrModelConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(config.input_resize, InputResize::MatlabBicubic);
+    upscaler.model.config = config;
+    let matlab = upscaler.model.resize_input(&lr, 44, 52);
+    let expected = sana_sr_data::resize::matlab::imresize_tensor(&lr, 44, 52).unwrap().clamp(0.0, 1.0);
+    assert!(matlab.allclose(&expected, 0.0, 0.0, false));
+    assert!((&matlab - &pytorch).abs().max().double_value(&[]) > 1e-3, "the two resizes differ");
+    let after = upscaler.upscale(&test_image(13, 11, 3), &UpscaleOptions::default()).unwrap();
+    assert!(psnr(&before, &after) < 60.0, "the upscaler resized with the config's resize");
 }

@@ -18,7 +18,6 @@ use sana_sr_core::precision::with_compute_kind;
 use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig};
-use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::tensor::to_image;
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::lora::{self, Adapters};
@@ -149,7 +148,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
     let scale = degradation.config().scale as usize;
     check_crop(config.data.crop, &model.config, scale)?;
     check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
-    let (val_lr, val_hr) = validation_pairs(config, val_paths, degradation.clone(), options.device)?;
+    let (val_lr, val_hr) = validation_pairs(config, &model, val_paths, degradation.clone(), options.device)?;
     let loader_config = LoaderConfig {
         gt_size: config.data.crop,
         batch_size: config.data.batch,
@@ -181,7 +180,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
     while state.step < total && state.esgf.stopped().is_none() {
         let batch = loader.next().expect("the loader never ends")?;
         let lr_rate = config.schedule.lr(state.step);
-        let (lr, hr) = (upsampled(&batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
+        let (lr, hr) = (upsampled(&model, &batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
 
         let use_adversarial = state.step >= config.discriminator.start_step;
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
@@ -351,6 +350,7 @@ fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
 /// The fixed validation pairs: `(LR upsampled to HR size in [-1, 1], HR in [0, 1])`.
 fn validation_pairs(
     config: &TrainConfig,
+    model: &SrModel,
     paths: Vec<PathBuf>,
     degradation: Degradation,
     device: Device,
@@ -364,14 +364,13 @@ fn validation_pairs(
         ..LoaderConfig::default()
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
-    Ok((upsampled(&batch.lr, &batch.hr), batch.hr))
+    Ok((upsampled(model, &batch.lr, &batch.hr), batch.hr))
 }
 
-/// The LR batch resized to the HR batch's size (bicubic, as the pipeline does), in [-1, 1].
-fn upsampled(lr: &Tensor, hr: &Tensor) -> Tensor {
+/// The LR batch resized to the HR batch's size (as the pipeline resizes for `model`), in [-1, 1].
+fn upsampled(model: &SrModel, lr: &Tensor, hr: &Tensor) -> Tensor {
     let size = hr.size();
-    let target = Target::Size { height: size[2], width: size[3] };
-    interpolate(lr, target, Mode::Bicubic).expect("an NCHW batch").clamp(0.0, 1.0) * 2.0 - 1.0
+    model.resize_input(lr, size[2], size[3]) * 2.0 - 1.0
 }
 
 /// Every loss term (in the order of [`TERMS`]); inactive ones are computed only when cheap.

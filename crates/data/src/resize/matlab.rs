@@ -13,6 +13,8 @@
 //! Weights are computed and applied in f64 whatever the sample type; basicsr works in f32, which is why the
 //! fixtures agree to ~1e-7 rather than exactly.
 
+use sana_sr_core::Tensor;
+
 use crate::image::Image;
 
 /// How big the output is: one scale factor for both dimensions, or an explicit size.
@@ -30,6 +32,8 @@ pub enum ResizeError {
     EmptyInput { height: usize, width: usize },
     #[error("imresize: cannot resize to an empty {height}x{width} image")]
     EmptyOutput { height: usize, width: usize },
+    #[error("imresize: expected an NCHW tensor, got shape {0:?}")]
+    Shape(Vec<i64>),
     #[error("imresize: buffer holds {got} samples, {height}x{width}x{channels} needs {expected}")]
     BufferSize { height: usize, width: usize, channels: usize, expected: usize, got: usize },
 }
@@ -163,6 +167,32 @@ fn cubic(x: f64) -> f64 {
     }
 }
 
+/// MATLAB `imresize(x, [height width])` of an NCHW float tensor, as two matrix products whose matrices hold
+/// [`imresize`]'s taps: differentiable and on the tensor's device, so a model can take its input resized the
+/// way the benchmarks' bicubic baseline is (float, without [`imresize_uint8`]'s 8-bit rounding).
+pub fn imresize_tensor(input: &Tensor, height: usize, width: usize) -> Result<Tensor, ResizeError> {
+    let size = input.size();
+    let (in_height, in_width) = match size.as_slice() {
+        [_, _, h, w] => (*h as usize, *w as usize),
+        _ => return Err(ResizeError::Shape(size)),
+    };
+    let (height, width) = output_size(in_height, in_width, Target::Size { height, width })?;
+    // `matrix[o][i]`: the weight of input sample i in output sample o; `Taps` already mirrored the indices.
+    let matrix = |in_len: usize, out_len: usize| {
+        let taps = Taps::new(in_len, out_len, out_len as f64 / in_len as f64);
+        let mut dense = vec![0.0f64; out_len * in_len];
+        for o in 0..out_len {
+            for (&i, &w) in taps.of(o) {
+                dense[o * in_len + i] += w;
+            }
+        }
+        Tensor::from_slice(&dense).view([out_len as i64, in_len as i64]).to_device(input.device())
+    };
+    let kind = input.kind();
+    let (rows, cols) = (matrix(in_height, height).to_kind(kind), matrix(in_width, width).to_kind(kind));
+    Ok(rows.matmul(input).matmul(&cols.tr()))
+}
+
 /// The input indices (already mirrored into range) and normalised weights of every output pixel along one
 /// dimension: `calculate_weights_indices` of matlab_functions.py.
 struct Taps {
@@ -235,6 +265,24 @@ fn mirror(index: i64, len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn tensor_resize_equals_the_image_resize() {
+        let (w, h) = (17, 13);
+        let data: Vec<f32> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as f32 / 250.0).collect();
+        let image = Image::new(w, h, 3, data);
+        let tensor = crate::tensor::to_tensor(&image, sana_sr_core::Device::Cpu);
+        for (height, width) in [(52, 68), (7, 9), (13, 40)] {
+            let expected = imresize_to(&image, height, width).unwrap();
+            let got = crate::tensor::to_image(&imresize_tensor(&tensor, height, width).unwrap()).unwrap();
+            assert_eq!((got.width, got.height), (width, height));
+            let worst = got.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 2e-6, "{height}x{width}: max error {worst}");
+        }
+        let flat = Tensor::zeros([3, 4], (sana_sr_core::Kind::Float, sana_sr_core::Device::Cpu));
+        assert_eq!(imresize_tensor(&flat, 8, 8).unwrap_err(), ResizeError::Shape(vec![3, 4]));
+    }
+
     use super::*;
 
     #[test]
