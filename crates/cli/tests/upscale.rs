@@ -138,3 +138,27 @@ fn models_lists_the_built_in_default_and_local_files() {
     assert!(text.contains("*sana-sr-tiny (built in)"), "{text}");
     assert!(text.contains("broken") && text.contains("unreadable"), "{text}");
 }
+
+#[test]
+fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/models/sana-sr-tiny.safetensors");
+    let source = source.to_str().unwrap();
+    let export = ["models", "export", source, "-o", "models/mine.safetensors", "--description", "my own export"];
+    let out = sana_sr(&export, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = sana_sr(&export, dir.path());
+    assert!(!again.status.success() && stderr(&again).contains("--overwrite"), "{}", stderr(&again));
+
+    let listed = String::from_utf8_lossy(&sana_sr(&["models"], dir.path()).stdout).into_owned();
+    assert!(listed.contains("mine") && listed.contains("my own export"), "{listed}");
+    photo(dir.path(), "cat.png", 20, 14);
+    for (model, output) in [("sana-sr-tiny", "built-in.png"), ("mine", "exported.png")] {
+        let out = sana_sr(&["upscale", "cat.png", "-m", model, "-o", output, "--device", "cpu"], dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (a, b) =
+        (read_image(dir.path().join("built-in.png")).unwrap(), read_image(dir.path().join("exported.png")).unwrap());
+    assert_eq!(a.data, b.data, "the built-in model's float16 weights survive an export unchanged");
+}

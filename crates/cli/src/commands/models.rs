@@ -1,12 +1,65 @@
-//! `sana-sr models`: the models `upscale --model` accepts, built in and in the models folder.
+//! `sana-sr models`: the models `upscale --model` accepts, built in and in the models folder;
+//! `sana-sr models export`: a training snapshot as a model file to ship (float16, described).
 
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sana_sr_core::{Device, Kind};
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
+use sana_sr_pipeline::SrModel;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write a model file (a training snapshot, say) with float16 weights, half the size, optionally with a
+    /// new description; the result loads like any model (`upscale --model OUT`).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The model file to export, e.g. runs/RUN/snapshots/step_0000400.model.safetensors.
+    model: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The one line `sana-sr models` shows for it (default: the model's own).
+    #[arg(long)]
+    description: Option<String>,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Some(Command::Export(args)) => export(args),
+        None => list(),
+    }
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    if args.output.exists() && !args.overwrite {
+        anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
+    }
+    if std::fs::canonicalize(&args.output).ok() == std::fs::canonicalize(&args.model).ok() && args.output.exists() {
+        anyhow::bail!("the output would replace the input {}", args.model.display());
+    }
+    let (mut model, weights) = SrModel::load(&args.model, Device::Cpu)?;
+    if let Some(description) = args.description {
+        model.config.description = description;
+    }
+    model.save(&weights, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
+    println!("{} written ({}, float16)", args.output.display(), model.config.name);
+    Ok(())
+}
+
+fn list() -> anyhow::Result<()> {
     let mut sources: Vec<(String, ModelSource)> =
         BUILTIN_MODELS.iter().map(|m| (format!("{} (built in)", m.name), ModelSource::Builtin(m))).collect();
     for file in local_models() {
