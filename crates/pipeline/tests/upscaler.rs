@@ -173,29 +173,37 @@ fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
 #[test]
 fn the_input_resize_is_the_one_the_model_config_names() {
     let mut upscaler = default_upscaler();
+    let built_in = serde_json::to_value(&upscaler.model.config).unwrap();
+    let config_with = |resize: Option<&str>| {
+        let mut json = built_in.clone();
+        match resize {
+            Some(resize) => json["input_resize"] = resize.into(),
+            None => drop(json.as_object_mut().unwrap().remove("input_resize")),
+        }
+        serde_json::from_value::<SrModelConfig>(json).unwrap()
+    };
     // Model files from before the setting existed keep PyTorch's bicubic, which they were trained with.
-    assert_eq!(upscaler.model.config.input_resize, InputResize::PytorchBicubic);
-    let lr = to_tensor(&test_image(13, 11, 3), Device::Cpu);
-    let pytorch = upscaler.model.resize_input(&lr, 44, 52);
-    let expected = sana_sr_data::resize::interpolate::interpolate(
-        &lr,
-        sana_sr_data::resize::interpolate::Target::Size { height: 44, width: 52 },
-        sana_sr_data::resize::interpolate::Mode::Bicubic,
-    )
-    .unwrap()
-    .clamp(0.0, 1.0);
-    assert!(pytorch.allclose(&expected, 0.0, 0.0, false));
-    let before = upscaler.upscale(&test_image(13, 11, 3), &UpscaleOptions::default()).unwrap();
+    assert_eq!(config_with(None).input_resize, InputResize::PytorchBicubic);
+    assert_eq!(config_with(Some("matlab_bicubic")).input_resize, InputResize::MatlabBicubic);
 
-    let mut json = serde_json::to_value(&upscaler.model.config).unwrap();
-    json["input_resize"] = "matlab_bicubic".into();
-    let config: SrModelConfig = serde_json::from_value(json).unwrap();
-    assert_eq!(config.input_resize, InputResize::MatlabBicubic);
-    upscaler.model.config = config;
-    let matlab = upscaler.model.resize_input(&lr, 44, 52);
-    let expected = sana_sr_data::resize::matlab::imresize_tensor(&lr, 44, 52).unwrap().clamp(0.0, 1.0);
-    assert!(matlab.allclose(&expected, 0.0, 0.0, false));
-    assert!((&matlab - &pytorch).abs().max().double_value(&[]) > 1e-3, "the two resizes differ");
-    let after = upscaler.upscale(&test_image(13, 11, 3), &UpscaleOptions::default()).unwrap();
-    assert!(psnr(&before, &after) < 60.0, "the upscaler resized with the config's resize");
+    let image = test_image(13, 11, 3);
+    let lr = to_tensor(&image, Device::Cpu);
+    let mut outputs = Vec::new();
+    for resize in ["pytorch_bicubic", "matlab_bicubic"] {
+        upscaler.model.config = config_with(Some(resize));
+        let resized = upscaler.model.resize_input(&lr, 44, 52);
+        let expected = match upscaler.model.config.input_resize {
+            InputResize::PytorchBicubic => sana_sr_data::resize::interpolate::interpolate(
+                &lr,
+                sana_sr_data::resize::interpolate::Target::Size { height: 44, width: 52 },
+                sana_sr_data::resize::interpolate::Mode::Bicubic,
+            )
+            .unwrap(),
+            InputResize::MatlabBicubic => sana_sr_data::resize::matlab::imresize_tensor(&lr, 44, 52).unwrap(),
+        };
+        assert!(resized.allclose(&expected.clamp(0.0, 1.0), 0.0, 0.0, false), "{resize}");
+        outputs.push((resized, upscaler.upscale(&image, &UpscaleOptions::default()).unwrap()));
+    }
+    assert!((&outputs[0].0 - &outputs[1].0).abs().max().double_value(&[]) > 1e-3, "the two resizes differ");
+    assert!(psnr(&outputs[0].1, &outputs[1].1) < 60.0, "the upscaler resized with the config's resize");
 }
