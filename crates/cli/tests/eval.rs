@@ -33,6 +33,10 @@ fn a_made_set_of_pairs_is_scored_like_a_benchmark() {
     assert!(!again.status.success() && stderr(&again).contains("already holds images"), "{}", stderr(&again));
     assert_eq!(std::fs::read(dir.path().join("sets/mine/lq/a_0.png")).unwrap(), before);
 
+    let missing = sana_sr(&["data", "make-pairs", "photos", "absent.png", "--out", "sets/other"], dir.path());
+    assert!(!missing.status.success() && stderr(&missing).contains("absent.png"), "{}", stderr(&missing));
+    assert!(!dir.path().join("sets/other").exists(), "nothing is written when an input is missing");
+
     let eval = ["eval", "--datasets", "sets", "--sets", "mine", "--method", "bicubic", "--out", "scores"];
     let out = sana_sr(&eval, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

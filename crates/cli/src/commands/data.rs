@@ -10,6 +10,8 @@ use sana_sr_data::loader::pool_paths;
 use sana_sr_data::pairs::{write_pairs, PairOptions};
 use sana_sr_data::pool::{build_pool, PoolOptions};
 
+use super::inputs::expand_inputs;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -28,9 +30,9 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct MakePairsArgs {
-    /// Photos: image files or folders (the images directly inside them).
+    /// Photos: image files, folders (the images directly inside them) or quoted glob patterns.
     #[arg(required = true)]
-    inputs: Vec<PathBuf>,
+    inputs: Vec<String>,
     #[arg(long)]
     out: PathBuf,
     /// Degradation config (TOML); default: the Real-ESRGAN x4plus settings.
@@ -85,13 +87,9 @@ fn make_pairs(args: MakePairsArgs) -> Result<()> {
         None => RealEsrganConfig::default(),
     };
     let degradation = Degradation::new(config)?;
-    let mut sources = Vec::new();
-    for input in &args.inputs {
-        if input.is_dir() {
-            sources.extend(pool_paths(input)?);
-        } else {
-            sources.push(input.clone());
-        }
+    let (sources, failures) = expand_inputs(&args.inputs);
+    if !failures.is_empty() {
+        anyhow::bail!("{} (no pairs written)", failures.join("; "));
     }
     let options = PairOptions { crop: args.crop, variants: args.variants, seed: args.seed, overwrite: args.overwrite };
     let report = write_pairs(&sources, &args.out, &degradation, &options)?;

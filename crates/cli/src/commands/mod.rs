@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod degrade;
 pub mod eval;
+pub mod inputs;
 pub mod lora;
 pub mod models;
 pub mod train;

@@ -12,6 +12,7 @@ use sana_sr_pipeline::upscaler::DEFAULT_TILE;
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
 use super::device_arg;
+use super::inputs::{expand_inputs, resolved};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -148,51 +149,6 @@ fn upscale_one(
     Ok(())
 }
 
-/// The image files named by the arguments, in order, each once; and a line for every argument that names
-/// none.
-fn expand_inputs(args: &[String]) -> (Vec<PathBuf>, Vec<String>) {
-    let mut files = Vec::new();
-    let mut failures = Vec::new();
-    for arg in args {
-        let path = Path::new(arg);
-        if path.is_dir() {
-            let mut images: Vec<PathBuf> = match std::fs::read_dir(path) {
-                Ok(entries) => entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file() && has_image_extension(p))
-                    .collect(),
-                Err(err) => {
-                    failures.push(format!("{arg}: cannot list the folder: {err}"));
-                    continue;
-                }
-            };
-            if images.is_empty() {
-                failures.push(format!("{arg}: no PNG, JPEG or WebP images in this folder"));
-            }
-            images.sort();
-            files.extend(images);
-        } else if path.exists() {
-            files.push(path.to_path_buf());
-        } else if arg.contains(['*', '?', '[']) {
-            match glob::glob(arg) {
-                Ok(paths) => {
-                    let matched: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-                    if matched.is_empty() {
-                        failures.push(format!("{arg}: no files match this pattern"));
-                    }
-                    files.extend(matched);
-                }
-                Err(err) => failures.push(format!("{arg}: bad pattern: {err}")),
-            }
-        } else {
-            failures.push(format!("{arg}: no such file or folder"));
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(resolved(f)));
-    (files, failures)
-}
-
 /// Where each input's output goes. `out` is a file for a single input when it has an image extension and is
 /// not a folder; otherwise a folder. Two inputs that would write the same file, or an output that is an
 /// input, are refused (a line each).
@@ -247,14 +203,6 @@ fn plan_outputs(
         }
     }
     Ok((jobs, failures))
-}
-
-/// `path` with its folder resolved (symbolic links, `..`), so that two spellings of one file compare equal
-/// whether or not the file exists yet.
-fn resolved(path: &Path) -> PathBuf {
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
-    folder.join(path.file_name().unwrap_or_default())
 }
 
 /// While alive, panics print nothing: libtorch's failures surface as panics that the pipeline turns into
