@@ -150,6 +150,11 @@ fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
     assert!(out.status.success(), "{}", stderr(&out));
     let again = sana_sr(&export, dir.path());
     assert!(!again.status.success() && stderr(&again).contains("--overwrite"), "{}", stderr(&again));
+    let exported = std::fs::read(dir.path().join("models/mine.safetensors")).unwrap();
+    let onto_itself = ["models", "export", "models/mine.safetensors", "-o", "models/./mine.safetensors", "--overwrite"];
+    let out = sana_sr(&onto_itself, dir.path());
+    assert!(!out.status.success() && stderr(&out).contains("would replace the input"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.path().join("models/mine.safetensors")).unwrap(), exported);
 
     let listed = String::from_utf8_lossy(&sana_sr(&["models"], dir.path()).stdout).into_owned();
     assert!(listed.contains("mine") && listed.contains("my own export"), "{listed}");

@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sana_sr_core::{nn, Device, Kind, Tensor};
+use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
-
-use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
-use sana_sr_data::resize::matlab::imresize_tensor;
 
 use crate::scheduler;
 

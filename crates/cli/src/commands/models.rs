@@ -9,6 +9,8 @@ use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
 use sana_sr_pipeline::SrModel;
 
+use super::inputs::resolved;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -44,11 +46,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
-    if args.output.exists() && !args.overwrite {
-        anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
-    }
-    if std::fs::canonicalize(&args.output).ok() == std::fs::canonicalize(&args.model).ok() && args.output.exists() {
-        anyhow::bail!("the output would replace the input {}", args.model.display());
+    if args.output.exists() {
+        if !args.overwrite {
+            anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
+        }
+        if resolved(&args.output) == resolved(&args.model) {
+            anyhow::bail!("the output would replace the input {}", args.model.display());
+        }
     }
     let (mut model, weights) = SrModel::load(&args.model, Device::Cpu)?;
     if let Some(description) = args.description {

@@ -265,24 +265,6 @@ fn mirror(index: i64, len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn tensor_resize_equals_the_image_resize() {
-        let (w, h) = (17, 13);
-        let data: Vec<f32> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as f32 / 250.0).collect();
-        let image = Image::new(w, h, 3, data);
-        let tensor = crate::tensor::to_tensor(&image, sana_sr_core::Device::Cpu);
-        for (height, width) in [(52, 68), (7, 9), (13, 40)] {
-            let expected = imresize_to(&image, height, width).unwrap();
-            let got = crate::tensor::to_image(&imresize_tensor(&tensor, height, width).unwrap()).unwrap();
-            assert_eq!((got.width, got.height), (width, height));
-            let worst = got.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(worst < 2e-6, "{height}x{width}: max error {worst}");
-        }
-        let flat = Tensor::zeros([3, 4], (sana_sr_core::Kind::Float, sana_sr_core::Device::Cpu));
-        assert_eq!(imresize_tensor(&flat, 8, 8).unwrap_err(), ResizeError::Shape(vec![3, 4]));
-    }
-
     use super::*;
 
     #[test]
@@ -315,5 +297,22 @@ mod tests {
     fn wrong_buffer_is_an_error() {
         let err = imresize_hwc(&[0.0f32; 5], 2, 3, 1, Target::Scale(2.0)).unwrap_err();
         assert!(matches!(err, ResizeError::BufferSize { expected: 6, got: 5, .. }));
+    }
+
+    #[test]
+    fn tensor_resize_equals_the_image_resize() {
+        let (w, h) = (17, 13);
+        let data: Vec<f32> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as f32 / 250.0).collect();
+        let image = Image::new(w, h, 3, data);
+        let tensor = crate::tensor::to_tensor(&image, sana_sr_core::Device::Cpu);
+        for (height, width) in [(52, 68), (7, 9), (13, 40)] {
+            let expected = imresize_to(&image, height, width).unwrap();
+            let got = crate::tensor::to_image(&imresize_tensor(&tensor, height, width).unwrap()).unwrap();
+            assert_eq!((got.width, got.height), (width, height));
+            let worst = got.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 2e-6, "{height}x{width}: max error {worst}");
+        }
+        let flat = Tensor::zeros([3, 4], (sana_sr_core::Kind::Float, sana_sr_core::Device::Cpu));
+        assert_eq!(imresize_tensor(&flat, 8, 8).unwrap_err(), ResizeError::Shape(vec![3, 4]));
     }
 }
