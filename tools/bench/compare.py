@@ -6,6 +6,7 @@ Usage: .venv/bin/python tools/bench/compare.py [--threads 2] [--repeats 3] [--ca
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,9 +16,13 @@ from cases import CASES
 
 HERE = Path(__file__).resolve().parent
 
+# sana-sr keeps freed memory in glibc's heap (sana_sr_core::allocator); PyTorch gets the same settings through
+# glibc's environment variables, so the two sides differ only in their own code.
+SAME_ALLOCATOR = {**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+
 
 def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=SAME_ALLOCATOR).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    sana_sr_core::allocator::reuse_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Upscale(args) => commands::upscale::run(args),

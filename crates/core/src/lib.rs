@@ -3,6 +3,7 @@
 //! Everything above this crate names tensors, dtypes and devices through these re-exports, so that the
 //! backend (libtorch through tch today) is chosen in one place; see `docs/decisions.md` for why tch.
 
+pub mod allocator;
 pub mod device;
 pub mod fs;
 pub mod precision;

@@ -19,9 +19,13 @@ pub struct Row {
 const HEADER: [&str; 8] = ["set", "method", "PSNR-Y", "SSIM-Y", "NIQE", "sec/img", "images", "failed"];
 
 impl Row {
-    /// The cells in [`HEADER`] order; absent values are empty.
-    fn cells(&self) -> [String; 8] {
-        let fixed = |value: Option<f64>, digits: usize| value.map(|v| format!("{v:.digits$}")).unwrap_or_default();
+    /// The cells in [`HEADER`] order; absent values are empty. `extra_digits` is added to every score's
+    /// usual precision: scripts comparing two close methods need more than a reader of the table does.
+    fn cells(&self, extra_digits: usize) -> [String; 8] {
+        let fixed = |value: Option<f64>, digits: usize| {
+            let digits = digits + extra_digits;
+            value.map(|v| format!("{v:.digits$}")).unwrap_or_default()
+        };
         [
             self.set.clone(),
             self.method.clone(),
@@ -39,14 +43,14 @@ impl Row {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = format!("| {} |\n|{}\n", HEADER.join(" | "), "---|".repeat(HEADER.len()));
     for row in rows {
-        let cells = row.cells().map(|c| if c.is_empty() { "–".to_owned() } else { c });
+        let cells = row.cells(0).map(|c| if c.is_empty() { "–".to_owned() } else { c });
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
 }
 
-/// CSV with a header line; absent values are empty fields. Set and method names are quoted when they
-/// contain a comma or a quote.
+/// CSV with a header line, scores one digit finer than the markdown table; absent values are empty fields.
+/// Set and method names are quoted when they contain a comma or a quote.
 pub fn csv(rows: &[Row]) -> String {
     let quote = |cell: String| {
         if cell.contains([',', '"', '\n']) {
@@ -57,7 +61,7 @@ pub fn csv(rows: &[Row]) -> String {
     };
     let mut out = HEADER.join(",") + "\n";
     for row in rows {
-        out.push_str(&row.cells().map(quote).join(","));
+        out.push_str(&row.cells(1).map(quote).join(","));
         out.push('\n');
     }
     out
@@ -102,10 +106,10 @@ mod tests {
     }
 
     #[test]
-    fn csv_leaves_absent_values_empty_and_quotes_commas() {
+    fn csv_keeps_a_finer_digit_leaves_absent_values_empty_and_quotes_commas() {
         let expected = "set,method,PSNR-Y,SSIM-Y,NIQE,sec/img,images,failed\n\
-                        Set5,bicubic,28.42,0.8105,7.123,0.012,5,0\n\
-                        RealSet65,\"real,esrgan\",,,4.500,,64,1\n";
+                        Set5,bicubic,28.421,0.81049,7.1234,0.0123,5,0\n\
+                        RealSet65,\"real,esrgan\",,,4.5000,,64,1\n";
         assert_eq!(csv(&rows()), expected);
     }
 }
