@@ -22,7 +22,7 @@ def main():
     parser.add_argument("out", type=Path, help="the averaged model file to write")
     parser.add_argument("models", type=Path, nargs="+", help="model files to average")
     args = parser.parse_args()
-    if args.out.exists() or args.out in args.models:
+    if args.out.exists():
         parser.error(f"{args.out} exists; choose a new path")
     total, dtypes, metadata = {}, {}, None
     for path in args.models:

@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use sana_sr_core::{manual_seed, nn, Device, Kind, Tensor};
+use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
+use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_data::tensor::to_tensor;
 use sana_sr_data::Image;
 use sana_sr_pipeline::{InputResize, ModelSource, SrModel, SrModelConfig, UpscaleError, UpscaleOptions, Upscaler};
@@ -193,13 +195,10 @@ fn the_input_resize_is_the_one_the_model_config_names() {
         upscaler.model.config = config_with(Some(resize));
         let resized = upscaler.model.resize_input(&lr, 44, 52);
         let expected = match upscaler.model.config.input_resize {
-            InputResize::PytorchBicubic => sana_sr_data::resize::interpolate::interpolate(
-                &lr,
-                sana_sr_data::resize::interpolate::Target::Size { height: 44, width: 52 },
-                sana_sr_data::resize::interpolate::Mode::Bicubic,
-            )
-            .unwrap(),
-            InputResize::MatlabBicubic => sana_sr_data::resize::matlab::imresize_tensor(&lr, 44, 52).unwrap(),
+            InputResize::PytorchBicubic => {
+                interpolate(&lr, Target::Size { height: 44, width: 52 }, Mode::Bicubic).unwrap()
+            }
+            InputResize::MatlabBicubic => imresize_tensor(&lr, 44, 52).unwrap(),
         };
         assert!(resized.allclose(&expected.clamp(0.0, 1.0), 0.0, 0.0, false), "{resize}");
         outputs.push((resized, upscaler.upscale(&image, &UpscaleOptions::default()).unwrap()));
