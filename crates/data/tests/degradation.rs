@@ -165,3 +165,23 @@ fn images_too_small_for_the_kernels_are_refused() {
         assert_eq!(lr.size(), [1, 3, 18, 18]);
     }
 }
+
+#[test]
+fn resshift_test_settings_draw_only_mild_degradations() {
+    let path = config_path().with_file_name("resshift_imagenet_test.toml");
+    let config = RealEsrganConfig::from_toml_file(path).unwrap();
+    let degradation = Degradation::new(config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for _ in 0..2000 {
+        let p = degradation.sample(&mut rng);
+        assert!(!p.second_order, "ResShift's test pairs were degraded once");
+        match p.first.noise.kind {
+            NoiseKind::Gaussian { sigma } => assert!((1.0..=15.0).contains(&sigma), "noise sigma {sigma}"),
+            NoiseKind::Poisson { scale } => assert!((0.05..=0.3).contains(&scale), "Poisson scale {scale}"),
+        }
+        assert!((0.5..=1.5).contains(&p.first.resize_scale), "resize {}", p.first.resize_scale);
+        assert!((70.0..=95.0).contains(&p.first.jpeg_quality), "JPEG {}", p.first.jpeg_quality);
+        assert!((80.0..=100.0).contains(&p.second.jpeg_quality), "last JPEG {}", p.second.jpeg_quality);
+        assert!(p.first.blur.as_ref().is_none_or(|k| k.size <= 11), "kernels up to 11 taps");
+    }
+}
