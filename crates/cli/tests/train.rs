@@ -246,3 +246,19 @@ fn training_on_a_missing_gpu_fails_with_a_clear_line() {
     assert!(err.contains("CUDA") && err.lines().count() == 1, "{err}");
     assert!(!dir.path().join("gpu").exists(), "nothing is created for a run that cannot start");
 }
+
+#[test]
+fn a_pause_before_the_first_step_is_refused() {
+    // Steps count from 1, so `--stop-after 0` would never pause and silently train the whole run.
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), 2, false);
+    let out = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(["train", "--config", "train.toml", "--run", "zero", "--stop-after", "0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--stop-after") && err.contains("0"), "{err}");
+    assert!(!dir.path().join("zero").exists());
+}

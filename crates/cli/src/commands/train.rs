@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     device: String,
     /// Pause after this step, with a checkpoint, to continue later with --resume.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     stop_after: Option<u64>,
 }
 
