@@ -18,6 +18,14 @@ fn sana_sr(args: &[&str], cwd: &Path) -> Output {
     out
 }
 
+/// Runs the binary expecting it to fail; its stderr.
+fn sana_sr_fails(args: &[&str], cwd: &Path) -> String {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs");
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A pool of small textured images, a tiny model and a training config, in `dir`.
 fn setup(dir: &Path, steps: u64, niqe: bool) {
     std::fs::create_dir(dir.join("pool")).unwrap();
@@ -236,13 +244,7 @@ fn mixed_precision_training_follows_the_float32_run() {
 fn training_on_a_missing_gpu_fails_with_a_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path(), 2, false);
-    let out = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
-        .args(["train", "--config", "train.toml", "--run", "gpu", "--device", "cuda:7"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = sana_sr_fails(&["train", "--config", "train.toml", "--run", "gpu", "--device", "cuda:7"], dir.path());
     assert!(err.contains("CUDA") && err.lines().count() == 1, "{err}");
     assert!(!dir.path().join("gpu").exists(), "nothing is created for a run that cannot start");
 }
@@ -252,13 +254,7 @@ fn a_pause_before_the_first_step_is_refused() {
     // Steps count from 1, so `--stop-after 0` would never pause and silently train the whole run.
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path(), 2, false);
-    let out = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
-        .args(["train", "--config", "train.toml", "--run", "zero", "--stop-after", "0"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = sana_sr_fails(&["train", "--config", "train.toml", "--run", "zero", "--stop-after", "0"], dir.path());
     assert!(err.contains("--stop-after") && err.contains("0"), "{err}");
     assert!(!dir.path().join("zero").exists());
 }
