@@ -11,17 +11,19 @@ use sana_sr_data::io::save_image;
 use sana_sr_data::Image;
 use sana_sr_model::checkpoint::read_tensors;
 
+fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs")
+}
+
 fn sana_sr(args: &[&str], cwd: &Path) -> Output {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs");
+    let out = run(args, cwd);
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// Runs the binary expecting it to fail; its stderr.
 fn sana_sr_fails(args: &[&str], cwd: &Path) -> String {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs");
+    let out = run(args, cwd);
     assert!(!out.status.success(), "{args:?} succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -134,13 +136,8 @@ fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
     assert!(!cwd.join("killed/model.safetensors").exists());
 
     // Without --resume the folder is refused; with it the run completes.
-    let refused = Command::new(env!("CARGO_BIN_EXE_sana-sr"))
-        .args(["train", "--config", "train.toml", "--run", "killed", "--device", "cpu"])
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"));
+    let refused = sana_sr_fails(&["train", "--config", "train.toml", "--run", "killed", "--device", "cpu"], cwd);
+    assert!(refused.contains("pass --resume"), "{refused}");
     sana_sr(&["train", "--config", "train.toml", "--run", "killed", "--device", "cpu", "--resume"], cwd);
 
     let (a, b) =
