@@ -41,6 +41,15 @@ def low_pass(rgb, sigma):
     return np.stack([gaussian_filter(rgb[..., c], sigma) for c in range(3)], -1)
 
 
+def pairs(dataset, sr_dir):
+    """(ground truth, PIL's bicubic of the LR image, SR image cropped to the ground truth) per image of a set."""
+    for gt_path in sorted((dataset / "gt").iterdir()):
+        gt = load(gt_path)
+        lq = Image.open(next((dataset / "lq").glob(gt_path.stem + ".*"))).convert("RGB")
+        bicubic = np.asarray(lq.resize(gt.shape[1::-1], Image.BICUBIC), dtype=np.float64) / 255.0
+        yield gt, bicubic, load(sr_dir / f"{gt_path.stem}_x4.png")[: gt.shape[0], : gt.shape[1]]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sr", type=Path)
@@ -51,12 +60,7 @@ def main():
     gains, bands, shifts = [], {s: ([], [], []) for s in args.sigmas}, []
     bins = np.linspace(0.0, 1.0, 11)
     stretch = [[[], []] for _ in range(10)]
-    for gt_path in sorted((args.set / "gt").iterdir()):
-        lq_path = next((args.set / "lq").glob(gt_path.stem + ".*"))
-        gt = load(gt_path)
-        lq = Image.open(lq_path).convert("RGB")
-        bicubic = np.asarray(lq.resize(gt.shape[1::-1], Image.BICUBIC), dtype=np.float64) / 255.0
-        sr = load(args.sr / f"{gt_path.stem}_x4.png")[: gt.shape[0], : gt.shape[1]]
+    for gt, bicubic, sr in pairs(args.set, args.sr):
         gains.append(psnr_y(sr, gt) - psnr_y(bicubic, gt))
         for sigma, (low, high, fixed) in bands.items():
             lp = {name: low_pass(x, sigma) for name, x in (("sr", sr), ("bic", bicubic), ("gt", gt))}

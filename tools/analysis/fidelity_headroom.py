@@ -12,7 +12,7 @@ Prints, against PIL's bicubic (24.1305 dB on ImageNet-ValSR; MATLAB's, the bench
 - SR's error over bicubic's in rings by distance from the border (is it the padding or the tiling?);
 - with --ensemble BINARY: the x8 self-ensemble (the 8 flips and rotations of each LR image upscaled by
   BINARY with --model, default its built-in one, undone and averaged).
-Needs numpy and Pillow; imports fidelity_bands.py's conventions (basicsr's Y, 4-pixel border).
+Needs numpy, scipy, scikit-image and Pillow; imports fidelity_bands.py's pairs and conventions (basicsr's Y, 4-pixel border).
 """
 
 import argparse
@@ -23,20 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fidelity_bands import load, luma, psnr_y
+from fidelity_bands import luma, pairs, psnr_y
 
 RADIUS = 3
 STRENGTHS = [0.0, 0.25, 0.4, 0.5, 0.75, 1.0]
 RINGS = [(4, 8), (8, 16), (16, 32), (32, 64), (64, 128)]
 TRANSFORMS = [(turns, flip) for turns in range(4) for flip in (False, True)]
-
-
-def pairs(dataset, sr_dir):
-    for gt_path in sorted((dataset / "gt").iterdir()):
-        gt = load(gt_path)
-        lq = Image.open(next((dataset / "lq").glob(gt_path.stem + ".*"))).convert("RGB")
-        bicubic = np.asarray(lq.resize(gt.shape[1::-1], Image.BICUBIC), dtype=np.float64) / 255.0
-        yield gt_path.stem, gt, bicubic, load(sr_dir / f"{gt_path.stem}_x4.png")[: gt.shape[0], : gt.shape[1]]
 
 
 def linear_filter_gains(data):
@@ -52,16 +44,16 @@ def linear_filter_gains(data):
     gains = []
     for half in (0, 1):
         fit = [d for i, d in enumerate(data) if i % 2 == half]
-        x = np.concatenate([features(bic) for _, gt, bic, _ in fit])
-        y = np.concatenate([luma(gt)[4:-4, 4:-4].ravel() for _, gt, _, _ in fit])
+        x = np.concatenate([features(bic) for gt, bic, _ in fit])
+        y = np.concatenate([luma(gt)[4:-4, 4:-4].ravel() for gt, _, _ in fit])
         w = np.linalg.lstsq(x, y, rcond=None)[0]
         scored = [d for i, d in enumerate(data) if i % 2 != half]
         gains.append(
             np.mean(
                 [
-                    10 * np.log10(np.mean((luma(bic)[4:-4, 4:-4] - luma(gt)[4:-4, 4:-4]) ** 2))
-                    - 10 * np.log10(np.mean((features(bic) @ w - luma(gt)[4:-4, 4:-4].ravel()) ** 2))
-                    for _, gt, bic, _ in scored
+                    -10 * np.log10(np.mean((features(bic) @ w - luma(gt)[4:-4, 4:-4].ravel()) ** 2))
+                    - psnr_y(bic, gt)
+                    for gt, bic, _ in scored
                 ]
             )
         )
@@ -105,15 +97,15 @@ def main():
     args = parser.parse_args()
 
     data = list(pairs(args.set, args.sr))
-    print(f"bicubic {np.mean([psnr_y(bic, gt) for _, gt, bic, _ in data]):.4f} dB")
+    print(f"bicubic {np.mean([psnr_y(bic, gt) for gt, bic, _ in data]):.4f} dB")
     gains = " / ".join(f"{g:+.3f}" for g in linear_filter_gains(data))
     print(f"best linear filter on bicubic, cross-validated gain: {gains} dB")
     for a in STRENGTHS:
-        mixed = [np.clip(np.round((bic + a * (sr - bic)) * 255) / 255, 0, 1) for _, _, bic, sr in data]
-        print(f"detail strength {a:g}: {np.mean([psnr_y(m, gt) for m, (_, gt, _, _) in zip(mixed, data)]):.4f} dB")
+        mixed = [np.clip(np.round((bic + a * (sr - bic)) * 255) / 255, 0, 1) for _, bic, sr in data]
+        print(f"detail strength {a:g}: {np.mean([psnr_y(m, gt) for m, (gt, _, _) in zip(mixed, data)]):.4f} dB")
     for low, high in RINGS:
         sr_err = bic_err = 0.0
-        for _, gt, bic, sr in data:
+        for gt, bic, sr in data:
             h, w = gt.shape[:2]
             yy, xx = np.mgrid[0:h, 0:w]
             distance = np.minimum(np.minimum(yy, h - 1 - yy), np.minimum(xx, w - 1 - xx))
@@ -124,7 +116,7 @@ def main():
     if args.ensemble:
         with tempfile.TemporaryDirectory() as tmp:
             averaged = ensemble(args.ensemble, args.model, args.set, Path(tmp))
-            scores = [psnr_y(sr, gt) for _, gt, _, sr in pairs(args.set, averaged)]
+            scores = [psnr_y(sr, gt) for gt, _, sr in pairs(args.set, averaged)]
             print(f"x8 self-ensemble: {np.mean(scores):.4f} dB")
 
 
