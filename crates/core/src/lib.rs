@@ -4,6 +4,7 @@
 //! backend (libtorch through tch today) is chosen in one place; see `docs/decisions.md` for why tch.
 
 pub mod allocator;
+pub mod compare;
 pub mod device;
 pub mod fs;
 pub mod precision;
