@@ -193,28 +193,47 @@ pub fn save_variables(
     variables: HashMap<String, Tensor>,
     path: &Path,
     kind: Kind,
-    mut metadata: HashMap<String, String>,
+    metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let dtype = match kind {
-        Kind::Float => Dtype::F32,
-        Kind::Half => Dtype::F16,
-        Kind::BFloat16 => Dtype::BF16,
-        _ => return Err(CheckpointError::SaveKind { kind }),
-    };
-    let mut named: Vec<(String, Tensor)> = variables.into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = named
+    if !matches!(kind, Kind::Float | Kind::Half | Kind::BFloat16) {
+        return Err(CheckpointError::SaveKind { kind });
+    }
+    let cast = variables
         .into_iter()
         .map(|(name, t)| {
-            let (dtype, kind) = if t.kind() == Kind::Int64 { (Dtype::I64, Kind::Int64) } else { (dtype, kind) };
-            let t = t.detach().to_device(sana_sr_core::Device::Cpu).to_kind(kind).contiguous();
-            let numel = t.numel();
-            let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
-            t.copy_data_u8(&mut bytes, numel);
-            let shape = t.size().iter().map(|&d| d as usize).collect();
-            (name, dtype, shape, bytes)
+            let t = if t.kind() == Kind::Int64 { t } else { t.to_kind(kind) };
+            (name, t)
         })
         .collect();
+    save_tensors(cast, path, metadata, true)
+}
+
+/// Writes named tensors each in its own dtype (F32, F16, BF16 or I64) as one safetensors file with
+/// `metadata` (beside `format: pt`), atomically; an existing file is replaced only with `overwrite`.
+pub fn save_tensors(
+    tensors: HashMap<String, Tensor>,
+    path: &Path,
+    mut metadata: HashMap<String, String>,
+    overwrite: bool,
+) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        let dtype = match t.kind() {
+            Kind::Float => Dtype::F32,
+            Kind::Half => Dtype::F16,
+            Kind::BFloat16 => Dtype::BF16,
+            Kind::Int64 => Dtype::I64,
+            kind => return Err(CheckpointError::SaveKind { kind }),
+        };
+        let t = t.detach().to_device(sana_sr_core::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.copy_data_u8(&mut bytes, numel);
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name, dtype, shape, bytes));
+    }
     let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
         .iter()
         .map(|(name, dtype, shape, bytes)| {
@@ -226,7 +245,7 @@ pub fn save_variables(
     metadata.insert("format".to_string(), "pt".to_string());
     let bytes = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
-    write_atomically(path, &bytes)
+    Ok(sana_sr_core::fs::write_atomically(path, overwrite, |file| file.write_all(&bytes))?)
 }
 
 /// A network that lives in a diffusers model folder: built from its `config.json`, weights in a store.

@@ -20,5 +20,6 @@
 
 pub mod autoencoders;
 pub mod checkpoint;
+pub mod esrgan;
 pub mod layers;
 pub mod transformers;
