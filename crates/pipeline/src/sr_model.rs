@@ -4,7 +4,8 @@
 //! File layout: the autoencoder's weights under `vae.`, the transformer's under `transformer.` (after those
 //! prefixes, exactly diffusers' keys), the condition embedding as `condition`, and the [`SrModelConfig`] as JSON
 //! in the safetensors metadata under [`CONFIG_METADATA_KEY`]. One file is one model: it can be copied, embedded
-//! in the binary, or dropped into the models folder.
+//! in the binary, or dropped into the models folder. The same key holds a peer network's config instead (with
+//! an `architecture` field, which a SANA-SR config never has): see [`crate::network`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
+use crate::network::ModelConfig;
 use crate::scheduler;
 
 /// Metadata key of the model config in a model file.
@@ -30,6 +32,8 @@ pub enum ModelError {
     NotAModel { path: PathBuf, reason: String },
     #[error("invalid sana-sr model config: {0}")]
     Config(String),
+    #[error("{path}: holds {architecture}, a peer network, not a SANA-SR model (only `upscale`, `eval` and `models export` take peers)")]
+    NotSana { path: PathBuf, architecture: String },
     #[error(transparent)]
     Autoencoder(#[from] DcAeError),
     #[error(transparent)]
@@ -139,7 +143,13 @@ impl SrModel {
     /// errors.
     pub fn from_bytes(bytes: &[u8], origin: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
         let (tensors, metadata) = checkpoint::read_tensors_from_bytes(bytes, origin)?;
-        let config = config_from_metadata(&metadata, origin)?;
+        let config = match config_from_metadata(&metadata, origin)? {
+            ModelConfig::Sana(config) => config,
+            ModelConfig::Esrgan(config) => {
+                let architecture = config.network.architecture().to_string();
+                return Err(ModelError::NotSana { path: origin.into(), architecture });
+            }
+        };
         let vs = nn::VarStore::new(device);
         let model = Self::build(vs.root(), &config)?;
         checkpoint::copy_into(&vs, tensors)?;
@@ -218,7 +228,7 @@ impl SrModel {
 /// What a model file holds, read from its header alone (no weights are loaded).
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
-    pub config: SrModelConfig,
+    pub config: ModelConfig,
     pub parameters: u64,
     /// Size of the file.
     pub bytes: u64,
@@ -249,7 +259,8 @@ pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     Ok(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
 }
 
-fn config_from_metadata(metadata: &HashMap<String, String>, origin: &Path) -> Result<SrModelConfig> {
+/// The config in a model file's metadata: a peer network's when it names an `architecture`, else SANA-SR's.
+pub(crate) fn config_from_metadata(metadata: &HashMap<String, String>, origin: &Path) -> Result<ModelConfig> {
     let not_a_model = |reason: String| ModelError::NotAModel { path: origin.into(), reason };
     let json = metadata.get(CONFIG_METADATA_KEY).ok_or_else(|| {
         not_a_model(format!(
@@ -257,5 +268,11 @@ fn config_from_metadata(metadata: &HashMap<String, String>, origin: &Path) -> Re
              checkpoint alone is not a whole model)"
         ))
     })?;
-    serde_json::from_str(json).map_err(|e| not_a_model(format!("bad `{CONFIG_METADATA_KEY}`: {e}")))
+    let bad = |e: serde_json::Error| not_a_model(format!("bad `{CONFIG_METADATA_KEY}`: {e}"));
+    let value: serde_json::Value = serde_json::from_str(json).map_err(bad)?;
+    Ok(if value.get("architecture").is_some() {
+        ModelConfig::Esrgan(serde_json::from_value(value).map_err(bad)?)
+    } else {
+        ModelConfig::Sana(serde_json::from_value(value).map_err(bad)?)
+    })
 }

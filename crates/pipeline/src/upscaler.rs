@@ -1,5 +1,6 @@
 //! The one-step SR pipeline on images of any size (SANA-SR, after OSEDiff): resize the LR image to the output
 //! size, encode it with the DC-AE, run the DiT once, decode; each stage in tiles when the image is large.
+//! A peer network ([`EsrganModel`]) runs on the LR image itself, in tiles of LR pixels.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -7,6 +8,9 @@ use sana_sr_core::{nn, no_grad, Device, Tensor};
 use sana_sr_data::tensor::{to_image, to_tensor};
 use sana_sr_data::Image;
 
+use sana_sr_data::resize::matlab::imresize_tensor;
+
+use crate::network::{EsrganModel, Network};
 use crate::sr_model::{ModelError, SrModel};
 use crate::tiling::{map_tiled, Tiling};
 
@@ -20,6 +24,22 @@ pub const MAX_OUTPUT_PIXELS: u64 = 100_000_000;
 
 /// Tiles are at least this many latent tokens wide, so that their overlap can hide seams.
 const MIN_TILE_TOKENS: i64 = 4;
+
+/// A peer's tiles are at least this many LR pixels wide (256 output pixels at x4).
+const MIN_PEER_TILE: i64 = 64;
+
+/// LR pixels of a peer tile's output discarded at an inner edge, at least. A convolution stack's output near
+/// a cut depends on what the cut removed; Real-ESRGAN's own tiled inference pads its tiles by 10 LR pixels
+/// (`tile_pad`, and realesrgan-ncnn-vulkan's `prepadding`), which leaves no visible seam, and the ramp past
+/// the margin blends what remains (the seam bound is measured in `tests/esrgan_upscaler.rs`).
+const PEER_MARGIN: i64 = 10;
+
+/// LR pixels the image is extended by, mirrored (torch's `reflect`), before a peer runs, cropped off after:
+/// what realesrgan-ncnn-vulkan, the engine both released peers ship with, does (`prepadding` 10) and
+/// Real-ESRGAN's `pre_pad`. Measured on Set5's baby with general-x4v3: 88.9 dB from the ncnn engine's output
+/// with it, 41.1 dB with the networks' bare zero padding (a rim ~25 LR pixels deep) and 37.2 dB repeating
+/// the border instead.
+pub const PEER_PREPAD: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpscaleError {
@@ -75,31 +95,32 @@ pub struct Progress {
 /// ```
 #[derive(Debug)]
 pub struct Upscaler {
-    pub model: SrModel,
+    /// A SANA-SR model or a peer network.
+    pub model: Network,
     /// Holds the model's weights.
     _weights: nn::VarStore,
     device: Device,
 }
 
 impl Upscaler {
-    pub fn new(model: SrModel, weights: nn::VarStore) -> Self {
+    pub fn new(model: impl Into<Network>, weights: nn::VarStore) -> Self {
         let device = weights.device();
-        Self { model, _weights: weights, device }
+        Self { model: model.into(), _weights: weights, device }
     }
 
     pub fn load(source: &crate::ModelSource, device: Device) -> Result<Self, crate::RegistryError> {
-        let (model, weights) = source.load(device)?;
+        let (model, weights) = source.load_network(device)?;
         Ok(Self::new(model, weights))
     }
 
     /// The upscaling factor `options` asks for, checked against the model.
     pub fn scale(&self, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
-        let config = &self.model.config;
-        let scale = options.scale.unwrap_or(config.scale);
-        if config.scales.contains(&scale) {
+        let config = self.model.config();
+        let scale = options.scale.unwrap_or(config.scale());
+        if config.scales().contains(&scale) {
             Ok(scale)
         } else {
-            Err(UpscaleError::Scale { scale, model: config.name.clone(), supported: config.scales.clone() })
+            Err(UpscaleError::Scale { scale, model: config.name().to_string(), supported: config.scales() })
         }
     }
 
@@ -123,31 +144,29 @@ impl Upscaler {
         if width * height > MAX_OUTPUT_PIXELS {
             return Err(UpscaleError::TooLarge { width, height });
         }
-        let tiling = self.tiling(options.tile)?;
+        let tiling = match &self.model {
+            Network::Sana(model) => sana_tiling(model, options.tile)?,
+            Network::Esrgan(_) => peer_tiling(options.tile, scale)?,
+        };
         // libtorch reports failures (chiefly running out of memory) by panicking through tch: turn them into
         // this image's error so that a batch goes on with the next file.
-        catch_unwind(AssertUnwindSafe(|| no_grad(|| self.run(image, scale, &tiling, &mut on_progress))))
-            .unwrap_or_else(|panic| Err(backend_error(panic)))
-    }
-
-    fn tiling(&self, tile: Option<u32>) -> Result<Tiling, UpscaleError> {
-        let Some(tile) = tile else { return Ok(Tiling::whole()) };
-        let per_token = self.model.config.pixels_per_token();
-        let tokens = tile as i64 / per_token;
-        if tokens < MIN_TILE_TOKENS {
-            return Err(UpscaleError::Tile { tile, min: MIN_TILE_TOKENS * per_token });
-        }
-        Ok(Tiling::with_tile(tokens))
+        catch_unwind(AssertUnwindSafe(|| {
+            no_grad(|| match &self.model {
+                Network::Sana(model) => self.run(model, image, scale, &tiling, &mut on_progress),
+                Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress),
+            })
+        }))
+        .unwrap_or_else(|panic| Err(backend_error(panic)))
     }
 
     fn run(
         &self,
+        model: &SrModel,
         image: &Image,
         scale: u32,
         tiling: &Tiling,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Image, UpscaleError> {
-        let model = &self.model;
         let (out_h, out_w) = (image.height as i64 * scale as i64, image.width as i64 * scale as i64);
         let resize = |channels: &Image| model.resize_input(&to_tensor(channels, self.device), out_h, out_w);
         // Pad (repeating the border) to whole latent tokens; cropped off at the end.
@@ -177,6 +196,64 @@ impl Upscaler {
         };
         Ok(to_image(&sr).expect("an NCHW tensor of one image"))
     }
+
+    /// A peer on the LR image in [0, 1] as it is (extended by [`PEER_PREPAD`]; tiles of LR pixels, `scale`
+    /// output pixels each), clamped; alpha resized by MATLAB's bicubic.
+    fn run_peer(
+        &self,
+        model: &EsrganModel,
+        image: &Image,
+        scale: u32,
+        tiling: &Tiling,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Image, UpscaleError> {
+        let (out_h, out_w) = (image.height * scale as usize, image.width * scale as usize);
+        // A mirror needs a pixel beyond the one mirrored about: less padding on a tiny image.
+        let (pad_y, pad_x) = (PEER_PREPAD.min(image.height as i64 - 1), PEER_PREPAD.min(image.width as i64 - 1));
+        let lr = to_tensor(&image.to_rgb(), self.device).pad([pad_x, pad_x, pad_y, pad_y], "reflect", None);
+        let total = tiling.count(lr.size()[2], lr.size()[3]);
+        let mut done = 0;
+        let tick = || {
+            done += 1;
+            on_progress(Progress { done, total });
+        };
+        let sr = map_tiled(&lr, tiling, 1, scale as i64, |t| Ok::<_, UpscaleError>(model.forward(t)), tick)?;
+        let (crop_y, crop_x) = (pad_y * scale as i64, pad_x * scale as i64);
+        let sr = sr.narrow(2, crop_y, out_h as i64).narrow(3, crop_x, out_w as i64).clamp(0.0, 1.0);
+        let sr = match alpha(image) {
+            Some(alpha) => {
+                let alpha = imresize_tensor(&to_tensor(&alpha, self.device), out_h, out_w)
+                    .expect("an NCHW batch to a non-empty size");
+                Tensor::cat(&[sr, alpha.clamp(0.0, 1.0)], 1)
+            }
+            None => sr,
+        };
+        Ok(to_image(&sr).expect("an NCHW tensor of one image"))
+    }
+}
+
+/// SANA-SR tiles: whole latent tokens, `tile` output pixels.
+fn sana_tiling(model: &SrModel, tile: Option<u32>) -> Result<Tiling, UpscaleError> {
+    let Some(tile) = tile else { return Ok(Tiling::whole()) };
+    let per_token = model.config.pixels_per_token();
+    let tokens = tile as i64 / per_token;
+    if tokens < MIN_TILE_TOKENS {
+        return Err(UpscaleError::Tile { tile, min: MIN_TILE_TOKENS * per_token });
+    }
+    Ok(Tiling::with_tile(tokens))
+}
+
+/// Peer tiles: `tile / scale` LR pixels, overlapping by a quarter of that (at least twice the margin and 8
+/// more, for the ramp), a sixteenth discarded (at least [`PEER_MARGIN`]).
+pub fn peer_tiling(tile: Option<u32>, scale: u32) -> Result<Tiling, UpscaleError> {
+    let Some(tile) = tile else { return Ok(Tiling::whole()) };
+    let pixels = tile as i64 / scale as i64;
+    if pixels < MIN_PEER_TILE {
+        return Err(UpscaleError::Tile { tile, min: MIN_PEER_TILE * scale as i64 });
+    }
+    let margin = (pixels / 16).max(PEER_MARGIN);
+    let overlap = (pixels / 4).max(2 * margin + 8);
+    Ok(Tiling { tile: pixels, overlap, margin })
 }
 
 /// The alpha channel of a gray+alpha or RGBA image.

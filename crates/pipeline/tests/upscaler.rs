@@ -55,7 +55,7 @@ fn tiled_output_matches_the_whole_image() {
     let image = test_image(96, 72, 3);
     let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
     let mut progress = Vec::new();
-    let tile = 4 * upscaler.model.config.pixels_per_token() as u32 * 2;
+    let tile = 4 * upscaler.model.as_sana().unwrap().config.pixels_per_token() as u32 * 2;
     let tiled = upscaler
         .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(tile) }, |p| progress.push(p))
         .unwrap();
@@ -175,7 +175,7 @@ fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
 #[test]
 fn the_input_resize_is_the_one_the_model_config_names() {
     let mut upscaler = default_upscaler();
-    let built_in = serde_json::to_value(&upscaler.model.config).unwrap();
+    let built_in = serde_json::to_value(&upscaler.model.as_sana().unwrap().config).unwrap();
     let config_with = |resize: Option<&str>| {
         let mut json = built_in.clone();
         match resize {
@@ -192,9 +192,10 @@ fn the_input_resize_is_the_one_the_model_config_names() {
     let lr = to_tensor(&image, Device::Cpu);
     let mut outputs = Vec::new();
     for resize in ["pytorch_bicubic", "matlab_bicubic"] {
-        upscaler.model.config = config_with(Some(resize));
-        let resized = upscaler.model.resize_input(&lr, 44, 52);
-        let expected = match upscaler.model.config.input_resize {
+        let model = upscaler.model.as_sana_mut().unwrap();
+        model.config = config_with(Some(resize));
+        let resized = model.resize_input(&lr, 44, 52);
+        let expected = match model.config.input_resize {
             InputResize::PytorchBicubic => {
                 interpolate(&lr, Target::Size { height: 44, width: 52 }, Mode::Bicubic).unwrap()
             }

@@ -1,13 +1,15 @@
 //! `sana-sr models`: the models `upscale --model` accepts, built in and in the models folder;
-//! `sana-sr models export`: a training snapshot as a model file to ship (float16, described).
+//! `sana-sr models export`: a training snapshot as a model file to ship (float16, described);
+//! `sana-sr models import`: a Real-ESRGAN network from its ncnn files into the models folder.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use sana_sr_core::{Device, Kind};
+use sana_sr_model::esrgan::ncnn;
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
-use sana_sr_pipeline::SrModel;
+use sana_sr_pipeline::{EsrganModel, Network};
 
 use super::inputs::resolved;
 
@@ -22,6 +24,22 @@ enum Command {
     /// Write a model file (a training snapshot, say) with float16 weights, half the size, optionally with a
     /// new description; the result loads like any model (`upscale --model OUT`).
     Export(ExportArgs),
+    /// Import Real-ESRGAN's RRDBNet (x4plus) or SRVGGNetCompact (general-x4v3) from an ncnn FILE.param and the
+    /// FILE.bin beside it, as NAME.safetensors in the models folder (weights float16 or float32 as stored);
+    /// `scripts/fetch_peers.sh` fetches and imports the released ones.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The ncnn .param file; its .bin must be beside it.
+    param: PathBuf,
+    /// The model's name (default: the file's stem, e.g. realesrgan-x4plus).
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace the model of that name if the models folder has one.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +59,7 @@ struct ExportArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(Command::Export(args)) => export(args),
+        Some(Command::Import(args)) => import(args),
         None => list(),
     }
 }
@@ -54,13 +73,41 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
             anyhow::bail!("the output would replace the input {}", args.model.display());
         }
     }
-    let (mut model, weights) = SrModel::load(&args.model, Device::Cpu)?;
+    let (mut model, weights) = Network::load(&args.model, Device::Cpu)?;
     if let Some(description) = args.description {
-        model.config.description = description;
+        model.set_description(description);
     }
     model.save(&weights, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
-    println!("{} written ({}, float16)", args.output.display(), model.config.name);
+    println!("{} written ({}, float16)", args.output.display(), model.name());
     Ok(())
+}
+
+fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let name = match args.name {
+        Some(name) => name,
+        None => args.param.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+    };
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("`{name}` cannot be a model name (a file name without folders)");
+    }
+    let dir = models_dir().context("no models folder: set SANA_SR_MODELS or HOME")?;
+    let output = dir.join(format!("{name}.{MODEL_EXTENSION}"));
+    if output.exists() && !args.overwrite {
+        bail!("{} exists already (pass --overwrite to replace it)", output.display());
+    }
+    // Everything is read and checked before the folder is touched: a bad file writes nothing.
+    let imported = ncnn::import(&args.param)?;
+    let (architecture, half) = (imported.config.architecture(), imported.is_half());
+    let description = format!("Real-ESRGAN {architecture}, imported from {}", file_name(&args.param));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the models folder {}", dir.display()))?;
+    EsrganModel::write_imported(imported, &name, &description, &output, args.overwrite)?;
+    let storage = if half { "float16" } else { "float32" };
+    println!("{} written ({name}: {architecture}, {storage})", output.display());
+    Ok(())
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
 
 fn list() -> anyhow::Result<()> {
@@ -70,18 +117,19 @@ fn list() -> anyhow::Result<()> {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         sources.push((name, ModelSource::File(file)));
     }
-    println!("{:<28} {:>8} {:>11} {:>9}  description", "model", "scales", "parameters", "size");
+    println!("{:<28} {:<15} {:>8} {:>11} {:>9}  description", "model", "architecture", "scales", "parameters", "size");
     for (label, source) in &sources {
         match source.info() {
             Ok(info) => {
-                let scales: Vec<String> = info.config.scales.iter().map(|s| format!("x{s}")).collect();
+                let scales: Vec<String> = info.config.scales().iter().map(|s| format!("x{s}")).collect();
                 let marker = if label.starts_with(DEFAULT_MODEL) { "*" } else { " " };
                 println!(
-                    "{marker}{label:<27} {:>8} {:>10.2}M {:>7.1}MB  {}",
+                    "{marker}{label:<27} {:<15} {:>8} {:>10.2}M {:>7.1}MB  {}",
+                    info.config.architecture(),
                     scales.join(","),
                     info.parameters as f64 / 1e6,
                     info.bytes as f64 / 1e6,
-                    info.config.description
+                    info.config.description()
                 );
             }
             Err(err) => println!(" {label:<27} unreadable: {err}"),
