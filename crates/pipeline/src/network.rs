@@ -20,6 +20,8 @@ use crate::sr_model::{config_from_metadata, map_file, ModelError, SrModel, SrMod
 type Result<T> = std::result::Result<T, ModelError>;
 
 /// A model file's config, whichever network it holds.
+// One or two per loaded model: boxing the larger variants would save nothing worth the indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     Sana(SrModelConfig),
@@ -149,6 +151,7 @@ impl EsrganModel {
 }
 
 /// The network of a model file, built in one variable store.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Network {
     Sana(SrModel),
