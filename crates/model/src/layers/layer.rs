@@ -124,6 +124,7 @@ mod tests {
         let lin = Layer::linear(vs.root() / "lin", 3, 2, true);
         let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
         let want = x.matmul(&lin.weight.tr()) + lin.bias.as_ref().unwrap();
+        // Three products of values of order 1 summed by another kernel: a few roundings (u = 2^-24 ≈ 6e-8).
         assert!(lin.forward(&x).allclose(&want, 1e-6, 1e-6, false));
 
         // A depthwise 3x3 convolution keeps the spatial size and applies one filter per channel.
