@@ -153,6 +153,8 @@ mod tests {
         assert_eq!((lq.width, lq.height), (24, 24));
         let expected = to_image(&expected).unwrap();
         let worst = lq.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        // Both are 8-bit levels (the draw ends by rounding to them; the file stores them), computed in this one
+        // process: k/255 written as float32 two ways, at most an ulp or two (u = 2^-24) apart.
         assert!(worst < 1e-6, "the stored LR differs from the draw by {worst}");
         let other = read_image(out.join("lq/b_0.png")).unwrap();
         assert_ne!(lq.data, other.data, "each variant is its own draw");

@@ -124,6 +124,7 @@ fn edge_weights(tiling: &Tiling, start: i64, len: i64, cells: i64, unit: i64, de
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sana_sr_core::compare::{Deviation, UNIT_ROUNDOFF};
 
     #[test]
     fn tiles_cover_the_axis_with_at_least_the_overlap() {
@@ -164,8 +165,11 @@ mod tests {
         let tiled = map_tiled(&input, &tiling, 2, 2, local_filter, || tiles += 1).unwrap();
         assert_eq!(tiles, tiling.count(19, 27));
         assert!(tiles > 4);
-        let err = (tiled - whole).abs().max().double_value(&[]);
-        assert!(err < 1e-6, "max abs error {err}");
+        // Tile and whole may be convolved by different kernels (oneDNN picks by shape): two 9-tap sums of values
+        // in [0, 1], each within 9 roundings of its magnitude (<= 1), and the blend's weighted average a few more.
+        let bound = 32.0 * UNIT_ROUNDOFF;
+        let err = Deviation::between(&tiled, &whole).max_abs;
+        assert!(err <= bound, "max abs error {err:e} over {bound:e}");
     }
 
     #[test]
@@ -186,11 +190,13 @@ mod tests {
         let latent = map_tiled(&image, &tiling, 4, 1, encode, || {}).unwrap();
         let want = encode(&image).unwrap();
         assert_eq!(latent.size(), [1, 2, 10, 6]);
-        assert!(latent.allclose(&want, 1e-6, 1e-6, false));
+        // A 16-term average of values in [0, 1] summed in another order, and the blend's average of equal values.
+        let bound = 32.0 * UNIT_ROUNDOFF;
+        assert!(Deviation::between(&latent, &want).max_abs <= bound);
         let decode =
             |x: &Tensor| Ok::<_, ()>(x.repeat_interleave_self_int(4, 2, None).repeat_interleave_self_int(4, 3, None));
         let decoded = map_tiled(&latent, &tiling, 1, 4, decode, || {}).unwrap();
-        assert!(decoded.allclose(&decode(&want).unwrap(), 1e-6, 1e-6, false));
+        assert!(Deviation::between(&decoded, &decode(&want).unwrap()).max_abs <= bound);
     }
 
     #[test]
@@ -216,9 +222,12 @@ mod tests {
         let inner = tiled.narrow(2, 2, 60).narrow(3, 2, 92);
         let steps = inner.narrow(3, 1, 91) - inner.narrow(3, 0, 91);
         let step = 1.0 / 95.0;
+        // The ramp's own values are rounded (u = 2^-24 of values <= 1) and each blended pixel is a weighted
+        // average of two tiles' copies, a few roundings more: a seam's step would be of the artefact's size, 0.5.
+        let bound = 64.0 * UNIT_ROUNDOFF;
         let worst = (steps - step).abs().max().double_value(&[]);
-        assert!(worst < 1e-5, "a seam: step error {worst}");
+        assert!(worst <= bound, "a seam: step error {worst}");
         let rows = inner.narrow(2, 1, 59) - inner.narrow(2, 0, 59);
-        assert!(rows.abs().max().double_value(&[]) < 1e-5);
+        assert!(rows.abs().max().double_value(&[]) <= bound);
     }
 }
