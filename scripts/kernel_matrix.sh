@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # README's feature set, so nothing is rebuilt. The released-config tests build 0.6-1.6 B random parameters
 # and compute nothing: once in the full suite is enough.
 SUITES=(
-    "--test dc_ae_parity --test sana_transformer_parity --test lora --test lpips --test dists
+    "--test dc_ae_parity --test sana_transformer_parity --test esrgan_parity --test lora --test lpips --test dists
      --test basicsr_reference --test interpolate --test imresize -- --skip sana_600m --skip sana_1600m"
     "--lib -- compare:: layers:: tiling:: resize:: degradations::filter optim::"
 )

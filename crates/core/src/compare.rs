@@ -33,10 +33,12 @@ impl Deviation {
 
     /// `max_abs / scale`; a reference of zeros makes any difference infinitely large.
     pub fn normalised(&self) -> f64 {
-        match (self.max_abs, self.scale) {
-            (d, _) if d == 0.0 => 0.0,
-            (_, s) if s == 0.0 => f64::INFINITY,
-            (d, s) => d / s,
+        if self.max_abs == 0.0 {
+            0.0
+        } else if self.scale == 0.0 {
+            f64::INFINITY
+        } else {
+            self.max_abs / self.scale
         }
     }
 }
@@ -53,6 +55,16 @@ pub fn assert_close(got: &Tensor, want: &Tensor, bound: f64, what: &str) -> Devi
         deviation.scale
     );
     deviation
+}
+
+/// `t` with every element moved to a neighbouring value of its type (one ulp, a relative change between u
+/// and 2u), up or down in a fixed pattern that looks random (the signs of sines of multiples of the golden
+/// angle): the size of change that another kernel's rounding makes to a computation, for showing that a bound
+/// tolerates it.
+pub fn nudge_by_one_ulp(t: &Tensor) -> Tensor {
+    let index = Tensor::arange(t.numel() as i64, (Kind::Double, t.device())).reshape(t.size());
+    let towards = ((index * 2.399_963_229_728_653 + 0.5).sin().sign() * f64::INFINITY).to_kind(t.kind());
+    t.nextafter(&towards)
 }
 
 #[cfg(test)]
@@ -72,6 +84,15 @@ mod tests {
             Deviation::between(&Tensor::ones([2], (Kind::Float, tch::Device::Cpu)), &zeros).normalised(),
             f64::INFINITY
         );
+    }
+
+    #[test]
+    fn a_nudge_moves_every_element_by_about_one_ulp_both_ways() {
+        let t = Tensor::from_slice(&[1.0f32, 1.5, -3.0, 0.75, 2.0, 1.25]);
+        let nudged = nudge_by_one_ulp(&t);
+        let relative = Vec::<f64>::try_from((&nudged - &t).to_kind(Kind::Double) / t.to_kind(Kind::Double)).unwrap();
+        assert!(relative.iter().all(|r| r.abs() > 0.0 && r.abs() <= 2.0 * UNIT_ROUNDOFF), "{relative:?}");
+        assert!(relative.iter().any(|&r| r > 0.0) && relative.iter().any(|&r| r < 0.0), "{relative:?}");
     }
 
     #[test]

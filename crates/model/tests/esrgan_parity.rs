@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use sana_sr_core::compare::{assert_close, Deviation, UNIT_ROUNDOFF};
+use sana_sr_core::compare::{assert_close, nudge_by_one_ulp, Deviation, UNIT_ROUNDOFF};
 use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::checkpoint::{copy_into, read_tensors_from_bytes};
 use sana_sr_model::esrgan::ncnn::{self, NcnnError, TAG_F16};
@@ -56,6 +56,17 @@ fn the_networks_equal_the_pytorch_reference() {
         let got = run(&case.config, clone_all(&case.weights), &case.input);
         let deviation = assert_close(&got, &case.output, BOUND, name);
         println!("{name}: normalised error {:.2e}", deviation.normalised());
+    }
+}
+
+#[test]
+fn a_one_ulp_nudge_of_every_weight_passes_the_bound() {
+    for name in ["rrdbnet", "srvgg"] {
+        let case = case(name);
+        let weights = clone_all(&case.weights).into_iter().map(|(k, w)| (k, nudge_by_one_ulp(&w))).collect();
+        let got = run(&case.config, weights, &case.input);
+        let deviation = assert_close(&got, &case.output, BOUND, name);
+        println!("{name}: every weight nudged by one ulp, normalised error {:.2e}", deviation.normalised());
     }
 }
 

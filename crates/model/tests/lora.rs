@@ -18,7 +18,7 @@ type AnyResult<T> = Result<T, Box<dyn Error>>;
 /// Merged against unmerged weights, as a normalised error (`sana_sr_core::compare`): the merged network
 /// rounds `W + s·BA` once per weight where the unmerged one rounds `W·x` and `B(A·x)` apart, a relative
 /// change of about u = 2^-24 per weight, which the depth of these random networks carries to the output as it
-/// carries the one-ulp weight nudge of the parity suites (4e-7 on the DiT, up to 2.2e-5 inside the DC-AE
+/// carries the one-ulp weight nudge of the parity suites (5e-7 on the DiT, up to 2.2e-5 inside the DC-AE
 /// encoder's first attention, ~3e-6 at its latent). Measured on every setting of scripts/kernel_matrix.sh: at
 /// most 9.7e-7.
 const MERGE_BOUND: f64 = 1e-5;
