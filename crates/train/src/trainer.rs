@@ -2,6 +2,10 @@
 //! forward pass ([`SrModel::forward`]), AdamW with warm-up + cosine, gradient clipping, an EMA of the
 //! weights, ESGF validation and early stopping, and a resumable checkpoint.
 //!
+//! [`train`] runs a [`Trainer`] to the end: [`Trainer::new`] sets a run up (or resumes it), [`Trainer::step`]
+//! trains one batch and validates and logs when due, [`Trainer::checkpoint`] saves the state and
+//! [`Trainer::finish`] exports ESGF's choice.
+//!
 //! A run lives in one folder: `checkpoint.safetensors` (everything needed to continue: weights, EMA,
 //! optimizer moments, discriminator, step, ESGF state; rewritten atomically), `log.csv` and `curves.png`,
 //! `snapshots/` (the EMA model at every validation) and, at the end, `model.safetensors`: the snapshot at
@@ -105,165 +109,301 @@ struct RunState {
 
 /// Trains as `config` says, reporting each step to `on_step`.
 pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnMut(&StepReport)) -> Result<Outcome> {
-    if config.train.threads > 0 {
-        sana_sr_core::set_num_threads(config.train.threads as i32);
+    let mut trainer = Trainer::new(config, options)?;
+    while !trainer.done() {
+        let report = trainer.step()?;
+        on_step(&report);
+        let pause = options.stop_after == Some(report.step);
+        // The last step's checkpoint is written once, by `finish` (ESGF may also end the run).
+        if report.step.is_multiple_of(config.train.checkpoint_every) && report.step < report.total || pause {
+            trainer.checkpoint()?;
+        }
+        if pause {
+            return Ok(Outcome { steps: report.step, stopped: None, model: None, exported_step: None });
+        }
     }
-    manual_seed(config.train.seed as i64);
-    let checkpoint_path = options.run_dir.join(CHECKPOINT_FILE);
-    if checkpoint_path.exists() && !options.resume {
-        return Err(TrainError::Setup(format!(
-            "{} holds a run already: pass --resume to continue it, or choose another folder",
-            options.run_dir.display()
-        )));
+    trainer.finish()
+}
+
+/// The discriminator of the adversarial term, its store and its optimizer.
+struct Adversarial {
+    disc: PatchDiscriminator,
+    vs: nn::VarStore,
+    optimizer: AdamW,
+}
+
+/// The fixed validation pairs.
+struct Validation {
+    /// LR upsampled to HR size, in [-1, 1].
+    lr: Tensor,
+    /// HR in [0, 1].
+    hr: Tensor,
+}
+
+/// A run in progress: the model and everything that trains it, the data, and the log.
+pub struct Trainer {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    device: Device,
+    model: SrModel,
+    vs: nn::VarStore,
+    adapters: Option<Adapters>,
+    /// The trainable variables by name (shallow copies of the store's).
+    params: HashMap<String, Tensor>,
+    optimizer: AdamW,
+    ema: Ema,
+    adversarial: Option<Adversarial>,
+    state: RunState,
+    loader: Loader,
+    validation: Validation,
+    /// The `[loss]` weights, and the indices of the terms that have weight (the logged ones).
+    weights: [f64; 5],
+    active: Vec<usize>,
+    log: LogWriter,
+    /// Sums of the logged losses since the last log row, and when and at which step that window began.
+    sums: Vec<f64>,
+    window_start: (Instant, u64),
+}
+
+impl Trainer {
+    /// Sets the run up in `options.run_dir`: a new run, or with `options.resume` the run its checkpoint holds.
+    pub fn new(config: &TrainConfig, options: &TrainOptions) -> Result<Self> {
+        if config.train.threads > 0 {
+            sana_sr_core::set_num_threads(config.train.threads as i32);
+        }
+        manual_seed(config.train.seed as i64);
+        let checkpoint_path = options.run_dir.join(CHECKPOINT_FILE);
+        if checkpoint_path.exists() && !options.resume {
+            return Err(TrainError::Setup(format!(
+                "{} holds a run already: pass --resume to continue it, or choose another folder",
+                options.run_dir.display()
+            )));
+        }
+        if options.resume && !checkpoint_path.exists() {
+            return Err(TrainError::Setup(format!("nothing to resume: {} does not exist", checkpoint_path.display())));
+        }
+        std::fs::create_dir_all(options.run_dir.join("snapshots"))
+            .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", options.run_dir.display())))?;
+
+        let (model, vs, adapters) = build_model(config, options.device)?;
+        sana_sr_core::device::autotune_convolutions(options.device);
+        let params = select_trainable(config, &vs, adapters.is_some())?;
+        let mut optimizer =
+            AdamW::new(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())), config.optimizer.clone());
+        let mut ema = Ema::new(&params, config.train.ema_decay);
+        let mut adversarial = (config.loss.adversarial > 0.0).then(|| {
+            let vs = nn::VarStore::new(options.device);
+            let disc = PatchDiscriminator::new(vs.root() / "disc", config.discriminator.width);
+            let optimizer =
+                AdamW::new(vs.variables(), crate::optim::AdamWConfig { weight_decay: 0.0, ..Default::default() });
+            Adversarial { disc, vs, optimizer }
+        });
+
+        let mut state = RunState { step: 0, esgf: EarlyStopping::new(config.esgf.clone())? };
+        if options.resume {
+            state = restore(&checkpoint_path, &vs, &mut optimizer, &mut ema, adversarial.as_mut())?;
+        }
+
+        let (train_paths, val_paths) = split_pool(&config.data.hr, config.data.val_images)?;
+        let degradation = Degradation::new(
+            RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
+        )
+        .map_err(|e| TrainError::Setup(e.to_string()))?;
+        let scale = degradation.config().scale as usize;
+        check_crop(config.data.crop, &model.config, scale)?;
+        check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
+        let validation = validation_pairs(config, &model, val_paths, degradation.clone(), options.device)?;
+        let loader_config = LoaderConfig {
+            gt_size: config.data.crop,
+            batch_size: config.data.batch,
+            num_workers: config.data.workers,
+            seed: config.train.seed,
+            start_index: state.step * config.data.batch as u64,
+            crop_tries: config.data.crop_tries,
+            device: options.device,
+            ..LoaderConfig::default()
+        };
+        let loader = Loader::new(train_paths, degradation, loader_config)?;
+
+        let weights = config.loss.weights();
+        let active: Vec<usize> = (0..TERMS.len()).filter(|&i| weights[i] > 0.0).collect();
+        let columns = LogColumns {
+            losses: active.iter().map(|&i| TERMS[i].to_string()).chain(["loss".to_string()]).collect(),
+            metric: config.train.val_metric.column().to_string(),
+        };
+        let log_path = options.run_dir.join(LOG_FILE);
+        let log = if options.resume {
+            LogWriter::resume(&log_path, columns, state.step)?
+        } else {
+            LogWriter::create(&log_path, columns)?
+        };
+        let sums = vec![0.0; active.len() + 1];
+        let window_start = (Instant::now(), state.step);
+        Ok(Self {
+            config: config.clone(),
+            run_dir: options.run_dir.clone(),
+            device: options.device,
+            model,
+            vs,
+            adapters,
+            params,
+            optimizer,
+            ema,
+            adversarial,
+            state,
+            loader,
+            validation,
+            weights,
+            active,
+            log,
+            sums,
+            window_start,
+        })
     }
-    if options.resume && !checkpoint_path.exists() {
-        return Err(TrainError::Setup(format!("nothing to resume: {} does not exist", checkpoint_path.display())));
-    }
-    std::fs::create_dir_all(options.run_dir.join("snapshots"))
-        .map_err(|e| TrainError::Setup(format!("cannot create {}: {e}", options.run_dir.display())))?;
 
-    let (model, vs, adapters) = build_model(config, options.device)?;
-    sana_sr_core::device::autotune_convolutions(options.device);
-    let params = select_trainable(config, &vs, adapters.is_some())?;
-    let mut optimizer =
-        AdamW::new(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())), config.optimizer.clone());
-    let mut ema = Ema::new(&params, config.train.ema_decay);
-    let mut adversarial = (config.loss.adversarial > 0.0).then(|| {
-        let dvs = nn::VarStore::new(options.device);
-        let disc = PatchDiscriminator::new(dvs.root() / "disc", config.discriminator.width);
-        let dopt = AdamW::new(dvs.variables(), crate::optim::AdamWConfig { weight_decay: 0.0, ..Default::default() });
-        (disc, dvs, dopt)
-    });
-
-    let mut state = RunState { step: 0, esgf: EarlyStopping::new(config.esgf.clone())? };
-    if options.resume {
-        state = restore(&checkpoint_path, &vs, &mut optimizer, &mut ema, adversarial.as_mut())?;
+    /// Whether the run is over: all steps done, or stopped by ESGF.
+    pub fn done(&self) -> bool {
+        self.state.step >= self.config.train.steps || self.state.esgf.stopped().is_some()
     }
 
-    let (train_paths, val_paths) = split_pool(&config.data.hr, config.data.val_images)?;
-    let degradation = Degradation::new(
-        RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
-    )
-    .map_err(|e| TrainError::Setup(e.to_string()))?;
-    let scale = degradation.config().scale as usize;
-    check_crop(config.data.crop, &model.config, scale)?;
-    check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
-    let (val_lr, val_hr) = validation_pairs(config, &model, val_paths, degradation.clone(), options.device)?;
-    let loader_config = LoaderConfig {
-        gt_size: config.data.crop,
-        batch_size: config.data.batch,
-        num_workers: config.data.workers,
-        seed: config.train.seed,
-        start_index: state.step * config.data.batch as u64,
-        crop_tries: config.data.crop_tries,
-        device: options.device,
-        ..LoaderConfig::default()
-    };
-    let mut loader = Loader::new(train_paths, degradation, loader_config)?;
+    /// One optimizer step on the next batch (and the discriminator's), then, when due, a validation (with its
+    /// snapshot) and a log row.
+    pub fn step(&mut self) -> Result<StepReport> {
+        let config = &self.config;
+        let batch = self.loader.next().expect("the loader never ends")?;
+        let lr_rate = config.schedule.lr(self.state.step);
+        let (lr, hr) = (upsampled(&self.model, &batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
 
-    let weights = config.loss.weights();
-    let active: Vec<usize> = (0..TERMS.len()).filter(|&i| weights[i] > 0.0).collect();
-    let columns = LogColumns {
-        losses: active.iter().map(|&i| TERMS[i].to_string()).chain(["loss".to_string()]).collect(),
-        metric: config.train.val_metric.column().to_string(),
-    };
-    let log_path = options.run_dir.join(LOG_FILE);
-    let mut log = if options.resume {
-        LogWriter::resume(&log_path, columns, state.step)?
-    } else {
-        LogWriter::create(&log_path, columns)?
-    };
-
-    let total = config.train.steps;
-    let mut sums = vec![0.0; active.len() + 1];
-    let mut window_start = (Instant::now(), state.step);
-    while state.step < total && state.esgf.stopped().is_none() {
-        let batch = loader.next().expect("the loader never ends")?;
-        let lr_rate = config.schedule.lr(state.step);
-        let (lr, hr) = (upsampled(&model, &batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
-
-        let use_adversarial = state.step >= config.discriminator.start_step;
+        let use_adversarial = self.state.step >= config.discriminator.start_step;
+        let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial);
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
-            let sr = model.forward(&lr)?.to_kind(Kind::Float);
-            let terms = loss_terms(config, &model, &sr, &hr, &lr, adversarial.as_ref().filter(|_| use_adversarial))?;
+            let sr = self.model.forward(&lr)?.to_kind(Kind::Float);
+            let terms = loss_terms(config, &self.model, &sr, &hr, &lr, adversarial)?;
             Ok((sr, terms))
         })?;
-        let loss = active
+        let loss = self
+            .active
             .iter()
-            .map(|&i| &terms[i] * weights[i])
-            .fold(Tensor::zeros([], (Kind::Float, options.device)), |a, b| a + b);
-        optimizer.zero_grad();
+            .map(|&i| &terms[i] * self.weights[i])
+            .fold(Tensor::zeros([], (Kind::Float, self.device)), |a, b| a + b);
+        self.optimizer.zero_grad();
         loss.backward();
         if config.train.grad_clip > 0.0 {
-            optimizer.clip_grad_norm(config.train.grad_clip);
+            self.optimizer.clip_grad_norm(config.train.grad_clip);
         }
-        optimizer.step(lr_rate);
-        ema.update(&params);
-        if let Some((disc, _, dopt)) = adversarial.as_mut().filter(|_| use_adversarial) {
-            dopt.zero_grad();
+        self.optimizer.step(lr_rate);
+        self.ema.update(&self.params);
+        if let Some(Adversarial { disc, optimizer, .. }) = self.adversarial.as_mut().filter(|_| use_adversarial) {
+            optimizer.zero_grad();
             let d_loss = losses::discriminator_loss(&disc.forward(&hr), &disc.forward(&sr.detach()));
             d_loss.backward();
-            dopt.step(config.discriminator.lr);
+            optimizer.step(config.discriminator.lr);
         }
-        state.step += 1;
+        self.state.step += 1;
+        let step = self.state.step;
+        let total = config.train.steps;
 
         let loss_value = loss.double_value(&[]);
-        for (sum, &i) in sums.iter_mut().zip(&active) {
+        for (sum, &i) in self.sums.iter_mut().zip(&self.active) {
             *sum += terms[i].double_value(&[]);
         }
-        *sums.last_mut().expect("the total is logged") += loss_value;
+        *self.sums.last_mut().expect("the total is logged") += loss_value;
 
-        let validation = if config.esgf.is_validation_step(state.step) || state.step == total {
-            let value = validate(&model, &ema, &params, &val_lr, &val_hr, config)?;
+        let validation = if config.esgf.is_validation_step(step) || step == total {
+            let value = self.validate()?;
             // Every validated step keeps its EMA model: the knee is only known after the fact.
-            save_snapshot(&model, &vs, &ema, &params, &options.run_dir, state.step, adapters.is_some())?;
-            // A stop shows in `state.esgf.stopped()`, which ends the loop.
-            state.esgf.observe(state.step, value)?;
+            self.save_snapshot()?;
+            // A stop shows in `state.esgf.stopped()`, which ends the run.
+            self.state.esgf.observe(step, value)?;
             Some(value)
         } else {
             None
         };
 
-        let elapsed = window_start.0.elapsed().as_secs_f64();
-        let steps_per_s = (state.step - window_start.1) as f64 / elapsed.max(1e-9);
-        if state.step.is_multiple_of(config.train.log_every) || validation.is_some() || state.step == total {
-            let n = (state.step - window_start.1) as f64;
-            log.append(&LogRow {
-                step: state.step,
+        let elapsed = self.window_start.0.elapsed().as_secs_f64();
+        let steps_per_s = (step - self.window_start.1) as f64 / elapsed.max(1e-9);
+        if step.is_multiple_of(self.config.train.log_every) || validation.is_some() || step == total {
+            let n = (step - self.window_start.1) as f64;
+            self.log.append(&LogRow {
+                step,
                 lr: lr_rate,
-                losses: sums.iter().map(|s| s / n).collect(),
+                losses: self.sums.iter().map(|s| s / n).collect(),
                 metric: validation,
                 steps_per_s,
             })?;
-            sums.iter_mut().for_each(|s| *s = 0.0);
-            window_start = (Instant::now(), state.step);
+            self.sums.iter_mut().for_each(|s| *s = 0.0);
+            self.window_start = (Instant::now(), step);
         }
-        on_step(&StepReport { step: state.step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation });
-
-        let pause = options.stop_after == Some(state.step);
-        // The last step's checkpoint is written once, after the loop (which ESGF may also end).
-        if state.step.is_multiple_of(config.train.checkpoint_every) && state.step < total || pause {
-            save_checkpoint(&checkpoint_path, &vs, &optimizer, &ema, adversarial.as_ref(), &state)?;
-        }
-        if pause {
-            return Ok(Outcome { steps: state.step, stopped: None, model: None, exported_step: None });
-        }
+        Ok(StepReport { step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation })
     }
-    save_checkpoint(&checkpoint_path, &vs, &optimizer, &ema, adversarial.as_ref(), &state)?;
 
-    // ESGF's choice: the knee of the validation curve; before a knee exists, the best validation.
-    let chosen = state.esgf.knee().or_else(|| state.esgf.best()).map(|e| e.step);
-    let exported = options.run_dir.join(MODEL_FILE);
-    if let Some(step) = chosen {
-        export(&model, &vs, adapters.as_ref(), &options.run_dir, step, &exported)?;
+    /// Writes the resumable state (atomically).
+    pub fn checkpoint(&self) -> Result<()> {
+        save_checkpoint(
+            &self.run_dir.join(CHECKPOINT_FILE),
+            &self.vs,
+            &self.optimizer,
+            &self.ema,
+            self.adversarial.as_ref(),
+            &self.state,
+        )
     }
-    TrainingLog::read(&log_path)?.plot(&options.run_dir.join(PLOT_FILE), chosen, (1200, 800))?;
-    Ok(Outcome {
-        steps: state.step,
-        stopped: state.esgf.stopped(),
-        model: chosen.map(|_| exported),
-        exported_step: chosen,
-    })
+
+    /// Ends the run: the last checkpoint, ESGF's snapshot exported as the model, and the plot of the log.
+    pub fn finish(self) -> Result<Outcome> {
+        self.checkpoint()?;
+        // ESGF's choice: the knee of the validation curve; before a knee exists, the best validation.
+        let chosen = self.state.esgf.knee().or_else(|| self.state.esgf.best()).map(|e| e.step);
+        let exported = self.run_dir.join(MODEL_FILE);
+        if let Some(step) = chosen {
+            export(&self.model, &self.vs, self.adapters.as_ref(), &self.run_dir, step, &exported)?;
+        }
+        TrainingLog::read(&self.run_dir.join(LOG_FILE))?.plot(&self.run_dir.join(PLOT_FILE), chosen, (1200, 800))?;
+        Ok(Outcome {
+            steps: self.state.step,
+            stopped: self.state.esgf.stopped(),
+            model: chosen.map(|_| exported),
+            exported_step: chosen,
+        })
+    }
+
+    /// The validation metric of the EMA model on the held-out pairs.
+    fn validate(&self) -> Result<f64> {
+        let (config, model, val) = (&self.config, &self.model, &self.validation);
+        with_ema(&self.ema, &self.params, || {
+            no_grad(|| {
+                let n = val.lr.size()[0];
+                let batch = config.data.batch as i64;
+                let mut total = 0.0;
+                for start in (0..n).step_by(batch as usize) {
+                    let len = (n - start).min(batch);
+                    let sr = model.forward(&val.lr.narrow(0, start, len))?;
+                    let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
+                    total += match config.train.val_metric {
+                        ValMetric::L1 => (sr - val.hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]),
+                        ValMetric::Niqe => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
+                    };
+                }
+                Ok(match config.train.val_metric {
+                    ValMetric::L1 => total / val.hr.numel() as f64,
+                    ValMetric::Niqe => total / n as f64,
+                })
+            })
+        })
+    }
+
+    /// The EMA weights at this step: a whole model file, or the adapters alone in a LoRA run.
+    fn save_snapshot(&self) -> Result<()> {
+        let path = snapshot_path(&self.run_dir, self.state.step, self.adapters.is_some());
+        with_ema(&self.ema, &self.params, || -> Result<()> {
+            if self.adapters.is_some() {
+                lora::save_adapters(&self.vs, &path, Kind::Float)?;
+            } else {
+                self.model.save(&self.vs, &path, Kind::Float)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The model to train and its store; with `[lora]`, the adapters attached to it.
@@ -347,14 +487,14 @@ fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
     Ok(())
 }
 
-/// The fixed validation pairs: `(LR upsampled to HR size in [-1, 1], HR in [0, 1])`.
+/// The fixed validation pairs.
 fn validation_pairs(
     config: &TrainConfig,
     model: &SrModel,
     paths: Vec<PathBuf>,
     degradation: Degradation,
     device: Device,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<Validation> {
     let loader_config = LoaderConfig {
         gt_size: config.data.val_crop.unwrap_or(config.data.crop),
         batch_size: config.data.val_pairs,
@@ -364,7 +504,7 @@ fn validation_pairs(
         ..LoaderConfig::default()
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
-    Ok((upsampled(model, &batch.lr, &batch.hr), batch.hr))
+    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr })
 }
 
 /// The LR batch resized to the HR batch's size (as the pipeline resizes for `model`), in [-1, 1].
@@ -380,7 +520,7 @@ fn loss_terms(
     sr: &Tensor,
     hr: &Tensor,
     lr: &Tensor,
-    adversarial: Option<&(PatchDiscriminator, nn::VarStore, AdamW)>,
+    adversarial: Option<&Adversarial>,
 ) -> Result<Vec<Tensor>> {
     let zero = || Tensor::zeros([], (Kind::Float, sr.device()));
     let w = &config.loss;
@@ -391,7 +531,7 @@ fn loss_terms(
         zero()
     };
     let adv = match adversarial {
-        Some((disc, _, _)) if w.adversarial > 0.0 => losses::generator_adversarial(&disc.forward(sr)),
+        Some(a) if w.adversarial > 0.0 => losses::generator_adversarial(&a.disc.forward(sr)),
         _ => zero(),
     };
     Ok(vec![
@@ -417,37 +557,6 @@ fn with_ema<T>(ema: &Ema, params: &HashMap<String, Tensor>, f: impl FnOnce() -> 
     out
 }
 
-/// The validation metric of the EMA model on the held-out pairs.
-fn validate(
-    model: &SrModel,
-    ema: &Ema,
-    params: &HashMap<String, Tensor>,
-    val_lr: &Tensor,
-    val_hr: &Tensor,
-    config: &TrainConfig,
-) -> Result<f64> {
-    with_ema(ema, params, || {
-        no_grad(|| {
-            let n = val_lr.size()[0];
-            let batch = config.data.batch as i64;
-            let mut total = 0.0;
-            for start in (0..n).step_by(batch as usize) {
-                let len = (n - start).min(batch);
-                let sr = model.forward(&val_lr.narrow(0, start, len))?;
-                let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
-                total += match config.train.val_metric {
-                    ValMetric::L1 => (sr - val_hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]),
-                    ValMetric::Niqe => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
-                };
-            }
-            Ok(match config.train.val_metric {
-                ValMetric::L1 => total / val_hr.numel() as f64,
-                ValMetric::Niqe => total / n as f64,
-            })
-        })
-    })
-}
-
 /// NIQE of one `[3, H, W]` image in [0, 1], on its 8-bit values as a saved image would have them.
 fn niqe_of(image: &Tensor) -> Result<f64> {
     let image = to_image(image).map_err(|e| TrainError::Setup(e.to_string()))?;
@@ -457,27 +566,6 @@ fn niqe_of(image: &Tensor) -> Result<f64> {
 fn snapshot_path(run_dir: &Path, step: u64, lora: bool) -> PathBuf {
     let kind = if lora { "lora" } else { "model" };
     run_dir.join("snapshots").join(format!("step_{step:07}.{kind}.safetensors"))
-}
-
-/// The EMA weights at this step: a whole model file, or the adapters alone in a LoRA run.
-fn save_snapshot(
-    model: &SrModel,
-    vs: &nn::VarStore,
-    ema: &Ema,
-    params: &HashMap<String, Tensor>,
-    run_dir: &Path,
-    step: u64,
-    lora_run: bool,
-) -> Result<()> {
-    let path = snapshot_path(run_dir, step, lora_run);
-    with_ema(ema, params, || -> Result<()> {
-        if lora_run {
-            lora::save_adapters(vs, &path, Kind::Float)?;
-        } else {
-            model.save(vs, &path, Kind::Float)?;
-        }
-        Ok(())
-    })
 }
 
 /// Writes the model of snapshot `step` to `out` in f16, the shipping format: the snapshot's weights, or in
@@ -510,7 +598,7 @@ fn save_checkpoint(
     vs: &nn::VarStore,
     optimizer: &AdamW,
     ema: &Ema,
-    adversarial: Option<&(PatchDiscriminator, nn::VarStore, AdamW)>,
+    adversarial: Option<&Adversarial>,
     state: &RunState,
 ) -> Result<()> {
     let mut named: HashMap<String, Tensor> = HashMap::new();
@@ -522,9 +610,9 @@ fn save_checkpoint(
     add("model", vs.variables().into_iter().collect());
     add("ema", ema.averages.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect());
     add("adam", optimizer.state());
-    if let Some((_, dvs, dopt)) = adversarial {
-        add("disc", dvs.variables().into_iter().collect());
-        add("disc_adam", dopt.state());
+    if let Some(a) = adversarial {
+        add("disc", a.vs.variables().into_iter().collect());
+        add("disc_adam", a.optimizer.state());
     }
     let json = serde_json::to_string(state).expect("the run state serializes");
     let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
@@ -537,7 +625,7 @@ fn restore(
     vs: &nn::VarStore,
     optimizer: &mut AdamW,
     ema: &mut Ema,
-    adversarial: Option<&mut (PatchDiscriminator, nn::VarStore, AdamW)>,
+    adversarial: Option<&mut Adversarial>,
 ) -> Result<RunState> {
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
     let (tensors, metadata) = checkpoint::read_tensors_from_bytes(&bytes, path)?;
@@ -560,9 +648,9 @@ fn restore(
         let saved = saved_ema.get(name).ok_or_else(|| bad("EMA", format!("`{name}` is missing")))?;
         no_grad(|| average.shallow_clone().copy_(saved));
     }
-    if let Some((_, dvs, dopt)) = adversarial {
-        checkpoint::copy_into_variables(dvs.variables(), take("disc"))?;
-        dopt.load_state(&take("disc_adam"), state.step).map_err(|e| bad("discriminator optimizer", e))?;
+    if let Some(a) = adversarial {
+        checkpoint::copy_into_variables(a.vs.variables(), take("disc"))?;
+        a.optimizer.load_state(&take("disc_adam"), state.step).map_err(|e| bad("discriminator optimizer", e))?;
     }
     Ok(state)
 }
