@@ -168,16 +168,9 @@ impl Upscaler {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height as i64 * scale as i64, image.width as i64 * scale as i64);
-        let resize = |channels: &Image| model.resize_input(&to_tensor(channels, self.device), out_h, out_w);
-        // Pad (repeating the border) to whole latent tokens; cropped off at the end.
-        let per_token = model.config.pixels_per_token();
-        let patch = model.config.transformer.patch_size;
-        let pad = |n: i64| (n + per_token - 1) / per_token * per_token - n;
-        let lr = resize(&image.to_rgb()) * 2.0 - 1.0;
-        let lr = lr.pad([0, pad(out_w), 0, pad(out_h)], "replicate", None);
-
-        let tokens = |n: i64| (n + pad(n)) / per_token;
-        let per_stage = tiling.count(tokens(out_h), tokens(out_w));
+        let lr = sana_input(model, &to_tensor(&image.to_rgb(), self.device), out_h, out_w);
+        let (per_token, patch) = (model.config.pixels_per_token(), model.config.transformer.patch_size);
+        let per_stage = tiling.count(lr.size()[2] / per_token, lr.size()[3] / per_token);
         let total = 3 * per_stage;
         let mut done = 0;
         let mut tick = || {
@@ -191,7 +184,7 @@ impl Upscaler {
         let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
 
         let sr = match alpha(image) {
-            Some(alpha) => Tensor::cat(&[sr, resize(&alpha)], 1),
+            Some(alpha) => Tensor::cat(&[sr, model.resize_input(&to_tensor(&alpha, self.device), out_h, out_w)], 1),
             None => sr,
         };
         Ok(to_image(&sr).expect("an NCHW tensor of one image"))
@@ -208,9 +201,7 @@ impl Upscaler {
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height * scale as usize, image.width * scale as usize);
-        // A mirror needs a pixel beyond the one mirrored about: less padding on a tiny image.
-        let (pad_y, pad_x) = (PEER_PREPAD.min(image.height as i64 - 1), PEER_PREPAD.min(image.width as i64 - 1));
-        let lr = to_tensor(&image.to_rgb(), self.device).pad([pad_x, pad_x, pad_y, pad_y], "reflect", None);
+        let (lr, (pad_y, pad_x)) = peer_input(&to_tensor(&image.to_rgb(), self.device));
         let total = tiling.count(lr.size()[2], lr.size()[3]);
         let mut done = 0;
         let tick = || {
@@ -230,6 +221,42 @@ impl Upscaler {
         };
         Ok(to_image(&sr).expect("an NCHW tensor of one image"))
     }
+}
+
+/// A batch of LR images `[N, 3, h, w]` in [0, 1] to their SR images `[N, 3, scale·h, scale·w]` in [-1, 1]
+/// terms, not clamped: what the upscaler computes without tiles (`tile: None`), before its clamp
+/// (`((sr + 1) / 2).clamp(0, 1)`, which is `sr.clamp(-1, 1)` in these terms). A SANA-SR model resizes the LR
+/// its own way and pads to whole tokens, a peer runs on the LR mirrored by [`PEER_PREPAD`]. Differentiable;
+/// the trainer runs its teachers through it, under `no_grad`. `scale` must be one the model supports.
+pub fn forward_batch(network: &Network, lr: &Tensor, scale: u32) -> Result<Tensor, ModelError> {
+    let (h, w) = (lr.size()[2], lr.size()[3]);
+    let (out_h, out_w) = (h * scale as i64, w * scale as i64);
+    Ok(match network {
+        Network::Sana(model) => model.forward(&sana_input(model, lr, out_h, out_w))?.narrow(2, 0, out_h),
+        Network::Esrgan(model) => {
+            let (lr, (pad_y, pad_x)) = peer_input(lr);
+            let sr = model.forward(&lr) * 2.0 - 1.0;
+            sr.narrow(2, pad_y * scale as i64, out_h).narrow(3, pad_x * scale as i64, out_w)
+        }
+    }
+    .narrow(3, 0, out_w))
+}
+
+/// A SANA-SR model's input: the LR batch in [0, 1] resized to `out_h x out_w` its way, in [-1, 1], padded
+/// (repeating the border) to whole latent tokens; the pad is cropped off the output.
+fn sana_input(model: &SrModel, lr: &Tensor, out_h: i64, out_w: i64) -> Tensor {
+    let per_token = model.config.pixels_per_token();
+    let pad = |n: i64| (n + per_token - 1) / per_token * per_token - n;
+    let lr = model.resize_input(lr, out_h, out_w) * 2.0 - 1.0;
+    lr.pad([0, pad(out_w), 0, pad(out_h)], "replicate", None)
+}
+
+/// A peer's input: the LR batch mirrored by [`PEER_PREPAD`] pixels, and the `(rows, columns)` added on each
+/// side. A mirror needs a pixel beyond the one mirrored about: less padding on a tiny image.
+fn peer_input(lr: &Tensor) -> (Tensor, (i64, i64)) {
+    let (h, w) = (lr.size()[2], lr.size()[3]);
+    let (pad_y, pad_x) = (PEER_PREPAD.min(h - 1), PEER_PREPAD.min(w - 1));
+    (lr.pad([pad_x, pad_x, pad_y, pad_y], "reflect", None), (pad_y, pad_x))
 }
 
 /// SANA-SR tiles: whole latent tokens, `tile` output pixels.

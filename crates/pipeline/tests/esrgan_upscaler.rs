@@ -5,6 +5,7 @@ use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind};
 use sana_sr_data::tensor::to_tensor;
 use sana_sr_data::Image;
 use sana_sr_model::esrgan::{EsrganConfig, RrdbNetConfig, SrVggNetCompactConfig};
+use sana_sr_pipeline::upscaler::forward_batch;
 use sana_sr_pipeline::{
     EsrganModel, EsrganModelConfig, ModelConfig, ModelError, ModelSource, Network, UpscaleError, UpscaleOptions,
     Upscaler,
@@ -124,4 +125,24 @@ fn a_peer_file_lists_its_architecture_and_is_not_a_sana_model() {
     let builtin = ModelSource::default_model();
     assert_eq!(builtin.info().unwrap().config.architecture(), "SANA-SR");
     assert!(builtin.load_network(Device::Cpu).unwrap().0.as_sana().is_some());
+}
+
+#[test]
+fn the_batch_forward_is_the_upscalers_whole_image_before_its_clamp() {
+    // What the trainer's teachers run: the same numbers as `upscale` without tiles, for either kind of model.
+    let dir = tempfile::tempdir().unwrap();
+    let image = test_image(20, 14, 3);
+    for source in [ModelSource::File(tiny_rrdbnet_file(dir.path())), ModelSource::default_model()] {
+        let upscaler = Upscaler::load(&source, Device::Cpu).unwrap();
+        let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+        let scale = upscaler.model.config().scale();
+        let sr = no_grad(|| forward_batch(&upscaler.model, &to_tensor(&image, Device::Cpu), scale)).unwrap();
+        assert_eq!(sr.size(), [1, 3, 14 * scale as i64, 20 * scale as i64]);
+        let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
+        // A SANA-SR model works in [-1, 1] terms: the same numbers. A peer's [0, 1] output goes to [-1, 1] and
+        // back here, `(2x - 1 + 1) / 2`: two roundings of at most 2^-24 each (at magnitudes up to 1), the /2 exact.
+        let bound = if matches!(upscaler.model, Network::Sana(_)) { 0.0 } else { 2f64.powi(-23) };
+        let diff = (sr - to_tensor(&whole, Device::Cpu)).abs().max().double_value(&[]);
+        assert!(diff <= bound, "{}: {diff}", source.label());
+    }
 }
