@@ -1,15 +1,18 @@
 //! `sana-sr train` end to end on a tiny model and pool: a run killed mid-way and resumed ends exactly where
-//! the unbroken run ends; LoRA fine-tuning trains adapters only and `lora merge` gives the exported model.
+//! the unbroken run ends, with teachers too; LoRA fine-tuning trains adapters only and `lora merge` gives the
+//! exported model.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sana_sr_core::Tensor;
+use sana_sr_core::{nn, Device, Kind, Tensor};
 use sana_sr_data::io::save_image;
 use sana_sr_data::Image;
 use sana_sr_model::checkpoint::read_tensors;
+use sana_sr_model::esrgan::{EsrganConfig, SrVggNetCompactConfig};
+use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, Network, SrModel, SrModelConfig};
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs")
@@ -161,6 +164,50 @@ fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
 }
 
 #[test]
+fn a_paused_run_with_teachers_resumes_to_exactly_the_unbroken_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    setup(cwd, 6, false);
+    // Two teachers, one of each kind: a random SANA-SR model (model.json's) and a random SRVGGNetCompact.
+    let config: SrModelConfig =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("model.json")).unwrap()).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    SrModel::build(vs.root(), &config).unwrap().save(&vs, &cwd.join("sana-teacher.safetensors"), Kind::Float).unwrap();
+    let network =
+        EsrganConfig::SrvggnetCompact(SrVggNetCompactConfig { num_feat: 4, num_conv: 2, ..Default::default() });
+    let config = EsrganModelConfig { name: "peer".into(), description: String::new(), network };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let peer = Network::Esrgan(EsrganModel::build(vs.root(), &config).unwrap());
+    peer.save(&vs, &cwd.join("peer-teacher.safetensors"), Kind::Float).unwrap();
+    let teachers = "[[teacher]]\nmodel = \"sana-teacher.safetensors\"\npixel_l1 = 0.5\n\
+                    [[teacher]]\nmodel = \"peer-teacher.safetensors\"\npixel_l2 = 1.0\nedge = 0.2\n";
+    let config = std::fs::read_to_string(cwd.join("train.toml")).unwrap() + teachers;
+    std::fs::write(cwd.join("teachers.toml"), config).unwrap();
+
+    sana_sr(&["train", "--config", "teachers.toml", "--run", "unbroken", "--device", "cpu"], cwd);
+    sana_sr(&["train", "--config", "teachers.toml", "--run", "paused", "--device", "cpu", "--stop-after", "3"], cwd);
+    assert!(!cwd.join("paused/model.safetensors").exists());
+    sana_sr(&["train", "--config", "teachers.toml", "--run", "paused", "--device", "cpu", "--resume"], cwd);
+
+    let (a, b) =
+        (tensors(&cwd.join("unbroken/checkpoint.safetensors")), tensors(&cwd.join("paused/checkpoint.safetensors")));
+    assert_eq!(a.len(), b.len());
+    assert!(!a.keys().any(|k| k.contains("teacher")), "teachers are not part of the state");
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs between the unbroken and the resumed run");
+    }
+    let log = log_without_speed(&cwd.join("unbroken"));
+    assert_eq!(log, log_without_speed(&cwd.join("paused")));
+    assert_eq!(
+        log[0],
+        "step,lr,loss_l1,loss_edge,loss_adv,teacher_sana-teacher_l1,teacher_peer-teacher_l2,\
+         teacher_peer-teacher_edge,loss,val_l1"
+    );
+    let (a, b) = (tensors(&cwd.join("unbroken/model.safetensors")), tensors(&cwd.join("paused/model.safetensors")));
+    assert!(a.iter().all(|(name, t)| t.equal(&b[name])), "the exported models differ");
+}
+
+#[test]
 fn lora_fine_tuning_changes_only_the_dit_and_merges_into_the_exported_model() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
@@ -254,4 +301,16 @@ fn a_pause_before_the_first_step_is_refused() {
     let err = sana_sr_fails(&["train", "--config", "train.toml", "--run", "zero", "--stop-after", "0"], dir.path());
     assert!(err.contains("--stop-after") && err.contains("0"), "{err}");
     assert!(!dir.path().join("zero").exists());
+}
+
+#[test]
+fn an_unknown_teacher_fails_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), 2, false);
+    let config = std::fs::read_to_string(dir.path().join("train.toml")).unwrap()
+        + "[[teacher]]\nmodel = \"realesrgan-x9000\"\npixel_l1 = 1.0\n";
+    std::fs::write(dir.path().join("teacher.toml"), config).unwrap();
+    let err = sana_sr_fails(&["train", "--config", "teacher.toml", "--run", "bad", "--device", "cpu"], dir.path());
+    assert!(err.contains("teacher `realesrgan-x9000`: no model named") && err.lines().count() == 1, "{err}");
+    assert!(!dir.path().join("bad").exists(), "nothing is created for a run that cannot start");
 }

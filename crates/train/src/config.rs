@@ -1,5 +1,18 @@
 //! The training config: one TOML file names the model, the data, the objective and the schedule, so that a
 //! run is reproduced from the file alone. Relative paths are relative to the working folder.
+//!
+//! Teachers, one `[[teacher]]` table each, are frozen models whose outputs on the student's LR batch are
+//! targets beside the HR (distillation): `model` is anything `upscale --model` takes (an imported peer such
+//! as `realesr-general-x4v3`, a sana-sr model file, a built-in name), and `pixel_l1`, `pixel_l2`, `edge` weigh
+//! the student's L1, L2 and edge loss towards its output; each weighted term is logged as
+//! `teacher_<name>_<term>` and added to the loss. The `[loss]` terms against HR stay.
+//!
+//! ```toml
+//! [[teacher]]
+//! model = "realesr-general-x4v3"
+//! pixel_l1 = 1.0
+//! edge = 0.3
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +43,71 @@ pub struct TrainConfig {
     pub lora: Option<LoraConfig>,
     #[serde(default)]
     pub discriminator: DiscriminatorConfig,
+    /// `[[teacher]]`: models whose outputs are targets too (see the module docs).
+    #[serde(default, rename = "teacher")]
+    pub teachers: Vec<TeacherConfig>,
+}
+
+/// A teacher (`[[teacher]]`): a frozen model, run on the LR batch the student sees, whose clamped output the
+/// student is pulled towards by the weighted terms; a zero weight switches a term off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// A model file, or a built-in or local model name (`ModelSource::resolve`): a peer or a SANA-SR model.
+    pub model: String,
+    /// Its name in the log's columns; default: `model`'s file stem (the name itself when it is a name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Mean absolute error of the student's SR image against the teacher's (images in [-1, 1]).
+    #[serde(default)]
+    pub pixel_l1: f64,
+    /// Mean squared error against the teacher's image.
+    #[serde(default)]
+    pub pixel_l2: f64,
+    /// L1 between the Sobel gradients of the student's and the teacher's images.
+    #[serde(default)]
+    pub edge: f64,
+}
+
+impl TeacherConfig {
+    /// The name in logs and messages.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let path = Path::new(&self.model);
+            let is_file = path.components().count() > 1
+                || path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(sana_sr_pipeline::registry::MODEL_EXTENSION));
+            match path.file_stem() {
+                Some(stem) if is_file => stem.to_string_lossy().into_owned(),
+                _ => self.model.clone(),
+            }
+        })
+    }
+
+    /// Every term and its weight.
+    pub fn weights(&self) -> [(PixelTerm, f64); 3] {
+        [(PixelTerm::L1, self.pixel_l1), (PixelTerm::L2, self.pixel_l2), (PixelTerm::Edge, self.edge)]
+    }
+}
+
+/// A term of the loss towards a teacher's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelTerm {
+    L1,
+    L2,
+    Edge,
+}
+
+impl PixelTerm {
+    /// Its name in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::L1 => "l1",
+            Self::L2 => "l2",
+            Self::Edge => "edge",
+        }
+    }
 }
 
 /// Where the weights start.
@@ -240,8 +318,19 @@ impl TrainConfig {
         if t.val_metric == ValMetric::Niqe && self.data.val_crop.unwrap_or(d.crop) < 192 {
             return Err("[data] val_crop must be at least 192 for val_metric = \"niqe\"".into());
         }
-        if self.loss.weights().iter().all(|&w| w == 0.0) || self.loss.weights().iter().any(|&w| w < 0.0) {
-            return Err("[loss] weights must be non-negative and not all zero".into());
+        let teacher_weights = self.teachers.iter().flat_map(|t| t.weights().map(|(_, w)| w));
+        let all_weights: Vec<f64> = self.loss.weights().into_iter().chain(teacher_weights).collect();
+        if all_weights.iter().all(|&w| w == 0.0) || all_weights.iter().any(|&w| w < 0.0) {
+            return Err("[loss] and [[teacher]] weights must be non-negative and not all zero".into());
+        }
+        for (i, teacher) in self.teachers.iter().enumerate() {
+            let label = teacher.label();
+            if teacher.weights().iter().all(|&(_, w)| w == 0.0) {
+                return Err(format!("teacher `{label}` has no loss weight (pixel_l1, pixel_l2 or edge)"));
+            }
+            if self.teachers[..i].iter().any(|t| t.label() == label) {
+                return Err(format!("two teachers are named `{label}`: give one a `name`"));
+            }
         }
         Ok(())
     }

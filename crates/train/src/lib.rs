@@ -4,6 +4,7 @@
 //!   divergence decide which checkpoint to keep and when to stop.
 //! - [`schedule`]: the learning rate as a function of the step (linear warm-up, cosine decay to a floor).
 //! - [`log`]: the CSV training log that survives resume, and its PNG plot.
+//! - [`teacher`]: frozen models whose outputs are targets beside the HR image (distillation).
 
 pub mod config;
 pub mod esgf;
@@ -11,4 +12,5 @@ pub mod log;
 pub mod losses;
 pub mod optim;
 pub mod schedule;
+pub mod teacher;
 pub mod trainer;

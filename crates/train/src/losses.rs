@@ -47,6 +47,15 @@ pub fn l2(a: &Tensor, b: &Tensor) -> Tensor {
     (a - b).square().mean(Kind::Float)
 }
 
+/// The student's SR image `sr` as it is compared with a teacher's image `target` (both in [-1, 1] terms; the
+/// target clamped to [-1, 1], as the upscaler clamps what it outputs): clamped too where the target is
+/// saturated, so that overshoot which the clamp removes from both images costs nothing, and as it is
+/// elsewhere, so that the gradient always pulls it towards an unsaturated target (a clamp everywhere would
+/// stop the gradient wherever the student overshoots). For a student equal to its teacher, it is the target.
+pub fn seen_as_target(sr: &Tensor, target: &Tensor) -> Tensor {
+    sr.where_self(&target.abs().lt(1.0), &sr.clamp(-1.0, 1.0))
+}
+
 /// Horizontal and vertical Sobel responses of every channel, `[N, 2C, H, W]` (zero padding).
 pub fn sobel(x: &Tensor) -> Tensor {
     let channels = x.size()[1];
@@ -125,6 +134,20 @@ mod tests {
         assert_eq!(inner.get(0).get(0).eq(16.0).all().int64_value(&[]), 1);
         assert_eq!(inner.get(0).get(1).eq(0.0).all().int64_value(&[]), 1);
         assert_eq!(edge(&ramp, &ramp).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_teachers_clamp_hides_only_overshoot_past_a_saturated_target() {
+        let raw = Tensor::from_slice(&[1.5f32, 0.3, -1.2, 0.9]);
+        let target = raw.clamp(-1.0, 1.0);
+        // The teacher's own raw output, as the student would see it: exactly its clamped image.
+        assert!(seen_as_target(&raw, &target).equal(&target));
+        // A student overshooting an unsaturated target keeps its value, and so its gradient.
+        let sr = Tensor::from_slice(&[1.5f32, 1.4, -0.5, 0.9]).set_requires_grad(true);
+        let seen = seen_as_target(&sr, &target);
+        assert_eq!(Vec::<f32>::try_from(&seen).unwrap(), [1.0, 1.4, -0.5, 0.9]);
+        l1(&seen, &target).backward();
+        assert_eq!(Vec::<f32>::try_from(&sr.grad()).unwrap(), [0.0, 0.25, 0.25, 0.0]);
     }
 
     #[test]
