@@ -1,0 +1,58 @@
+"""Whole `sana-sr upscale` commands timed side by side: process start to file written, per model.
+
+Each model upscales the same photo (by default the top-left 300x250 of RealSR-LR4's Canon_001, a real camera
+photo, to 1200x1000) `--runs` times, the models interleaved so that a change in machine load touches all of
+them alike; prints min / median / max seconds per model and each median's ratio to the first model's.
+
+    SANA_SR_MODELS=data/peers/models .venv/bin/python tools/bench/upscale_speed.py \\
+        sana-sr-tiny realesr-general-x4v3 realesrgan-x4plus
+
+Needs Pillow in the venv (`.venv/bin/pip install pillow`) to cut the photo, and a release build.
+"""
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PHOTO = ROOT.parent / "shared/datasets/RealSR-LR4/Canon_001_LR4.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="names or paths `sana-sr upscale --model` takes")
+    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
+    parser.add_argument("--size", default="300x250", help="the photo's top-left crop, WxH")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--binary", type=Path, default=ROOT / "target/release/sana-sr")
+    args = parser.parse_args()
+
+    width, height = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.png"
+        Image.open(args.photo).convert("RGB").crop((0, 0, width, height)).save(photo)
+        seconds: dict[str, list[float]] = {m: [] for m in args.models}
+        for _ in range(args.runs):
+            for model in args.models:
+                out = Path(tmp) / "out.png"
+                command = [str(args.binary), "upscale", str(photo), "-o", str(out), "--overwrite", "--model", model]
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                seconds[model].append(time.perf_counter() - start)
+
+    first = statistics.median(seconds[args.models[0]])
+    print(f"{width}x{height} -> x4, {args.runs} runs each, seconds (process start to file written)")
+    print(f"| model | min | median | max | median / {args.models[0]}'s |")
+    print("|---|---|---|---|---|")
+    for model, times in seconds.items():
+        median = statistics.median(times)
+        print(f"| {model} | {min(times):.2f} | {median:.2f} | {max(times):.2f} | {median / first:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
