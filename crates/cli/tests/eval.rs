@@ -1,18 +1,10 @@
 //! `sana-sr data make-pairs` and `sana-sr eval` on a set of one's own.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{sana_sr, stderr};
 use sana_sr_data::io::save_image;
 use sana_sr_data::Image;
-
-fn sana_sr(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn a_made_set_of_pairs_is_scored_like_a_benchmark() {

@@ -1,20 +1,14 @@
 //! `sana-sr models import` and a peer network through `upscale`: a tiny SRVGGNetCompact written here as ncnn
 //! files (the layout of Upscayl's realesrgan-x4fast), imported into a temporary models folder.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::sana_sr;
 use sana_sr_data::io::{read_image, save_image};
 use sana_sr_data::Image;
-
-fn sana_sr(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sana-sr"))
-        .args(args)
-        .current_dir(cwd)
-        .env("SANA_SR_MODELS", cwd.join("models"))
-        .output()
-        .expect("the binary runs")
-}
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))

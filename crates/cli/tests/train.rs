@@ -2,6 +2,8 @@
 //! the unbroken run ends, with teachers too; LoRA fine-tuning trains adapters only and `lora merge` gives the
 //! exported model.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,21 +16,17 @@ use sana_sr_model::checkpoint::read_tensors;
 use sana_sr_model::esrgan::{EsrganConfig, SrVggNetCompactConfig};
 use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, Network, SrModel, SrModelConfig};
 
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sana-sr")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
 fn sana_sr(args: &[&str], cwd: &Path) -> Output {
-    let out = run(args, cwd);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = common::sana_sr(args, cwd);
+    assert!(out.status.success(), "{args:?} failed: {}", common::stderr(&out));
     out
 }
 
 /// Runs the binary expecting it to fail; its stderr.
 fn sana_sr_fails(args: &[&str], cwd: &Path) -> String {
-    let out = run(args, cwd);
+    let out = common::sana_sr(args, cwd);
     assert!(!out.status.success(), "{args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::stderr(&out)
 }
 
 /// A pool of small textured images, a tiny model and a training config, in `dir`.

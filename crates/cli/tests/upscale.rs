@@ -1,24 +1,12 @@
 //! `sana-sr upscale` end to end: files, folders and globs, exit codes, never clobbering, bad inputs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{sana_sr, stderr};
 use sana_sr_data::io::{read_image, save_image};
 use sana_sr_data::Image;
-
-fn sana_sr(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sana-sr"))
-        .args(args)
-        .current_dir(cwd)
-        // No GPU is assumed, and local models must not leak in from the user's folder.
-        .env("SANA_SR_MODELS", cwd.join("models"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
     let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
