@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use sana_sr_core::{nn, Device, Kind, Tensor};
+use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
@@ -126,9 +126,22 @@ impl SrModel {
     pub fn build(p: nn::Path, config: &SrModelConfig) -> Result<Self> {
         config.validate().map_err(ModelError::Config)?;
         let shape = [1, config.condition_tokens, config.transformer.caption_channels];
+        let vae = AutoencoderDc::new(&p / "vae", &config.vae)?;
+        if config.lr_skip {
+            // The detail starts at zero, so a new model starts as its input resize and learns what to add,
+            // instead of first unlearning the random detail of its initialisation (residual SR networks and
+            // PixArt/SANA's zero-initialised output layers do the same).
+            let out = vae.decoder.output_layer();
+            no_grad(|| {
+                let _ = out.weight.shallow_clone().zero_();
+                if let Some(bias) = &out.bias {
+                    let _ = bias.shallow_clone().zero_();
+                }
+            });
+        }
         Ok(Self {
             config: config.clone(),
-            vae: AutoencoderDc::new(&p / "vae", &config.vae)?,
+            vae,
             transformer: SanaTransformer2DModel::new(&p / "transformer", &config.transformer)?,
             condition: p.var("condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
         })

@@ -207,3 +207,19 @@ fn the_input_resize_is_the_one_the_model_config_names() {
     assert!((&outputs[0].0 - &outputs[1].0).abs().max().double_value(&[]) > 1e-3, "the two resizes differ");
     assert!(psnr(&outputs[0].1, &outputs[1].1) < 60.0, "the upscaler resized with the config's resize");
 }
+
+/// A new model that adds detail to its input starts with none: its output is the resized input itself, and
+/// the first gradient reaches the layer that draws the detail.
+#[test]
+fn a_new_detail_model_starts_as_its_input_resize() {
+    let (built_in, _) = ModelSource::default_model().load(Device::Cpu).unwrap();
+    assert!(built_in.config.lr_skip);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = SrModel::build(vs.root(), &built_in.config).unwrap();
+    let lr = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let out = model.forward(&lr).unwrap();
+    assert!(out.equal(&lr), "a new model adds detail before training");
+    out.square().mean(Kind::Float).backward();
+    let drawn = model.vae.decoder.output_layer();
+    assert!(drawn.weight.grad().abs().max().double_value(&[]) > 0.0, "no gradient reaches the detail layer");
+}

@@ -152,6 +152,16 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// The layer that draws the image: `conv_out`'s convolution (the one inside a pixel-shuffle up block when
+    /// the first stage is empty, which then has no shortcut).
+    pub fn output_layer(&self) -> &Layer {
+        match &self.conv_out {
+            Block::Conv(layer) => layer,
+            Block::Up(up) => &up.conv,
+            _ => unreachable!("conv_out is a convolution or an up block"),
+        }
+    }
+
     pub fn new(p: nn::Path, cfg: &AutoencoderDcConfig) -> Self {
         let widths = &cfg.decoder_block_out_channels;
         let layers = &cfg.decoder_layers_per_block;
