@@ -10,8 +10,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use sana_sr_core::{nn, Device, Kind, Tensor};
-use sana_sr_data::io::save_image;
-use sana_sr_data::Image;
 use sana_sr_model::checkpoint::read_tensors;
 use sana_sr_model::esrgan::{EsrganConfig, SrVggNetCompactConfig};
 use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, Network, SrModel, SrModelConfig};
@@ -31,29 +29,8 @@ fn sana_sr_fails(args: &[&str], cwd: &Path) -> String {
 
 /// A pool of small textured images, a tiny model and a training config, in `dir`.
 fn setup(dir: &Path, steps: u64, niqe: bool) {
-    std::fs::create_dir(dir.join("pool")).unwrap();
-    for i in 0..6usize {
-        let (w, h) = (200 + 7 * i, 196);
-        let data = (0..w * h * 3)
-            .map(|k| {
-                let (x, y, c) = ((k / 3) % w, (k / 3) / w, k % 3);
-                let v = ((x * (i + 2) + y * 3 + c * 40) % 64) as f32 / 64.0;
-                0.2 + 0.6 * v * ((x / 8 + y / 8 + i) % 2) as f32
-            })
-            .collect();
-        save_image(&Image::new(w, h, 3, data), dir.join(format!("pool/{i}.png"))).unwrap();
-    }
-    let model = r#"{
-      "name": "test-tiny", "scale": 4, "scales": [4], "timestep": 500.0, "lr_skip": true, "condition_tokens": 2,
-      "vae": {"latent_channels": 4, "attention_head_dim": 4,
-              "encoder_block_types": ["ResBlock", "EfficientViTBlock"], "decoder_block_types": ["ResBlock", "EfficientViTBlock"],
-              "encoder_block_out_channels": [8, 16], "decoder_block_out_channels": [8, 16],
-              "encoder_layers_per_block": [1, 1], "decoder_layers_per_block": [1, 1],
-              "encoder_qkv_multiscales": [[], [3]], "decoder_qkv_multiscales": [[], [3]]},
-      "transformer": {"in_channels": 4, "out_channels": 4, "num_attention_heads": 2, "attention_head_dim": 8,
-                      "num_layers": 2, "num_cross_attention_heads": 2, "cross_attention_head_dim": 8,
-                      "cross_attention_dim": 16, "caption_channels": 8}
-    }"#;
+    sana_sr_train::testing::write_textured_pool(dir, 200, 196);
+    let model = serde_json::to_string(&sana_sr_train::testing::tiny_model_config("test-tiny")).unwrap();
     std::fs::write(dir.join("model.json"), model).unwrap();
     let degradation = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/configs/realesrgan_x4plus.toml");
     // NIQE needs larger validation crops than training uses.

@@ -677,8 +677,6 @@ fn restore(
 mod tests {
     use super::*;
     use crate::config::Precision;
-    use sana_sr_data::io::save_image;
-    use sana_sr_data::Image;
     use sana_sr_model::esrgan::{EsrganConfig, SrVggNetCompactConfig};
     use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, Network};
 
@@ -686,29 +684,8 @@ mod tests {
     /// random SRVGGNetCompact peer file `peer.safetensors` (x4) in `dir`; the config of a run fine-tuning the
     /// student with the `[[teacher]]` tables `teachers`.
     fn tiny_run(dir: &Path, teachers: &str) -> TrainConfig {
-        std::fs::create_dir(dir.join("pool")).unwrap();
-        for i in 0..6usize {
-            let (w, h) = (120 + 7 * i, 112);
-            let data = (0..w * h * 3)
-                .map(|k| {
-                    let (x, y, c) = ((k / 3) % w, (k / 3) / w, k % 3);
-                    0.2 + 0.6 * ((x * (i + 2) + y * 3 + c * 40) % 64) as f32 / 64.0 * ((x / 8 + y / 8 + i) % 2) as f32
-                })
-                .collect();
-            save_image(&Image::new(w, h, 3, data), dir.join(format!("pool/{i}.png"))).unwrap();
-        }
-        let model: SrModelConfig = serde_json::from_str(
-            r#"{"name": "student", "scale": 4, "scales": [4], "timestep": 500.0, "lr_skip": true, "condition_tokens": 2,
-              "vae": {"latent_channels": 4, "attention_head_dim": 4,
-                      "encoder_block_types": ["ResBlock", "EfficientViTBlock"], "decoder_block_types": ["ResBlock", "EfficientViTBlock"],
-                      "encoder_block_out_channels": [8, 16], "decoder_block_out_channels": [8, 16],
-                      "encoder_layers_per_block": [1, 1], "decoder_layers_per_block": [1, 1],
-                      "encoder_qkv_multiscales": [[], [3]], "decoder_qkv_multiscales": [[], [3]]},
-              "transformer": {"in_channels": 4, "out_channels": 4, "num_attention_heads": 2, "attention_head_dim": 8,
-                              "num_layers": 2, "num_cross_attention_heads": 2, "cross_attention_head_dim": 8,
-                              "cross_attention_dim": 16, "caption_channels": 8}}"#,
-        )
-        .unwrap();
+        crate::testing::write_textured_pool(dir, 120, 112);
+        let model = crate::testing::tiny_model_config("student");
         let vs = nn::VarStore::new(Device::Cpu);
         SrModel::build(vs.root(), &model).unwrap().save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
         write_peer(&dir.join("peer.safetensors"), 4);
