@@ -67,6 +67,12 @@ pub fn nudge_by_one_ulp(t: &Tensor) -> Tensor {
     t.nextafter(&towards)
 }
 
+/// The largest of named errors (a NaN counts as the largest), for naming the worst module or stage of a
+/// network in a parity report; `("", 0.0)` when there are none.
+pub fn worst(errors: impl IntoIterator<Item = (String, f64)>) -> (String, f64) {
+    errors.into_iter().fold((String::new(), 0.0), |a, b| if b.1 > a.1 || b.1.is_nan() { b } else { a })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +99,14 @@ mod tests {
         let relative = Vec::<f64>::try_from((&nudged - &t).to_kind(Kind::Double) / t.to_kind(Kind::Double)).unwrap();
         assert!(relative.iter().all(|r| r.abs() > 0.0 && r.abs() <= 2.0 * UNIT_ROUNDOFF), "{relative:?}");
         assert!(relative.iter().any(|&r| r > 0.0) && relative.iter().any(|&r| r < 0.0), "{relative:?}");
+    }
+
+    #[test]
+    fn the_worst_error_is_the_largest_and_a_nan_stays_worst() {
+        let named = |v: &[f64]| v.iter().enumerate().map(|(i, &e)| (i.to_string(), e)).collect::<Vec<_>>();
+        assert_eq!(worst(named(&[1e-7, 3e-6, 2e-6])), ("1".to_string(), 3e-6));
+        assert!(worst(named(&[1e-7, f64::NAN, 5.0])).1.is_nan());
+        assert_eq!(worst(Vec::new()), (String::new(), 0.0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sana_sr_core::compare::{nudge_by_one_ulp, Deviation};
+use sana_sr_core::compare::{nudge_by_one_ulp, worst, Deviation};
 use sana_sr_core::{no_grad, Device, Kind, Tensor};
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
 use sana_sr_model::checkpoint;
@@ -73,10 +73,6 @@ fn module_errors(name: &str, model: &AutoencoderDc) -> Vec<(String, f64)> {
         errors.push(("reconstruction".into(), normalised_error(&reconstruction, &io["reconstruction"])));
         errors
     })
-}
-
-fn worst(errors: Vec<(String, f64)>) -> (String, f64) {
-    errors.into_iter().fold((String::new(), 0.0), |a, b| if b.1 > a.1 || b.1.is_nan() { b } else { a })
 }
 
 fn load_tiny(name: &str) -> (AutoencoderDc, sana_sr_core::nn::VarStore) {

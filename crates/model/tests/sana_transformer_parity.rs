@@ -5,7 +5,7 @@ use sana_sr_model::checkpoint::Pretrained;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use sana_sr_core::compare::{nudge_by_one_ulp, Deviation};
+use sana_sr_core::compare::{nudge_by_one_ulp, worst, Deviation};
 use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::checkpoint::{read_config, read_tensors};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
@@ -93,10 +93,6 @@ fn stage_errors(case: &Case) -> Vec<(String, f64)> {
         assert_eq!(stages.len(), case.expected.len(), "every recorded stage is compared");
         stages.iter().map(|(stage, got)| (stage.clone(), normalised_error(got, &case.expected[stage]))).collect()
     })
-}
-
-fn worst(errors: Vec<(String, f64)>) -> (String, f64) {
-    errors.into_iter().fold((String::new(), 0.0), |a, b| if b.1 > a.1 || b.1.is_nan() { b } else { a })
 }
 
 #[test]
