@@ -90,7 +90,7 @@ fn check_tiny_fixture(name: &str) {
 }
 
 /// The bound is loose enough for rounding and tight enough for a bug: nudging every weight by one ulp
-/// (relative 2^-24, what another kernel's rounding of the weights' products amounts to) stays within it;
+/// (a relative 2^-24 to 2^-23, what another kernel's rounding of the weights' products amounts to) stays within it;
 /// moving one element of one mid-network layer by 1% of that layer's largest weight fails it.
 #[test]
 fn the_bound_passes_a_one_ulp_nudge_and_fails_one_wrong_weight() {

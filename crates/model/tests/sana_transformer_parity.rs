@@ -108,7 +108,7 @@ fn every_stage_matches_diffusers() {
 }
 
 /// The bound is loose enough for rounding and tight enough for a bug: nudging every weight by one ulp
-/// (relative 2^-24) stays within it; moving one element of one layer by 1% of that layer's largest weight
+/// (a relative 2^-24 to 2^-23) stays within it; moving one element of one layer by 1% of that layer's largest weight
 /// fails it.
 #[test]
 fn the_bound_passes_a_one_ulp_nudge_and_fails_one_wrong_weight() {
