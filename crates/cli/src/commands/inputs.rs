@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sana_sr_core::fs::FileKey;
 use sana_sr_data::io::has_image_extension;
 
 /// The image files named by the arguments, in order, each once; and a line for every argument that names
@@ -45,15 +46,8 @@ pub fn expand_inputs(args: &[String]) -> (Vec<PathBuf>, Vec<String>) {
             failures.push(format!("{arg}: no such file or folder"));
         }
     }
+    // One file named twice (two spellings, a link and its target) is done once.
     let mut seen = std::collections::HashSet::new();
-    files.retain(|f| seen.insert(resolved(f)));
+    files.retain(|f| seen.insert(FileKey::of(f)));
     (files, failures)
-}
-
-/// `path` with its folder resolved (symbolic links, `..`), so that two spellings of one file compare equal
-/// whether or not the file exists yet.
-pub fn resolved(path: &Path) -> PathBuf {
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
-    folder.join(path.file_name().unwrap_or_default())
 }

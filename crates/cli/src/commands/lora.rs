@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use sana_sr_core::fs::same_file;
 use sana_sr_core::{Device, Kind};
 use sana_sr_model::layers::lora;
 use sana_sr_pipeline::ModelSource;
@@ -43,10 +44,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (Some(base), Some(lora_config)) = (&config.model.from, &config.lora) else {
         bail!("{} is not a LoRA run's config: it needs [model] from = ... and a [lora] table", args.config.display());
     };
+    let source = ModelSource::resolve(base)?;
+    // The files this command reads are never its output, whatever --overwrite says.
+    let mut inputs = vec![("adapter file", args.adapters.clone()), ("config", args.config.clone())];
+    if let ModelSource::File(path) = &source {
+        inputs.push(("base model", path.clone()));
+    }
+    if let Some((what, input)) = inputs.iter().find(|(_, input)| same_file(&args.output, input)) {
+        bail!("the output {} is the {what} {}; refusing to replace it", args.output.display(), input.display());
+    }
     if args.output.exists() && !args.overwrite {
         bail!("{} exists already (pass --overwrite to replace it)", args.output.display());
     }
-    let source = ModelSource::resolve(base)?;
     let ((model, vs), adapters) =
         lora::with_adapters(lora_config, || Ok::<_, anyhow::Error>(source.load(Device::Cpu)?))?;
     lora::load_adapters(&vs, &args.adapters).with_context(|| format!("loading {}", args.adapters.display()))?;

@@ -5,13 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use sana_sr_core::fs::same_file;
 use sana_sr_core::{Device, Kind};
 use sana_sr_model::esrgan::ncnn;
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
 use sana_sr_pipeline::{EsrganModel, Network};
-
-use super::inputs::resolved;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,7 +68,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         if !args.overwrite {
             anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
         }
-        if resolved(&args.output) == resolved(&args.model) {
+        if same_file(&args.output, &args.model) {
             anyhow::bail!("the output would replace the input {}", args.model.display());
         }
     }

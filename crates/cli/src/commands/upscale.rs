@@ -11,8 +11,10 @@ use sana_sr_data::io::{has_image_extension, read_image, write_image, Encoding, W
 use sana_sr_pipeline::upscaler::DEFAULT_TILE;
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
+use sana_sr_core::fs::FileKey;
+
 use super::device_arg;
-use super::inputs::{expand_inputs, resolved};
+use super::inputs::expand_inputs;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -95,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut written = 0;
     for job in &jobs {
+        sana_sr_core::interrupt::set_done(format!("{written} of {} image(s) upscaled and written", jobs.len()));
         tiles.set_message(job.input.display().to_string());
         tiles.set_position(0);
         let result = upscale_one(&upscaler, job, &options, args.overwrite, |p| {
@@ -151,7 +154,7 @@ fn upscale_one(
 
 /// Where each input's output goes. `out` is a file for a single input when it has an image extension and is
 /// not a folder; otherwise a folder. Two inputs that would write the same file, or an output that is an
-/// input, are refused (a line each).
+/// input (under any name: a link to it, or its target), are refused (a line each).
 fn plan_outputs(
     inputs: Vec<PathBuf>,
     out: Option<&Path>,
@@ -170,8 +173,8 @@ fn plan_outputs(
         (None, Some(file)) => file.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase(),
         (None, None) => Format::Png.extension().to_string(),
     };
-    let input_set: std::collections::HashSet<PathBuf> = inputs.iter().map(|p| resolved(p)).collect();
-    let mut claimed: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let input_set: std::collections::HashSet<FileKey> = inputs.iter().map(|p| FileKey::of(p)).collect();
+    let mut claimed: HashMap<FileKey, PathBuf> = HashMap::new();
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
     for input in inputs {
@@ -183,7 +186,7 @@ fn plan_outputs(
                 out.map_or_else(|| input.with_file_name(&name), |dir| dir.join(&name))
             }
         };
-        let key = resolved(&output);
+        let key = FileKey::of(&output);
         if input_set.contains(&key) {
             failures.push(format!(
                 "{}: its output {} is an input; refusing to replace it",
