@@ -52,8 +52,8 @@ pub enum SpecError {
 }
 
 /// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model), `model:NAME|PATH` or
-/// `model:LABEL=NAME|PATH` (run on `device`; named after the model's config unless labelled), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
-pub fn from_spec(spec: &str, device: Device) -> Result<Box<dyn Method>, SpecError> {
+/// `model:LABEL=NAME|PATH` (run on `device` in tiles of `tile` output pixels, `None` whole; named after the model's config unless labelled), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
+pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dyn Method>, SpecError> {
     let error = || SpecError::Unknown(spec.to_owned());
     if spec == "bicubic" {
         return Ok(Box::new(Bicubic));
@@ -65,7 +65,7 @@ pub fn from_spec(spec: &str, device: Device) -> Result<Box<dyn Method>, SpecErro
             _ => (None, model),
         };
         let source = ModelSource::resolve(model).map_err(model_error)?;
-        let mut method = Model::load(&source, device).map_err(model_error)?;
+        let mut method = Model::load(&source, device, tile).map_err(model_error)?;
         if let Some(name) = name {
             method.name = name.to_owned();
         }
@@ -122,18 +122,19 @@ fn timed(run: impl FnOnce() -> Result<Image, MethodError>) -> Result<SrOutput, M
     Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
 }
 
-/// A sana-sr model or an imported peer network run by the pipeline (its default tiling) at the sample's scale;
-/// timed per image.
+/// A sana-sr model or an imported peer network run by the pipeline at the sample's scale, in tiles of `tile`
+/// output pixels (`None`: whole); timed per image.
 #[derive(Debug)]
 pub struct Model {
     name: String,
     upscaler: Upscaler,
+    tile: Option<u32>,
 }
 
 impl Model {
-    pub fn load(source: &ModelSource, device: Device) -> Result<Self, RegistryError> {
+    pub fn load(source: &ModelSource, device: Device, tile: Option<u32>) -> Result<Self, RegistryError> {
         let upscaler = Upscaler::load(source, device)?;
-        Ok(Self { name: upscaler.model.name().to_string(), upscaler })
+        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile })
     }
 }
 
@@ -149,7 +150,7 @@ impl Method for Model {
         lr: &Image,
         scale: usize,
     ) -> Result<SrOutput, MethodError> {
-        let options = UpscaleOptions { scale: Some(scale as u32), ..UpscaleOptions::default() };
+        let options = UpscaleOptions { scale: Some(scale as u32), tile: self.tile };
         timed(|| Ok(self.upscaler.upscale(lr, &options)?))
     }
 }
@@ -254,7 +255,7 @@ mod tests {
 
     #[test]
     fn specs_name_methods() {
-        let spec = |s: &str| from_spec(s, Device::Cpu);
+        let spec = |s: &str| from_spec(s, Device::Cpu, Some(sana_sr_pipeline::upscaler::DEFAULT_TILE));
         assert_eq!(spec("bicubic").unwrap().name(), "bicubic");
         assert_eq!(spec("model").unwrap().name(), sana_sr_pipeline::DEFAULT_MODEL);
         assert_eq!(spec("model:sana-sr-tiny").unwrap().name(), "sana-sr-tiny");

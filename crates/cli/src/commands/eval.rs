@@ -42,6 +42,11 @@ pub struct Args {
     /// Device for `model` methods: `cpu`, `cuda`, `cuda:N` or `auto`.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Tile side in output pixels for `model` methods, as `upscale --tile`: larger tiles recompute less of
+    /// their overlaps (a Real-ESRGAN peer spends ~2.4x its whole-image time on a 350x250 photo in 1024-pixel
+    /// tiles) and take more memory; 0 runs every image whole.
+    #[arg(long, default_value_t = sana_sr_pipeline::upscaler::DEFAULT_TILE)]
+    tile: u32,
     /// Also write every set's LR inputs to DIR/<set>/<stem>.png (for running other tools on them).
     #[arg(long, value_name = "DIR")]
     export_lr: Option<PathBuf>,
@@ -68,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sets.push(set);
     }
     let device = super::device_arg(&args.device)?;
-    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, device)).collect::<Result<Vec<_>, _>>()?;
+    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, device, (args.tile > 0).then_some(args.tile))).collect::<Result<Vec<_>, _>>()?;
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
             anyhow::bail!(
