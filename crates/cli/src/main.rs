@@ -30,6 +30,8 @@ enum Command {
     Data(commands::data::Args),
     /// Score methods (bicubic, other tools' outputs) on the x4 benchmark sets: PSNR-Y, SSIM-Y, NIQE, speed.
     Eval(commands::eval::Args),
+    /// Count what one upscale costs: parameters per network, MACs per stage and DiT block.
+    Inspect(commands::inspect::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Degrade(args) => commands::degrade::run(args),
         Command::Data(args) => commands::data::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -20,6 +20,7 @@
 
 pub mod autoencoders;
 pub mod checkpoint;
+pub mod cost;
 pub mod esrgan;
 pub mod layers;
 pub mod transformers;

@@ -6,6 +6,7 @@
 //! trainer uses; [`ModelSource`] finds built-in and local models. A model file may also hold a peer network,
 //! one of Real-ESRGAN's released generators ([`network`]), which the upscaler runs directly on the LR image.
 
+pub mod cost;
 pub mod network;
 pub mod registry;
 pub mod scheduler;

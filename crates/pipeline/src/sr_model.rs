@@ -81,7 +81,7 @@ pub struct SrModelConfig {
 }
 
 impl SrModelConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         let latent = self.vae.latent_channels;
         let t = &self.transformer;
         if t.in_channels != latent || t.out_channels() != latent {

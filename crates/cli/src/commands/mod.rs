@@ -5,6 +5,7 @@ pub mod data;
 pub mod degrade;
 pub mod eval;
 pub mod inputs;
+pub mod inspect;
 pub mod lora;
 pub mod models;
 pub mod train;

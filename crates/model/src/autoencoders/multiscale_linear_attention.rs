@@ -9,6 +9,7 @@
 use sana_sr_core::{nn, Kind, Tensor};
 
 use super::channel_norm::{ChannelNorm, NormType};
+use crate::cost;
 use crate::layers::{ConvConfig, Layer};
 
 /// Added to the normaliser of both attention forms (`eps=1e-15`, the reference's default, which the DC-AE
@@ -130,14 +131,23 @@ fn linear_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     let (batch, heads, head_dim, pixels) = v.size4().expect("[batch, heads, head_dim, pixels]");
     let ones = Tensor::ones([batch, heads, 1, pixels], (v.kind(), v.device()));
     let v = Tensor::cat(&[v, &ones], 2);
-    let h = v.matmul(&k.transpose(-1, -2)).matmul(q).to_kind(Kind::Float);
+    let vk = v.matmul(&k.transpose(-1, -2));
+    cost::record_product(&vk, pixels);
+    let h = vk.matmul(q);
+    cost::record_product(&h, head_dim);
+    let h = h.to_kind(Kind::Float);
     h.narrow(2, 0, head_dim) / (h.narrow(2, head_dim, 1) + EPS)
 }
 
 /// The same attention with the `[pixels, pixels]` score matrix formed explicitly, normalised over the keys
 /// in float32.
 fn quadratic_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-    let scores = k.transpose(-1, -2).matmul(q).to_kind(Kind::Float);
+    let head_dim = q.size()[2];
+    let scores = k.transpose(-1, -2).matmul(q);
+    cost::record_product(&scores, head_dim);
+    let scores = scores.to_kind(Kind::Float);
     let scores = &scores / (scores.sum_dim_intlist(2, true, Kind::Float) + EPS);
-    v.matmul(&scores.to_kind(v.kind()))
+    let out = v.matmul(&scores.to_kind(v.kind()));
+    cost::record_product(&out, scores.size()[2]);
+    out
 }

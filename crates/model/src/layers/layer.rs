@@ -9,6 +9,7 @@ use sana_sr_core::precision::compute_kind;
 use sana_sr_core::{nn, Tensor};
 
 use super::lora::{self, LoraAdapter};
+use crate::cost;
 
 /// What a [`Layer`] computes with its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,8 @@ impl Layer {
                 x.conv2d(&weight, bias.as_ref(), [stride, stride], [padding, padding], [1, 1], groups)
             }
         };
+        // Every output element reduces over the rest of the weight's shape (in, or in/groups × k × k).
+        cost::record_product(&y, self.weight.size()[1..].iter().product());
         match &self.adapter {
             None => y,
             Some(adapter) => y + adapter.forward(&x, self.op, cast),

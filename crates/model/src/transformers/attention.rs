@@ -6,6 +6,7 @@
 use sana_sr_core::{nn, Kind, Tensor};
 
 use super::config::QkNorm;
+use crate::cost;
 use crate::layers::{Layer, RmsNorm};
 
 /// Epsilon of `norm_q`/`norm_k` (the `eps=1e-5` default of diffusers `Attention`).
@@ -94,7 +95,10 @@ impl LinearSelfAttention {
         let v = per_head(v).to_kind(Kind::Float);
         let ones = Tensor::ones_like(&v.narrow(2, 0, 1));
         let v = Tensor::cat(&[v, ones], 2);
-        let out = v.matmul(&k).matmul(&q); // [B, heads, head_dim + 1, N]
+        let scores = v.matmul(&k); // [B, heads, head_dim + 1, head_dim]
+        cost::record_product(&scores, k.size()[2]);
+        let out = scores.matmul(&q); // [B, heads, head_dim + 1, N]
+        cost::record_product(&out, q.size()[2]);
         let head_dim = out.size()[2] - 1;
         let out = out.narrow(2, 0, head_dim) / (out.narrow(2, head_dim, 1) + LINEAR_ATTENTION_EPS);
         let out = out.flatten(1, 2).transpose(1, 2).to_kind(kind);
@@ -128,16 +132,11 @@ impl CrossAttention {
         let kind = q.kind();
         // The bias must have the logits' kind (it is float32 beside bfloat16 projections under mixed precision).
         let key_bias = key_bias.map(|bias| bias.to_kind(kind));
-        let out = Tensor::scaled_dot_product_attention(
-            &per_head(q),
-            &per_head(k),
-            &per_head(v),
-            key_bias.as_ref(),
-            0.0,
-            false,
-            None,
-            false,
-        );
+        let (q, k) = (per_head(q), per_head(k));
+        // Q Kᵀ and A V: each [B, heads, N, L] products over head_dim.
+        cost::record(|| 2 * (q.numel() * k.size()[2] as usize) as u64);
+        let out =
+            Tensor::scaled_dot_product_attention(&q, &k, &per_head(v), key_bias.as_ref(), 0.0, false, None, false);
         self.proj.to_out.forward(&out.transpose(1, 2).flatten(2, 3).to_kind(kind))
     }
 }

@@ -130,6 +130,11 @@ impl SanaTransformerConfig {
         }
     }
 
+    /// Rejects a config the reference cannot run, as building the model does first.
+    pub fn validate(&self) -> Result<(), String> {
+        super::sana_transformer::check(self).map(|_| ()).map_err(|e| e.to_string())
+    }
+
     /// Width of the token stream: `num_attention_heads * attention_head_dim`.
     pub fn inner_dim(&self) -> i64 {
         self.num_attention_heads * self.attention_head_dim

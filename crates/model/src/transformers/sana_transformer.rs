@@ -290,7 +290,7 @@ fn random_table(dim: i64) -> nn::Init {
 }
 
 /// Rejects configs the reference cannot run; returns the cross-attention's (heads, head_dim, kv width).
-fn check(cfg: &SanaTransformerConfig) -> Result<(i64, i64, i64)> {
+pub(crate) fn check(cfg: &SanaTransformerConfig) -> Result<(i64, i64, i64)> {
     let bad = |what: &str| Err(SanaTransformerError::Config(what.to_string()));
     let (Some(heads), Some(head_dim), Some(cross_dim)) =
         (cfg.num_cross_attention_heads, cfg.cross_attention_head_dim, cfg.cross_attention_dim)

@@ -1,0 +1,66 @@
+//! The cost of SANA's DiT (`crate::transformers`) on one latent, module by module as it is built.
+
+use super::dc_ae::glu_mb_conv;
+use super::{conv2d, linear, matmul, Cost, Part};
+use crate::transformers::SanaTransformerConfig;
+
+/// Width of the sinusoidal timestep features the timestep embedder reads.
+const TIMESTEP_CHANNELS: i64 = 256;
+
+/// The DiT on one latent of `latent` cells (height, width) with `caption_tokens` condition tokens: its parts
+/// (`patch_embed`, `time_embed`, `caption_projection` with `caption_norm`, `transformer_blocks.{i}`, and
+/// `proj_out` with the output norm's table). The timestep embedding runs once per image.
+pub fn transformer(cfg: &SanaTransformerConfig, latent: (i64, i64), caption_tokens: i64) -> Vec<Part> {
+    let dim = cfg.inner_dim();
+    let p = cfg.patch_size;
+    let grid = (latent.0 / p, latent.1 / p);
+    let tokens = grid.0 * grid.1;
+    let mut parts = vec![Part::new("patch_embed", conv2d(grid, cfg.in_channels, dim, p, 1, true))];
+
+    let embedder = || linear(1, TIMESTEP_CHANNELS, dim, true) + linear(1, dim, dim, true);
+    let guidance = if cfg.guidance_embeds { embedder() } else { Cost::default() };
+    parts.push(Part::new("time_embed", embedder() + guidance + linear(1, dim, 6 * dim, true)));
+
+    let caption = linear(caption_tokens, cfg.caption_channels, dim, true) + linear(caption_tokens, dim, dim, true);
+    parts.push(Part::new("caption_projection", caption + Cost::params(dim as u64)));
+
+    for i in 0..cfg.num_layers {
+        parts.push(Part::new(format!("transformer_blocks.{i}"), block(cfg, tokens, grid, caption_tokens)));
+    }
+    let table = Cost::params(2 * dim as u64);
+    parts.push(Part::new("proj_out", linear(tokens, dim, p * p * cfg.out_channels(), true) + table));
+    parts
+}
+
+/// One `SanaTransformerBlock` on `tokens` image tokens (a `grid` of them) and `caption_tokens`.
+fn block(cfg: &SanaTransformerConfig, tokens: i64, grid: (i64, i64), caption_tokens: i64) -> Cost {
+    let dim = cfg.inner_dim();
+    let (heads, head_dim) = (cfg.num_attention_heads, cfg.attention_head_dim);
+    let inner = heads * head_dim;
+    let qk_norm = |inner: i64| if cfg.qk_norm.is_some() { Cost::params(2 * inner as u64) } else { Cost::default() };
+
+    // Linear self-attention: [v; 1] kᵀ then by q, two (d + 1)×d×N products per head.
+    let attn1 = (0..3).map(|_| linear(tokens, dim, inner, cfg.attention_bias)).sum::<Cost>()
+        + qk_norm(inner)
+        + matmul(heads, head_dim + 1, tokens, head_dim)
+        + matmul(heads, head_dim + 1, head_dim, tokens)
+        + linear(tokens, inner, dim, true);
+
+    // Cross-attention: q from the image tokens, k and v from the caption, Q Kᵀ and A V per head.
+    let cross_heads = cfg.num_cross_attention_heads.expect("a checked config has cross-attention");
+    let cross_head_dim = cfg.cross_attention_head_dim.expect("a checked config has cross-attention");
+    let cross_dim = cfg.cross_attention_dim.expect("a checked config has cross-attention");
+    let cross_inner = cross_heads * cross_head_dim;
+    let attn2 = linear(tokens, dim, cross_inner, true)
+        + linear(caption_tokens, cross_dim, cross_inner, true)
+        + linear(caption_tokens, cross_dim, cross_inner, true)
+        + qk_norm(cross_inner)
+        + matmul(cross_heads, tokens, cross_head_dim, caption_tokens)
+        + matmul(cross_heads, tokens, caption_tokens, cross_head_dim)
+        + linear(tokens, cross_inner, dim, true);
+
+    let hidden = (cfg.mlp_ratio * dim as f64) as i64;
+    let ff = glu_mb_conv(grid, dim, hidden, false);
+    let norm2 = if cfg.norm_elementwise_affine { Cost::params(2 * dim as u64) } else { Cost::default() };
+    attn1 + attn2 + ff + norm2 + Cost::params(6 * dim as u64)
+}

@@ -1,0 +1,79 @@
+//! `sana-sr inspect`'s report against what the pipeline really computes: the MACs that the layers record
+//! while `forward_batch` runs (the input resize aside, which the report counts as its own stage) and the
+//! parameters of the loaded model, for the built-in model, a model config, and a peer.
+
+use std::path::Path;
+
+use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
+use sana_sr_model::cost::count_macs;
+use sana_sr_pipeline::cost::{read_model_config, CostReport};
+use sana_sr_pipeline::upscaler::forward_batch;
+use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, ModelConfig, ModelSource, Network};
+
+fn params(vs: &nn::VarStore) -> u64 {
+    vs.variables()
+        .iter()
+        .filter(|(name, t)| t.is_floating_point() && !name.ends_with("running_mean") && !name.ends_with("running_var"))
+        .map(|(_, t)| t.numel() as u64)
+        .sum()
+}
+
+fn traced(network: &Network, input: (i64, i64), scale: u32) -> u64 {
+    let lr = Tensor::rand([1, 3, input.0, input.1], (Kind::Float, Device::Cpu));
+    count_macs(|| no_grad(|| forward_batch(network, &lr, scale).unwrap())).1
+}
+
+#[test]
+fn the_report_counts_what_the_built_in_model_computes() {
+    let (network, vs) = ModelSource::default_model().load_network(Device::Cpu).unwrap();
+    let config = network.config();
+    // An odd size, so that the resized image is padded to whole tokens before the encoder.
+    for (input, scale) in [((29, 23), 4), ((16, 16), 2)] {
+        let report = CostReport::new(&config, input, scale);
+        let resize = report.stage("input resize").unwrap().macs;
+        assert!(resize > 0);
+        assert_eq!(traced(&network, input, scale), report.macs - resize, "{input:?} x{scale}");
+        assert_eq!(report.params, params(&vs));
+        assert_eq!(report.output, (input.0 * scale as i64, input.1 * scale as i64));
+    }
+    let report = CostReport::new(&config, (128, 128), 4);
+    let blocks = report.stages.iter().filter(|s| s.name.starts_with("transformer_blocks.")).count();
+    assert_eq!(blocks, network.as_sana().unwrap().config.transformer.num_layers);
+    let networks: u64 = report.networks.iter().map(|n| n.cost.params).sum();
+    assert_eq!(networks, report.params);
+}
+
+#[test]
+fn model_configs_are_read_and_the_real_stack_is_counted() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let ModelConfig::Sana(c) = read_model_config(&configs.join("sana-sr-f32c32-600m.model.json")).unwrap() else {
+        panic!("a SANA-SR config")
+    };
+    let report = CostReport::new(&ModelConfig::Sana(c), (128, 128), 4);
+    // DC-AE f32c32 (153.0 M + 159.2 M) and Sana 600M (591.7 M), as FlopCounterMode counts them in the model
+    // crate's fixtures: 647.4 G to encode 512², 1046.1 G to decode, 157.8 G for the DiT on 16² latent cells.
+    assert_eq!(report.stage("encoder").unwrap().macs, 647_449_804_800);
+    assert_eq!(report.stage("decoder").unwrap().macs, 1_046_076_456_960);
+    let dit: u64 = report
+        .stages
+        .iter()
+        .filter(|s| s.name.starts_with("transformer ") || s.name.starts_with("transformer_"))
+        .map(|s| s.cost.macs)
+        .sum();
+    assert_eq!(dit, 157_810_507_776);
+    assert_eq!(report.params, 153_027_104 + 159_223_171 + 591_747_872 + 300 * 2304);
+    assert!(read_model_config(&configs.join("missing.json")).is_err());
+}
+
+#[test]
+fn the_report_counts_what_a_peer_computes() {
+    let json = r#"{"name": "small", "architecture": "rrdbnet", "num_feat": 8, "num_block": 2, "num_grow_ch": 4}"#;
+    let config: EsrganModelConfig = serde_json::from_str(json).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let network = Network::Esrgan(EsrganModel::build(vs.root(), &config).unwrap());
+    for input in [(24, 30), (5, 7)] {
+        let report = CostReport::new(&ModelConfig::Esrgan(config.clone()), input, 4);
+        assert_eq!(traced(&network, input, 4), report.macs, "{input:?}");
+        assert_eq!(report.params, params(&vs));
+    }
+}
