@@ -12,7 +12,6 @@
 //! saves as a plain checkpoint. Adapters have files of their own ([`crate::layers::lora::save_adapters`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +19,7 @@ use safetensors::{Dtype, SafeTensors};
 use sana_sr_core::{nn, Kind, Tensor};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::layers::lora;
+use crate::layers::{lora, variables};
 
 /// File names of the diffusers layout.
 pub const CONFIG_FILE: &str = "config.json";
@@ -47,11 +46,30 @@ pub enum CheckpointError {
     Write(#[from] sana_sr_core::fs::AtomicWriteError),
     #[error("checkpoints are saved as F32, F16 or BF16, not {kind:?}")]
     SaveKind { kind: Kind },
-    #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", "))]
+    #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), key_list(missing), unexpected.len(), key_list(unexpected))]
     Keys { missing: Vec<String>, unexpected: Vec<String> },
+    #[error("weight `{key}` holds {count} NaN or infinite value(s): the model is numerically broken")]
+    NotFinite { key: String, count: i64 },
+    #[error("the config asks for a network of {} parameters, over the limit of {} for a network no file stores (`variables::MAX_NEW_PARAMETERS`)", if *parameters == u64::MAX { "more than 2^64".to_string() } else { parameters.to_string() }, limit)]
+    TooManyParameters { parameters: u64, limit: u64 },
+}
+
+/// Keys named in one error at most; the rest are counted (a header can hold a million keys).
+pub const MAX_LISTED_KEYS: usize = 20;
+
+/// `keys` joined, the first [`MAX_LISTED_KEYS`] of them and a count of the rest.
+pub fn key_list(keys: &[String]) -> String {
+    let shown = keys.iter().take(MAX_LISTED_KEYS).map(String::as_str).collect::<Vec<_>>().join(", ");
+    match keys.len().saturating_sub(MAX_LISTED_KEYS) {
+        0 => shown,
+        more => format!("{shown}, ... and {more} more"),
+    }
 }
 
 type Result<T> = std::result::Result<T, CheckpointError>;
+
+/// Stored tensor shapes by name, as a header lists them.
+pub type Shapes = HashMap<String, Vec<i64>>;
 
 /// The weight files of a checkpoint: a `.safetensors` file, an `.index.json`, or a diffusers model folder.
 pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
@@ -81,7 +99,8 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
     struct Index {
         weight_map: BTreeMap<String, String>,
     }
-    let text = std::fs::read_to_string(index).map_err(|source| CheckpointError::Io { path: index.into(), source })?;
+    let text =
+        sana_sr_core::fs::read_text(index).map_err(|source| CheckpointError::Io { path: index.into(), source })?;
     let parsed: Index = serde_json::from_str(&text)
         .map_err(|e| CheckpointError::Index { path: index.into(), reason: e.to_string() })?;
     let dir = index.parent().unwrap_or(Path::new("."));
@@ -89,18 +108,46 @@ fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
     Ok(shards.into_iter().map(|s| dir.join(s)).collect())
 }
 
+/// A safetensors file's bytes, memory-mapped (read-only): reading the header touches only its pages. The
+/// file must be a regular file ([`sana_sr_core::fs::open_file`]: a folder, FIFO or device is refused).
+pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    let file = sana_sr_core::fs::open_file(path).map_err(io)?;
+    // SAFETY: read-only mapping, dropped by the caller before it returns; a file changed underneath could
+    // only yield wrong numbers, which the shape and key checks then report.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(io)
+}
+
 /// Reads every tensor of the given safetensors files onto the CPU, in the dtype they are stored in.
 pub fn read_tensors(files: &[PathBuf]) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
     for path in files {
-        let file = File::open(path).map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
-        // SAFETY: the mapping is read-only and dropped before this function returns; a file changed
-        // underneath us could only yield wrong numbers, which the shape/key checks then report.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
-        out.extend(read_tensors_from_bytes(&mmap, path)?.0);
+        out.extend(read_tensors_from_bytes(&map_file(path)?, path)?.0);
     }
     Ok(out)
+}
+
+/// The stored shape of every tensor of the given safetensors files, from their headers alone (what
+/// [`crate::layers::variables::with_stored_shapes`] builds a network at).
+pub fn read_shapes(files: &[PathBuf]) -> Result<Shapes> {
+    let mut out = HashMap::new();
+    for path in files {
+        out.extend(read_header(&map_file(path)?, path)?.0);
+    }
+    Ok(out)
+}
+
+/// The stored shapes by name and the `__metadata__` of safetensors bytes, from the header alone.
+pub fn read_header(bytes: &[u8], origin: &Path) -> Result<(Shapes, HashMap<String, String>)> {
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: origin.into(), reason };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut shapes = HashMap::new();
+    for (key, info) in header.tensors() {
+        let shape = info.shape.iter().map(|&d| i64::try_from(d)).collect::<std::result::Result<Vec<i64>, _>>();
+        let shape = shape.map_err(|_| corrupt(format!("tensor `{key}` has a dimension over 2^63")))?;
+        shapes.insert(key, shape);
+    }
+    Ok((shapes, header.metadata().clone().unwrap_or_default()))
 }
 
 /// The tensors (on the CPU, in their stored dtype) and the `__metadata__` of safetensors bytes, e.g. a file
@@ -145,7 +192,8 @@ fn base_variables(vs: &nn::VarStore) -> HashMap<String, Tensor> {
     vs.variables().into_iter().filter(|(name, _)| !lora::is_adapter_variable(name)).collect()
 }
 
-/// Copies named tensors into `variables`, as strictly as [`copy_into`].
+/// Copies named tensors into `variables`, as strictly as [`copy_into`]; a tensor holding a NaN or an
+/// infinity is refused by name ([`CheckpointError::NotFinite`]) before anything is copied.
 pub fn copy_into_variables(variables: HashMap<String, Tensor>, mut tensors: HashMap<String, Tensor>) -> Result<()> {
     let mut missing = Vec::new();
     let mut pending = Vec::new();
@@ -159,7 +207,7 @@ pub fn copy_into_variables(variables: HashMap<String, Tensor>, mut tensors: Hash
                     found: src.size(),
                 })
             }
-            Some(src) => pending.push((var, src)),
+            Some(src) => pending.push((key, var, src)),
         }
     }
     let mut unexpected: Vec<String> = tensors.into_keys().collect();
@@ -168,8 +216,16 @@ pub fn copy_into_variables(variables: HashMap<String, Tensor>, mut tensors: Hash
         unexpected.sort();
         return Err(CheckpointError::Keys { missing, unexpected });
     }
+    for (key, _, src) in &pending {
+        if src.is_floating_point() {
+            let count = src.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+            if count > 0 {
+                return Err(CheckpointError::NotFinite { key: key.to_string(), count });
+            }
+        }
+    }
     sana_sr_core::no_grad(|| {
-        for (var, src) in pending {
+        for (_, var, src) in pending {
             let mut var = var.shallow_clone();
             var.copy_(&src.to_device(var.device()).to_kind(var.kind()));
         }
@@ -265,9 +321,10 @@ pub trait Pretrained: Sized {
         device: sana_sr_core::Device,
     ) -> std::result::Result<(Self, nn::VarStore), Self::Error> {
         let config: Self::Config = read_config(dir)?;
+        let files = weight_files(dir)?;
         let vs = nn::VarStore::new(device);
-        let model = Self::build(vs.root(), &config)?;
-        load_into(&vs, dir)?;
+        let model = variables::with_stored_shapes(read_shapes(&files)?, || Self::build(vs.root(), &config))?;
+        copy_into(&vs, read_tensors(&files)?)?;
         Ok((model, vs))
     }
 
@@ -280,7 +337,8 @@ pub trait Pretrained: Sized {
 /// Reads a model's `config.json` (a folder's, or the file itself).
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let file = if path.is_dir() { path.join(CONFIG_FILE) } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&file).map_err(|source| CheckpointError::Io { path: file.clone(), source })?;
+    let text =
+        sana_sr_core::fs::read_text(&file).map_err(|source| CheckpointError::Io { path: file.clone(), source })?;
     serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: file, reason: e.to_string() })
 }
 

@@ -184,3 +184,38 @@ fn missing_files_and_folders_are_named() {
     let err = checkpoint::load_into(&tiny_store(), dir.path()).unwrap_err();
     assert!(matches!(err, CheckpointError::Index { .. }), "{err}");
 }
+
+#[test]
+fn a_header_of_a_million_keys_gives_an_error_of_one_short_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.safetensors");
+    // Empty tensors: valid, and a header of 600 000 keys in a few megabytes.
+    let empty: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        (0..600_000).map(|i| (format!("junk.{i}"), Dtype::F32, vec![0], Vec::new())).collect();
+    let views: Vec<(String, TensorView)> =
+        empty.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(&path, safetensors::serialize(views, &None).unwrap()).unwrap();
+    let err = checkpoint::load_into(&tiny_store(), &path).unwrap_err().to_string();
+    assert!(err.len() < 2_000, "{} bytes: {}", err.len(), &err[..2_000]);
+    assert!(err.contains("600000 unexpected key(s) [junk.0, junk.1, junk.10, "), "{err}");
+    assert!(err.contains(&format!("... and {} more]", 600_000 - checkpoint::MAX_LISTED_KEYS)), "{err}");
+}
+
+#[test]
+fn weights_holding_nan_or_infinity_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [f64::NAN, f64::INFINITY] {
+        let path = edited_checkpoint(dir.path(), |t| {
+            let _ = t.get_mut("blocks.0.conv.weight").unwrap().get(1).fill_(bad);
+        });
+        let vs = tiny_store();
+        let before = vs.variables()["proj.weight"].copy();
+        let err = checkpoint::load_into(&vs, &path).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::NotFinite { key, count: 18 } if key == "blocks.0.conv.weight"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("NaN or infinite"), "{err}");
+        assert!(vs.variables()["proj.weight"].equal(&before), "nothing is copied from a broken file");
+    }
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 use sana_sr_core::{nn, Device, Kind, Tensor};
 use sana_sr_model::checkpoint;
 use sana_sr_model::esrgan::{ncnn, Esrgan, EsrganConfig};
+use sana_sr_model::layers::variables;
 use serde::{Deserialize, Serialize};
 
 use crate::sr_model::{config_from_metadata, map_file, ModelError, SrModel, SrModelConfig, CONFIG_METADATA_KEY};
@@ -171,14 +172,18 @@ impl Network {
     }
 
     /// [`Self::load`] from a model file's bytes; `origin` names it in errors.
+    /// Built at the file's stored shapes, as [`SrModel::from_bytes`] is.
     pub fn from_bytes(bytes: &[u8], origin: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
-        let (tensors, metadata) = checkpoint::read_tensors_from_bytes(bytes, origin)?;
+        let (shapes, metadata) = checkpoint::read_header(bytes, origin)?;
+        let config = config_from_metadata(&metadata, origin)?;
         let vs = nn::VarStore::new(device);
-        let network = match config_from_metadata(&metadata, origin)? {
-            ModelConfig::Sana(config) => Self::Sana(SrModel::build(vs.root(), &config)?),
-            ModelConfig::Esrgan(config) => Self::Esrgan(EsrganModel::build(vs.root(), &config)?),
-        };
-        checkpoint::copy_into(&vs, tensors)?;
+        let network = variables::with_stored_shapes(shapes, || {
+            Ok::<_, ModelError>(match &config {
+                ModelConfig::Sana(config) => Self::Sana(SrModel::build(vs.root(), config)?),
+                ModelConfig::Esrgan(config) => Self::Esrgan(EsrganModel::build(vs.root(), config)?),
+            })
+        })?;
+        checkpoint::copy_into(&vs, checkpoint::read_tensors_from_bytes(bytes, origin)?.0)?;
         Ok((network, vs))
     }
 

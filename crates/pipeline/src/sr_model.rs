@@ -15,11 +15,15 @@ use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
 use sana_sr_model::checkpoint::{self, CheckpointError};
+use sana_sr_model::layers::variables;
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
 use crate::network::ModelConfig;
 use crate::scheduler;
+
+/// The largest upscaling factor a model may declare (16x: far past what one-step SR restores).
+pub const MAX_SCALE: u32 = 16;
 
 /// Metadata key of the model config in a model file.
 pub const CONFIG_METADATA_KEY: &str = "sana_sr_config";
@@ -100,6 +104,10 @@ impl SrModelConfig {
         if self.condition_tokens < 1 {
             return Err("the condition needs at least one token".into());
         }
+        variables::check_sizes(&[("condition_tokens", self.condition_tokens)])?;
+        if let Some(scale) = self.scales.iter().find(|&&s| s > MAX_SCALE) {
+            return Err(format!("scale {scale} is over the limit of {MAX_SCALE}"));
+        }
         Ok(())
     }
 
@@ -143,7 +151,7 @@ impl SrModel {
             config: config.clone(),
             vae,
             transformer: SanaTransformer2DModel::new(&p / "transformer", &config.transformer)?,
-            condition: p.var("condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
+            condition: variables::var(&p, "condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
         })
     }
 
@@ -153,9 +161,10 @@ impl SrModel {
     }
 
     /// Loads a model from the bytes of a model file (e.g. one embedded in the binary); `origin` names it in
-    /// errors.
+    /// errors. The network is built at the shapes the file stores ([`variables::with_stored_shapes`]): a config
+    /// that disagrees with them is refused before any weight is allocated.
     pub fn from_bytes(bytes: &[u8], origin: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
-        let (tensors, metadata) = checkpoint::read_tensors_from_bytes(bytes, origin)?;
+        let (shapes, metadata) = checkpoint::read_header(bytes, origin)?;
         let config = match config_from_metadata(&metadata, origin)? {
             ModelConfig::Sana(config) => config,
             ModelConfig::Esrgan(config) => {
@@ -164,8 +173,8 @@ impl SrModel {
             }
         };
         let vs = nn::VarStore::new(device);
-        let model = Self::build(vs.root(), &config)?;
-        checkpoint::copy_into(&vs, tensors)?;
+        let model = variables::with_stored_shapes(shapes, || Self::build(vs.root(), &config))?;
+        checkpoint::copy_into(&vs, checkpoint::read_tensors_from_bytes(bytes, origin)?.0)?;
         Ok((model, vs))
     }
 
@@ -265,11 +274,7 @@ impl ModelInfo {
 /// A model file's bytes, memory-mapped: loading copies the tensors out and reading the info touches only
 /// the header, so neither reads the whole file up front.
 pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap> {
-    let io = |source| CheckpointError::Io { path: path.into(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // SAFETY: read-only mapping, dropped by the caller before it returns; a file changed underneath could only
-    // yield wrong numbers, which the config and shape checks then report (see `checkpoint::read_tensors`).
-    Ok(unsafe { memmap2::Mmap::map(&file) }.map_err(io)?)
+    Ok(checkpoint::map_file(path)?)
 }
 
 /// The config in a model file's metadata: a peer network's when it names an `architecture`, else SANA-SR's.

@@ -282,7 +282,8 @@ pub enum ConfigError {
 
 impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text =
+            sana_sr_core::fs::read_text(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let invalid = |reason: String| ConfigError::Invalid { path: path.into(), reason };
         let config: Self = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         config.validate().map_err(invalid)?;

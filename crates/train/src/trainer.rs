@@ -25,6 +25,7 @@ use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig};
 use sana_sr_data::tensor::to_image;
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::lora::{self, Adapters};
+use sana_sr_model::layers::variables;
 use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -430,10 +431,14 @@ fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::Var
         match (&config.model.from, &config.model.config) {
             (Some(from), _) => Ok(ModelSource::resolve(from)?.load(device)?),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
+                let text = sana_sr_core::fs::read_text(path)
                     .map_err(|e| TrainError::Setup(format!("cannot read model config {}: {e}", path.display())))?;
                 let model_config: SrModelConfig = serde_json::from_str(&text)
                     .map_err(|e| TrainError::Setup(format!("model config {}: {e}", path.display())))?;
+                // No file bounds a new network: its size is counted against a stated limit first.
+                variables::check_parameter_limit(variables::MAX_NEW_PARAMETERS, || {
+                    SrModel::build(nn::VarStore::new(device).root(), &model_config)
+                })?;
                 let vs = nn::VarStore::new(device);
                 let model = SrModel::build(vs.root(), &model_config)?;
                 Ok((model, vs))

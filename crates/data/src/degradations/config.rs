@@ -129,7 +129,8 @@ impl RealEsrganConfig {
     /// Reads and validates a TOML config; absent fields take the x4plus defaults.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text =
+            sana_sr_core::fs::read_text(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         config.validate()?;
         Ok(config)

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::channel_norm::NormType;
-use crate::layers::Activation;
+use crate::layers::{variables, Activation};
 
 /// The building block of a stage, by its diffusers name (`autoencoder_dc.get_block`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +173,16 @@ impl AutoencoderDcConfig {
                 return Err(format!("`{name}` must be positive, not {value}"));
             }
         }
+        variables::check_sizes(&[
+            ("in_channels", self.in_channels),
+            ("latent_channels", self.latent_channels),
+            ("attention_head_dim", self.attention_head_dim),
+        ])?;
+        // The latent is multiplied by it after encoding and divided by it before decoding: zero turns every
+        // image black (or NaN), and diffusers' configs are all positive.
+        if !(self.scaling_factor.is_finite() && self.scaling_factor > 0.0) {
+            return Err(format!("`scaling_factor` must be a positive number, not {}", self.scaling_factor));
+        }
         let encoder = SideView {
             side: "encoder",
             widths: &self.encoder_block_out_channels,
@@ -266,6 +276,22 @@ impl SideView<'_> {
         if let Some(&width) = self.widths.iter().find(|&&w| w <= 0) {
             return Err(format!("`{side}_block_out_channels` has a non-positive width {width}"));
         }
+        // 2^(stages - 1) is the compression; 16 stages compress 32768 times.
+        if stages > 16 {
+            return Err(format!("`{side}_block_out_channels` has {stages} stages, over the limit of 16"));
+        }
+        let (widths, kernels, layers) = (
+            format!("{side}_block_out_channels"),
+            format!("{side}_qkv_multiscales"),
+            format!("{side}_layers_per_block"),
+        );
+        let sizes = self.widths.iter().map(|&w| (widths.as_str(), w));
+        let sizes: Vec<(&str, i64)> =
+            sizes.chain(self.scales.iter().flatten().map(|&k| (kernels.as_str(), k))).collect();
+        variables::check_sizes(&sizes)?;
+        let depths: Vec<(&str, i64)> =
+            self.layers.iter().map(|&l| (layers.as_str(), i64::try_from(l).unwrap_or(i64::MAX))).collect();
+        variables::check_depths(&depths)?;
         if self.layers[0] == 0 && stages < 2 {
             return Err(format!("`{side}_layers_per_block[0] == 0` needs a second stage for conv_in/conv_out"));
         }

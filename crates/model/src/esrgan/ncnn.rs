@@ -187,8 +187,11 @@ impl Imported {
 /// Reads `FILE.param` and the `FILE.bin` beside it.
 pub fn import(param: &Path) -> Result<Imported> {
     let bin = param.with_extension("bin");
-    let text = std::fs::read_to_string(param).map_err(|source| NcnnError::Io { path: param.into(), source })?;
-    let bytes = std::fs::read(&bin).map_err(|source| NcnnError::Io { path: bin.clone(), source })?;
+    let text = sana_sr_core::fs::read_text(param).map_err(|source| NcnnError::Io { path: param.into(), source })?;
+    let mut bytes = Vec::new();
+    sana_sr_core::fs::open_file(&bin)
+        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
+        .map_err(|source| NcnnError::Io { path: bin.clone(), source })?;
     import_from(&text, param, &bytes, &bin)
 }
 

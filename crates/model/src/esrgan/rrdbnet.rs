@@ -10,7 +10,7 @@
 use sana_sr_core::{nn, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::layers::Layer;
+use crate::layers::{variables, Layer};
 
 /// Slope of every LeakyReLU of the network (`nn.LeakyReLU(negative_slope=0.2)` in basicsr).
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -119,6 +119,13 @@ impl RrdbNet {
         if [c.num_in_ch, c.num_out_ch, c.num_feat, c.num_block, c.num_grow_ch].iter().any(|&n| n < 1) {
             return Err(format!("RRDBNet sizes must be positive: {c:?}"));
         }
+        variables::check_sizes(&[
+            ("num_in_ch", c.num_in_ch),
+            ("num_out_ch", c.num_out_ch),
+            ("num_feat", c.num_feat),
+            ("num_grow_ch", c.num_grow_ch),
+        ])?;
+        variables::check_depths(&[("num_block", c.num_block)])?;
         let f = c.num_feat;
         let body = (0..c.num_block).map(|i| Rrdb::new(&p / "body" / i, f, c.num_grow_ch)).collect();
         Ok(Self {

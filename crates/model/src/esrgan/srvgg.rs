@@ -11,7 +11,7 @@ use sana_sr_core::{nn, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::rrdbnet::{leaky, upsample_nearest};
-use crate::layers::Layer;
+use crate::layers::{variables, Layer};
 
 /// The activation after every conv but the last (`act_type` in the reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,16 @@ impl SrVggNetCompact {
         if [c.num_in_ch, c.num_out_ch, c.num_feat, c.upscale].iter().any(|&n| n < 1) || c.num_conv < 0 {
             return Err(format!("SRVGGNetCompact sizes must be positive: {c:?}"));
         }
+        variables::check_sizes(&[
+            ("num_in_ch", c.num_in_ch),
+            ("num_out_ch", c.num_out_ch),
+            ("num_feat", c.num_feat),
+            ("upscale", c.upscale),
+        ])?;
+        variables::check_depths(&[("num_conv", c.num_conv)])?;
+        if c.upscale > 16 {
+            return Err(format!("SRVGGNetCompact upscale {} is over the limit of 16", c.upscale));
+        }
         let body = &p / "body";
         let mut convs = Vec::new();
         let mut acts = Vec::new();
@@ -76,7 +86,7 @@ impl SrVggNetCompact {
                 VggActivation::Relu => Act::Relu,
                 VggActivation::Leakyrelu => Act::Leaky,
                 VggActivation::Prelu => {
-                    Act::Prelu((&body / (2 * i + 1)).var("weight", &[c.num_feat], nn::Init::Const(0.25)))
+                    Act::Prelu(variables::var(&(&body / (2 * i + 1)), "weight", &[c.num_feat], nn::Init::Const(0.25)))
                 }
             });
         }

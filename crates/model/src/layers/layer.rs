@@ -9,6 +9,7 @@ use sana_sr_core::precision::compute_kind;
 use sana_sr_core::{nn, Tensor};
 
 use super::lora::{self, LoraAdapter};
+use super::variables;
 use crate::cost;
 
 /// What a [`Layer`] computes with its weight.
@@ -49,8 +50,8 @@ impl Layer {
     /// `kaiming_uniform_(a=sqrt(5))`; tch's own default uses the ReLU gain, a bound sqrt(6) times larger,
     /// which matters when a network trains from scratch).
     pub fn linear(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
-        let weight = p.var("weight", &[out_dim, in_dim], torch_uniform(in_dim));
-        let bias = bias.then(|| p.var("bias", &[out_dim], torch_uniform(in_dim)));
+        let weight = variables::var(&p, "weight", &[out_dim, in_dim], torch_uniform(in_dim));
+        let bias = bias.then(|| variables::var(&p, "bias", &[out_dim], torch_uniform(in_dim)));
         let adapter = lora::attach(&p, &weight, Op::Linear);
         Self { weight, bias, op: Op::Linear, adapter }
     }
@@ -58,8 +59,8 @@ impl Layer {
     /// A square-kernel convolution.
     pub fn conv2d(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
         let fan_in = in_ch / cfg.groups * kernel * kernel;
-        let weight = p.var("weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], torch_uniform(fan_in));
-        let bias = cfg.bias.then(|| p.var("bias", &[out_ch], torch_uniform(fan_in)));
+        let weight = variables::var(&p, "weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], torch_uniform(fan_in));
+        let bias = cfg.bias.then(|| variables::var(&p, "bias", &[out_ch], torch_uniform(fan_in)));
         let op = Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups };
         let adapter = lora::attach(&p, &weight, op);
         Self { weight, bias, op, adapter }

@@ -299,6 +299,9 @@ pub(crate) fn attach(p: &nn::Path, weight: &Tensor, op: Op) -> Option<LoraAdapte
         if matches!(op, Op::Conv2d { groups, .. } if groups != 1) {
             return None;
         }
+        if super::variables::counting() {
+            return None;
+        }
         let path = p.components().collect::<Vec<_>>().join(".");
         let mut selected = false;
         for (target, used) in plan.targets.iter().zip(plan.used.iter_mut()) {

@@ -5,6 +5,7 @@ mod glumbconv;
 mod layer;
 pub mod lora;
 mod norm;
+pub mod variables;
 
 pub use activation::Activation;
 pub use glumbconv::GluMbConv;

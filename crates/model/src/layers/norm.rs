@@ -3,6 +3,8 @@
 
 use sana_sr_core::{nn, Kind, Tensor};
 
+use super::variables;
+
 /// RMS norm over the last dimension, computed in float32 as diffusers does, with an optional affine
 /// weight and bias.
 #[derive(Debug)]
@@ -14,8 +16,8 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn new(p: nn::Path, dim: i64, eps: f64, elementwise_affine: bool, bias: bool) -> Self {
-        let weight = elementwise_affine.then(|| p.var("weight", &[dim], nn::Init::Const(1.0)));
-        let bias = (elementwise_affine && bias).then(|| p.var("bias", &[dim], nn::Init::Const(0.0)));
+        let weight = elementwise_affine.then(|| variables::var(&p, "weight", &[dim], nn::Init::Const(1.0)));
+        let bias = (elementwise_affine && bias).then(|| variables::var(&p, "bias", &[dim], nn::Init::Const(0.0)));
         Self { weight, bias, eps }
     }
 
@@ -55,8 +57,8 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(p: nn::Path, dim: i64, eps: f64, elementwise_affine: bool, bias: bool) -> Self {
-        let weight = elementwise_affine.then(|| p.var("weight", &[dim], nn::Init::Const(1.0)));
-        let bias = (elementwise_affine && bias).then(|| p.var("bias", &[dim], nn::Init::Const(0.0)));
+        let weight = elementwise_affine.then(|| variables::var(&p, "weight", &[dim], nn::Init::Const(1.0)));
+        let bias = (elementwise_affine && bias).then(|| variables::var(&p, "bias", &[dim], nn::Init::Const(0.0)));
         Self { weight, bias, dim, eps }
     }
 
@@ -83,11 +85,11 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     pub fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
         Self {
-            weight: p.var("weight", &[dim], nn::Init::Const(1.0)),
-            bias: p.var("bias", &[dim], nn::Init::Const(0.0)),
-            running_mean: p.zeros_no_train("running_mean", &[dim]),
-            running_var: p.ones_no_train("running_var", &[dim]),
-            num_batches_tracked: p.add("num_batches_tracked", Tensor::zeros([], (Kind::Int64, p.device())), false),
+            weight: variables::var(&p, "weight", &[dim], nn::Init::Const(1.0)),
+            bias: variables::var(&p, "bias", &[dim], nn::Init::Const(0.0)),
+            running_mean: variables::zeros_no_train(&p, "running_mean", &[dim]),
+            running_var: variables::ones_no_train(&p, "running_var", &[dim]),
+            num_batches_tracked: variables::counter(&p, "num_batches_tracked"),
             eps,
         }
     }

@@ -11,7 +11,7 @@ use super::attention::{AttentionDims, CrossAttention, LinearSelfAttention};
 use super::config::SanaTransformerConfig;
 use super::embeddings::{CaptionProjection, PatchEmbed, TimeEmbed};
 use crate::checkpoint::{CheckpointError, Pretrained};
-use crate::layers::{GluMbConv, Layer, LayerNorm, RmsNorm};
+use crate::layers::{variables, GluMbConv, Layer, LayerNorm, RmsNorm};
 
 /// Epsilon of the output norm (`SanaModulatedNorm(..., eps=1e-6)`, not the config's `norm_eps`).
 const NORM_OUT_EPS: f64 = 1e-6;
@@ -89,7 +89,7 @@ impl SanaTransformerBlock {
             norm2: LayerNorm::new(&p / "norm2", dim, cfg.norm_eps, cfg.norm_elementwise_affine, true),
             attn2: CrossAttention::new(&p / "attn2", cross_attn, cfg.qk_norm),
             ff: GluMbConv::new(&p / "ff", dim, dim, cfg.mlp_ratio, false, false),
-            scale_shift_table: p.var("scale_shift_table", &[6, dim], random_table(dim)),
+            scale_shift_table: variables::var(&p, "scale_shift_table", &[6, dim], random_table(dim)),
         }
     }
 
@@ -166,7 +166,7 @@ impl SanaTransformer2DModel {
             transformer_blocks: (0..config.num_layers)
                 .map(|i| SanaTransformerBlock::new(&blocks / i, config, cross))
                 .collect(),
-            scale_shift_table: p.var("scale_shift_table", &[2, dim], random_table(dim)),
+            scale_shift_table: variables::var(&p, "scale_shift_table", &[2, dim], random_table(dim)),
             norm_out: LayerNorm::new(&p / "norm_out" / "norm", dim, NORM_OUT_EPS, false, false),
             proj_out: Layer::linear(&p / "proj_out", dim, patch * patch * config.out_channels(), true),
         })
@@ -298,10 +298,25 @@ pub(crate) fn check(cfg: &SanaTransformerConfig) -> Result<(i64, i64, i64)> {
         // The reference builds no `attn2`/`norm2` then, and its forward fails.
         return bad("cross-attention is required: num_cross_attention_heads, cross_attention_head_dim and cross_attention_dim must be set");
     };
-    let dim = cfg.inner_dim();
     let sizes = [cfg.in_channels, cfg.out_channels(), cfg.num_attention_heads, cfg.attention_head_dim, heads, head_dim];
     if sizes.iter().any(|&s| s <= 0) || cfg.caption_channels <= 0 || cfg.patch_size <= 0 {
         return bad("channel counts, head counts, head widths and patch_size must be positive");
+    }
+    variables::check_sizes(&[
+        ("in_channels", cfg.in_channels),
+        ("out_channels", cfg.out_channels()),
+        ("num_attention_heads", cfg.num_attention_heads),
+        ("attention_head_dim", cfg.attention_head_dim),
+        ("num_cross_attention_heads", heads),
+        ("cross_attention_head_dim", head_dim),
+        ("caption_channels", cfg.caption_channels),
+        ("patch_size", cfg.patch_size),
+    ])
+    .and_then(|()| variables::check_depths(&[("num_layers", cfg.num_layers.try_into().unwrap_or(i64::MAX))]))
+    .map_err(SanaTransformerError::Config)?;
+    let dim = cfg.inner_dim();
+    if !(cfg.mlp_ratio.is_finite() && cfg.mlp_ratio * dim as f64 <= variables::MAX_CONFIG_SIZE as f64) {
+        return bad(&format!("mlp_ratio * inner_dim must be a number up to {}", variables::MAX_CONFIG_SIZE));
     }
     if cross_dim != dim {
         return bad(&format!(
