@@ -1,9 +1,11 @@
 //! Reading and writing image files: PNG (8/16-bit), JPEG and WebP, into and out of [`Image`].
 //!
-//! Reading is defensive, because training pools and user inputs contain hostile or broken files: the pixel
-//! count is checked against a limit from the header alone, before any pixel buffer is allocated, so a
-//! decompression bomb costs nothing; truncated, empty and non-image files are errors naming the file. EXIF
-//! orientation is applied, so a phone photo comes out upright.
+//! Reading is defensive, because training pools and user inputs contain hostile or broken files: only
+//! regular files are opened (a FIFO would block, a device never end); the pixel count is checked against a
+//! limit from the header alone, before any pixel buffer is allocated, so a decompression bomb costs nothing;
+//! truncated, empty and non-image files are errors naming the file (a JPEG whose data stops before its
+//! end-of-image marker included: its decoder would fill the missing part with grey). EXIF orientation is
+//! applied, so a phone photo comes out upright.
 //!
 //! Channels are kept as stored: gray stays 1 channel, gray+alpha is 2 channels, RGB 3, RGBA 4 (alpha is
 //! never dropped or premultiplied here; callers that want RGB decide what to do with it).
@@ -11,14 +13,17 @@
 //! Writing is atomic: the file is encoded into a temporary file in the destination folder and renamed into
 //! place, so a crash never leaves a half-written image, and an existing file is only replaced when asked.
 
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Cursor, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
-use image::{ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageReader, Limits};
+use image::{
+    ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageFormat, ImageReader,
+    Limits,
+};
 
 use sana_sr_core::fs::{write_atomically, AtomicWriteError};
 
@@ -28,6 +33,21 @@ use crate::Image;
 /// (a 100 MP RGB image is already 1.2 GB as `f32`).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
+/// The pixel limit of this process ([`max_pixels`]); the command line's `--max-pixels` sets it.
+static MAX_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// The largest image, in pixels, read or made by this process: [`DEFAULT_MAX_PIXELS`] unless
+/// [`set_max_pixels`] changed it. Images over it are refused from their header, and outputs over it
+/// before they are computed, with an error naming `--max-pixels`.
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(Ordering::Relaxed)
+}
+
+/// Sets [`max_pixels`] for the whole process (the command line does, once, from `--max-pixels`).
+pub fn set_max_pixels(pixels: u64) {
+    MAX_PIXELS.store(pixels, Ordering::Relaxed);
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     #[error("cannot open image `{path}`: {source}")]
@@ -36,8 +56,10 @@ pub enum IoError {
     Empty { path: PathBuf },
     #[error("`{path}` is not an image in a supported format (PNG, JPEG, WebP)")]
     UnknownFormat { path: PathBuf },
-    #[error("image `{path}` is {width}x{height} = {pixels} pixels, over the limit of {max_pixels} pixels")]
+    #[error("image `{path}` is {width}x{height} = {pixels} pixels, over the limit of {max_pixels} pixels (--max-pixels raises it)")]
     TooLarge { path: PathBuf, width: u32, height: u32, pixels: u64, max_pixels: u64 },
+    #[error("image `{path}` is truncated: its JPEG data stops before the end-of-image marker")]
+    Truncated { path: PathBuf },
     #[error("cannot decode image `{path}` (truncated or corrupt?): {source}")]
     Decode { path: PathBuf, source: ImageError },
     #[error("image `{path}` has a colour type sana-sr does not read: {color:?}")]
@@ -71,8 +93,9 @@ pub struct ReadOptions {
 }
 
 impl Default for ReadOptions {
+    /// The process's [`max_pixels`].
     fn default() -> Self {
-        Self { max_pixels: DEFAULT_MAX_PIXELS }
+        Self { max_pixels: max_pixels() }
     }
 }
 
@@ -100,17 +123,46 @@ pub fn image_size(path: impl AsRef<Path>) -> Result<(u32, u32), IoError> {
 }
 
 /// A decoder for `path` whose header has been read and whose pixel count is within `options.max_pixels`.
-fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<impl ImageDecoder, IoError> {
+fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<Box<dyn ImageDecoder>, IoError> {
     let open_error = |source| IoError::Open { path: path.to_path_buf(), source };
-    let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(open_error)?;
+    let file = sana_sr_core::fs::open_file(path).map_err(open_error)?;
     if file.metadata().map_err(open_error)?.len() == 0 {
         return Err(IoError::Empty { path: path.to_path_buf() });
     }
-    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(open_error)?;
-    if reader.format().is_none() {
-        return Err(IoError::UnknownFormat { path: path.to_path_buf() });
+    let reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(open_error)?;
+    match reader.format() {
+        None => Err(IoError::UnknownFormat { path: path.to_path_buf() }),
+        // The JPEG decoder reads the whole file anyway; it is read here first to see that it is complete.
+        Some(ImageFormat::Jpeg) => {
+            let mut file = reader.into_inner();
+            let mut bytes = Vec::new();
+            file.rewind().and_then(|()| file.read_to_end(&mut bytes)).map_err(open_error)?;
+            if !jpeg_is_complete(&bytes) {
+                return Err(IoError::Truncated { path: path.to_path_buf() });
+            }
+            limited_decoder(ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg), path, options)
+        }
+        Some(_) => limited_decoder(reader, path, options),
     }
+}
+
+/// Whether JPEG data ends properly: an end-of-image marker (`FF D9`) follows the last start-of-scan
+/// (`FF DA`). Neither pair can occur inside entropy-coded data (a data byte `FF` is stuffed as `FF 00`), so
+/// a file cut anywhere in or after its last scan has no such marker; one with bytes after its end (a
+/// camera's trailer, a second picture) still has.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(scan) = bytes.windows(2).rposition(|pair| pair == [0xFF, 0xDA]) else { return false };
+    bytes[scan + 2..].windows(2).any(|pair| pair == [0xFF, 0xD9])
+}
+
+/// `reader`'s decoder, its allocations bounded, refused when its header declares more than
+/// `options.max_pixels`.
+fn limited_decoder<R: std::io::BufRead + Seek + 'static>(
+    mut reader: ImageReader<R>,
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<Box<dyn ImageDecoder>, IoError> {
+    let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
     // The decoder's own allocation limit backs up the pixel check below: 16-bit RGBA is 8 bytes a pixel,
     // plus room for the decoder's working buffers.
     let mut limits = Limits::default();
@@ -128,7 +180,7 @@ fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<impl ImageDecod
             max_pixels: options.max_pixels,
         });
     }
-    Ok(decoder)
+    Ok(Box::new(decoder))
 }
 
 /// Converts a decoded image to [`Image`], keeping its channel count.

@@ -1,6 +1,8 @@
-//! Image files in and out, including broken and hostile ones (all generated here).
+//! Image files in and out, including broken and hostile ones (generated here, but for a progressive JPEG
+//! that PIL wrote: the encoder here writes baseline only).
 
 use std::io::Write;
+use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder};
@@ -204,4 +206,57 @@ fn exif_orientation_is_applied() {
     assert_eq!((image.width, image.height), (16, 32));
     assert!(image.at(8, 4, 0) < 0.1, "top should be black");
     assert!(image.at(8, 28, 0) > 0.9, "bottom should be white");
+}
+
+#[test]
+fn truncated_jpegs_are_errors_not_grey() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline.jpg");
+    write_image(
+        &gradient(64, 48, 3),
+        &baseline,
+        &WriteOptions { encoding: Encoding::Jpeg { quality: 90 }, overwrite: false },
+    )
+    .unwrap();
+    let progressive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg");
+    for source in [baseline, progressive] {
+        let bytes = std::fs::read(&source).unwrap();
+        assert!(read_image(&source).is_ok(), "{} reads whole", source.display());
+        // Cut in the middle of a scan, just before the end marker, and between two progressive scans.
+        let last_scan = bytes.windows(2).rposition(|p| p == [0xFF, 0xDA]).unwrap();
+        for cut in [bytes.len() / 2, bytes.len() - 2, last_scan] {
+            let cut_file = dir.path().join("cut.jpg");
+            std::fs::write(&cut_file, &bytes[..cut]).unwrap();
+            let err = read_image(&cut_file).unwrap_err();
+            assert!(matches!(err, IoError::Truncated { .. } | IoError::Decode { .. }), "{err}");
+            assert!(err.to_string().contains("cut.jpg"), "{err}");
+        }
+        // Bytes after the end marker (a camera's trailer) are no truncation.
+        let trailer = dir.path().join("trailer.jpg");
+        std::fs::write(&trailer, [bytes.as_slice(), b"\0\0trailer"].concat()).unwrap();
+        assert!(read_image(&trailer).is_ok());
+    }
+}
+
+#[test]
+fn only_regular_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.png");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    for path in [fifo.as_path(), dir.path(), Path::new("/dev/urandom")] {
+        let err = read_image(path).unwrap_err();
+        assert!(matches!(err, IoError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn the_pixel_limit_is_named_with_the_option_that_raises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.png");
+    write_image(&gradient(20, 10, 3), &small, &png(false)).unwrap();
+    let err = read_image_with(&small, &ReadOptions { max_pixels: 100 }).unwrap_err();
+    assert!(err.to_string().contains("over the limit of 100 pixels (--max-pixels raises it)"), "{err}");
 }
