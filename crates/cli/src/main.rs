@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The largest image, in pixels, any command reads or makes (an upscale's output included): larger ones
+    /// are refused from their header or their size, before memory is spent on them.
+    #[arg(long, global = true, value_name = "N", default_value_t = sana_sr_data::io::DEFAULT_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,7 +41,11 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     sana_sr_core::allocator::reuse_freed_memory();
+    if let Err(err) = sana_sr_core::interrupt::install() {
+        eprintln!("warning: interrupts will not clean up: {err}");
+    }
     let cli = Cli::parse();
+    sana_sr_data::io::set_max_pixels(cli.max_pixels);
     let result = match cli.command {
         Command::Upscale(args) => commands::upscale::run(args),
         Command::Models(args) => commands::models::run(args),

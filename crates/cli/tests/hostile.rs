@@ -4,11 +4,24 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use common::{sana_sr, stderr};
+use common::{sana_sr, sana_sr_peak_kib, sana_sr_within, stderr};
+use sana_sr_core::Tensor;
 use sana_sr_data::io::save_image;
 use sana_sr_data::Image;
+use sana_sr_model::checkpoint::{read_tensors_from_bytes, save_tensors};
+use sana_sr_pipeline::registry::BUILTIN_MODELS;
+use sana_sr_pipeline::sr_model::CONFIG_METADATA_KEY;
+
+/// How long a command that should fail at once may take before it counts as a hang.
+const HANG: Duration = Duration::from_secs(120);
+
+/// Memory a refused input may cost above the binary's own (libtorch alone maps several hundred MB).
+const REFUSAL_BUDGET_KIB: u64 = 200 * 1024;
 
 fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
     let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
@@ -70,4 +83,217 @@ fn lora_merge_never_writes_over_what_it_reads() {
     }
     assert_eq!(std::fs::read(cwd.join("adapters.safetensors")).unwrap(), b"the adapters");
     assert_eq!(std::fs::read(cwd.join("base.safetensors")).unwrap(), b"the base model");
+}
+
+/// The built-in model written to `dir/name` after `edit` changed its config and tensors.
+fn edited_model(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value, &mut HashMap<String, Tensor>),
+) -> PathBuf {
+    let (mut tensors, mut metadata) = read_tensors_from_bytes(BUILTIN_MODELS[0].bytes, Path::new("built-in")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&metadata[CONFIG_METADATA_KEY]).unwrap();
+    edit(&mut config, &mut tensors);
+    metadata.insert(CONFIG_METADATA_KEY.into(), config.to_string());
+    let path = dir.join(name);
+    save_tensors(tensors, &path, metadata, true).unwrap();
+    path
+}
+
+/// Peak memory of `sana-sr --version`: what the binary costs before it does anything.
+fn baseline_kib(cwd: &Path) -> u64 {
+    let (out, kib) = sana_sr_peak_kib(&["--version"], cwd);
+    assert!(out.status.success());
+    kib
+}
+
+/// Runs `args`, which must fail with a line containing `expected`, without a panic, within the memory
+/// budget above `baseline`.
+fn refused_cheaply(args: &[&str], cwd: &Path, expected: &str, baseline: u64) {
+    let (out, kib) = sana_sr_peak_kib(args, cwd);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.contains(expected), "{args:?}: expected {expected:?} in:\n{err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(
+        kib.saturating_sub(baseline) < REFUSAL_BUDGET_KIB,
+        "{args:?} peaked at {} MiB, {} MiB over the binary's own {} MiB",
+        kib / 1024,
+        kib.saturating_sub(baseline) / 1024,
+        baseline / 1024
+    );
+}
+
+#[test]
+fn a_model_config_larger_than_its_weights_is_refused_before_any_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "cat.png", 12, 10);
+    let baseline = baseline_kib(cwd);
+    // 10^12 condition tokens (4 TB) panicked in the tensor backend; 2^24 (2 GB) cost 6.7 GB before the
+    // stored shapes were compared; a thousand DiT blocks in a file of two is refused from the header.
+    let tokens =
+        |n: u64| move |c: &mut serde_json::Value, _: &mut HashMap<String, Tensor>| c["condition_tokens"] = n.into();
+    let cases = [
+        (
+            edited_model(cwd, "tera.safetensors", tokens(1_000_000_000_000)),
+            "`condition_tokens` is 1000000000000, outside",
+        ),
+        (edited_model(cwd, "mega.safetensors", tokens(1 << 24)), "`condition_tokens` is 16777216, outside"),
+        (
+            edited_model(cwd, "shape.safetensors", tokens(1 << 20)),
+            "weight `condition` has shape [1, 4, 32] in the checkpoint but the model expects [1, 1048576, 32]",
+        ),
+        (
+            edited_model(cwd, "deep.safetensors", |c, _| c["transformer"]["num_layers"] = 1000.into()),
+            "the config asks for over 10000 variables the checkpoint does not store ([transformer.transformer_blocks.4.",
+        ),
+    ];
+    for (model, expected) in &cases {
+        let args = ["upscale", "cat.png", "-o", "out.png", "--device", "cpu", "-m", model.to_str().unwrap()];
+        refused_cheaply(&args, cwd, expected, baseline);
+    }
+    assert!(!cwd.join("out.png").exists());
+}
+
+#[test]
+fn numerically_broken_models_are_refused_at_load_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "cat.png", 12, 10);
+    let nan = edited_model(cwd, "nan.safetensors", |_, t| {
+        for tensor in t.values_mut() {
+            let _ = tensor.fill_(f64::NAN);
+        }
+    });
+    let inf = edited_model(cwd, "inf.safetensors", |_, t| {
+        let _ = t.get_mut("condition").unwrap().get(0).get(1).fill_(f64::INFINITY);
+    });
+    let zero = edited_model(cwd, "zero.safetensors", |c, _| c["vae"]["scaling_factor"] = 0.0.into());
+    for (model, expected) in [
+        (&nan, "NaN or infinite value(s)"),
+        (&inf, "weight `condition` holds 32 NaN or infinite value(s)"),
+        (&zero, "`scaling_factor` must be a positive number, not 0"),
+    ] {
+        let out =
+            sana_sr(&["upscale", "cat.png", "-o", "out.png", "--device", "cpu", "-m", model.to_str().unwrap()], cwd);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{expected}: {}", stderr(&out));
+    }
+    assert!(!cwd.join("out.png").exists());
+}
+
+#[test]
+fn a_header_of_600_000_tensors_gives_one_short_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "cat.png", 12, 10);
+    let model = edited_model(cwd, "many.safetensors", |_, t| {
+        for i in 0..600_000 {
+            t.insert(format!("junk.{i}"), Tensor::zeros([0], (sana_sr_core::Kind::Float, sana_sr_core::Device::Cpu)));
+        }
+    });
+    let out = sana_sr(&["upscale", "cat.png", "--device", "cpu", "-m", model.to_str().unwrap()], cwd);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", &err[..err.len().min(2000)]);
+    assert!(err.len() < 4_000, "{} bytes of error", err.len());
+    assert!(err.contains("600000 unexpected key(s) [junk.0, junk.1, "), "{err}");
+}
+
+#[test]
+fn models_that_are_folders_devices_or_fifos_get_a_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "cat.png", 12, 10);
+    std::fs::create_dir(cwd.join("folder.safetensors")).unwrap();
+    fifo(&cwd.join("pipe.safetensors"));
+    for (model, what) in
+        [("folder.safetensors", "a folder"), ("/dev/urandom", "a device"), ("pipe.safetensors", "a FIFO")]
+    {
+        let out = sana_sr_within(&["upscale", "cat.png", "--device", "cpu", "-m", model], cwd, HANG);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("{what}")) && stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+        let out = sana_sr_within(&["models", "export", model, "-o", "out.safetensors"], cwd, HANG);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    }
+}
+
+fn fifo(path: &Path) {
+    let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_fifo_as_an_input_photo_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "cat.png", 12, 10);
+    fifo(&cwd.join("pipe.png"));
+    let out = sana_sr_within(&["upscale", "pipe.png", "cat.png", "-o", "sharp", "--device", "cpu"], cwd, HANG);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pipe.png") && stderr(&out).contains("a FIFO"), "{}", stderr(&out));
+    assert!(cwd.join("sharp/cat_x4.png").is_file(), "the batch goes on");
+    let out = sana_sr_within(&["data", "make-pairs", "pipe.png", "--out", "pairs"], cwd, HANG);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a FIFO"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_truncated_jpeg_is_an_error_not_grey() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let jpeg = photo(cwd, "cat.jpg", 64, 48);
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(cwd.join("half.jpg"), &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = sana_sr(&["upscale", "half.jpg", "--device", "cpu"], cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("half.jpg` is truncated"), "{}", stderr(&out));
+    assert!(!cwd.join("half_x4.png").exists());
+}
+
+/// A PNG of `side x side` 16-bit RGB pixels, all zero: 600 MB of samples deflated to under a megabyte.
+fn zero_png(path: &Path, side: u32) {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let header = [&side.to_be_bytes()[..], &side.to_be_bytes(), &[16, 2, 0, 0, 0]].concat();
+    chunk(&mut png, b"IHDR", &header);
+    let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let row = vec![0u8; 1 + side as usize * 6];
+    for _ in 0..side {
+        deflated.write_all(&row).unwrap();
+    }
+    chunk(&mut png, b"IDAT", &deflated.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    std::fs::write(path, png).unwrap();
+}
+
+#[test]
+fn an_output_over_the_pixel_limit_is_refused_from_the_header_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    zero_png(&cwd.join("huge.png"), 10_000);
+    assert!(std::fs::metadata(cwd.join("huge.png")).unwrap().len() < 2 << 20);
+    let baseline = baseline_kib(cwd);
+    let expected = "the output would be 40000x40000 = 1600000000 pixels, over the limit of 100000000 pixels (--max-pixels raises it)";
+    refused_cheaply(&["upscale", "huge.png", "--device", "cpu"], cwd, expected, baseline);
+    // The limit is the option's: a small image over a small limit is refused, then done when raised.
+    photo(cwd, "cat.png", 20, 14);
+    let out = sana_sr(&["upscale", "cat.png", "--device", "cpu", "--max-pixels", "4000"], cwd);
+    assert!(stderr(&out).contains("80x56 = 4480 pixels, over the limit of 4000 pixels"), "{}", stderr(&out));
+    let out = sana_sr(&["upscale", "cat.png", "--device", "cpu", "--max-pixels", "4480"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -48,6 +48,8 @@ pub enum CheckpointError {
     SaveKind { kind: Kind },
     #[error("checkpoint does not fit the model: {} missing key(s) [{}], {} unexpected key(s) [{}]", missing.len(), key_list(missing), unexpected.len(), key_list(unexpected))]
     Keys { missing: Vec<String>, unexpected: Vec<String> },
+    #[error("the config asks for over {} variables the checkpoint does not store ([{}]); is the checkpoint of another model or config?", missing.len(), key_list(missing))]
+    TooManyMissing { missing: Vec<String> },
     #[error("weight `{key}` holds {count} NaN or infinite value(s): the model is numerically broken")]
     NotFinite { key: String, count: i64 },
     #[error("the config asks for a network of {} parameters, over the limit of {} for a network no file stores (`variables::MAX_NEW_PARAMETERS`)", if *parameters == u64::MAX { "more than 2^64".to_string() } else { parameters.to_string() }, limit)]

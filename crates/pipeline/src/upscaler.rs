@@ -18,9 +18,6 @@ use crate::tiling::{map_tiled, Tiling};
 /// that a tile of the full-size DC-AE fits a laptop's memory.
 pub const DEFAULT_TILE: u32 = 1024;
 
-/// The largest output refused up front: at 100 megapixels the output alone is 1.2 GB in f32 and the
-/// pipeline holds a few such images.
-pub const MAX_OUTPUT_PIXELS: u64 = 100_000_000;
 
 /// Tiles are at least this many latent tokens wide, so that their overlap can hide seams.
 const MIN_TILE_TOKENS: i64 = 4;
@@ -47,8 +44,8 @@ pub enum UpscaleError {
     Empty { width: usize, height: usize },
     #[error("scale {scale} is not supported by model `{model}` (it supports {supported:?})")]
     Scale { scale: u32, model: String, supported: Vec<u32> },
-    #[error("the output would be {width}x{height} = {} megapixels, over the limit of {} megapixels", width * height / 1_000_000, MAX_OUTPUT_PIXELS / 1_000_000)]
-    TooLarge { width: u64, height: u64 },
+    #[error("the output would be {width}x{height} = {} pixels, over the limit of {limit} pixels (--max-pixels raises it)", width.saturating_mul(*height))]
+    TooLarge { width: u64, height: u64, limit: u64 },
     #[error("tile size {tile} is too small for this model: tiles must be at least {min} output pixels")]
     Tile { tile: u32, min: i64 },
     #[error("ran out of memory ({0}); try a smaller --tile")]
@@ -124,6 +121,18 @@ impl Upscaler {
         }
     }
 
+    /// Refuses an output over the process's pixel limit ([`sana_sr_data::io::max_pixels`]: at 100
+    /// megapixels the output alone is 1.2 GB in f32, and the pipeline holds a few such images) for an input
+    /// of `width x height` at `scale`: a caller with the input's header alone can check before decoding it.
+    pub fn check_output_size(&self, width: u64, height: u64, scale: u32) -> Result<(), UpscaleError> {
+        let (width, height) = (width.saturating_mul(u64::from(scale)), height.saturating_mul(u64::from(scale)));
+        let limit = sana_sr_data::io::max_pixels();
+        if width.saturating_mul(height) > limit {
+            return Err(UpscaleError::TooLarge { width, height, limit });
+        }
+        Ok(())
+    }
+
     pub fn upscale(&self, image: &Image, options: &UpscaleOptions) -> Result<Image, UpscaleError> {
         self.upscale_with_progress(image, options, |_| {})
     }
@@ -140,10 +149,7 @@ impl Upscaler {
         if image.width == 0 || image.height == 0 {
             return Err(UpscaleError::Empty { width: image.width, height: image.height });
         }
-        let (width, height) = (image.width as u64 * scale as u64, image.height as u64 * scale as u64);
-        if width * height > MAX_OUTPUT_PIXELS {
-            return Err(UpscaleError::TooLarge { width, height });
-        }
+        self.check_output_size(image.width as u64, image.height as u64, scale)?;
         let tiling = match &self.model {
             Network::Sana(model) => sana_tiling(model, options.tile)?,
             Network::Esrgan(_) => peer_tiling(options.tile, scale)?,

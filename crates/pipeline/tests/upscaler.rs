@@ -81,7 +81,7 @@ fn bad_requests_are_refused_with_what_was_wrong() {
     // Refused before any pixel is touched: the output size alone is over the limit.
     let huge = Image::new(6000, 5000, 1, vec![0.5; 6000 * 5000]);
     let err = upscaler.upscale(&huge, &UpscaleOptions::default()).unwrap_err();
-    assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000 }), "{err}");
+    assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000, .. }), "{err}");
 
     let err = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
     assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use sana_sr_data::io::{has_image_extension, read_image, write_image, Encoding, WriteOptions};
+use sana_sr_data::io::{has_image_extension, image_size, read_image, write_image, Encoding, WriteOptions};
 use sana_sr_pipeline::upscaler::DEFAULT_TILE;
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
@@ -140,6 +140,9 @@ fn upscale_one(
     if !overwrite && job.output.exists() {
         bail!("{} exists already (pass --overwrite to replace it)", job.output.display());
     }
+    // The output's size from the input's header, before the input is decoded.
+    let (width, height) = image_size(&job.input)?;
+    upscaler.check_output_size(width.into(), height.into(), upscaler.scale(options)?)?;
     let image = read_image(&job.input)?;
     let sr = {
         let _quiet = QuietPanics::install();

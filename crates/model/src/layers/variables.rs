@@ -9,8 +9,8 @@
 //! constructor asks for is allocated only if the file stores a tensor of that name with exactly that
 //! shape. A variable stored with another shape stops the build at once with
 //! [`CheckpointError::ShapeMismatch`]; a variable not stored gets an empty placeholder and is listed in
-//! [`CheckpointError::Keys`] (the build stops after [`MAX_MISSING`] of them, so a config of a billion
-//! layers stops too). The memory of a load is thus bounded by the file's own tensors, whatever its config
+//! [`CheckpointError::Keys`]; after [`MAX_MISSING`] of them the build stops
+//! ([`CheckpointError::TooManyMissing`]), so a config of a billion layers stops too. The memory of a load is thus bounded by the file's own tensors, whatever its config
 //! says.
 //!
 //! [`check_parameter_limit`] bounds a network that no file stores yet (a new model from a training config)
@@ -88,6 +88,10 @@ pub fn with_stored_shapes<T, E: From<CheckpointError>>(
     let built = built?;
     if let Some(problem) = problem {
         return Err(problem.into());
+    }
+    if missing.len() >= MAX_MISSING {
+        // Stopped part-way: which stored tensors the rest of the network would have used is unknown.
+        return Err(CheckpointError::TooManyMissing { missing }.into());
     }
     if !missing.is_empty() {
         let mut unexpected: Vec<String> = shapes.into_keys().filter(|k| !requested.contains(k)).collect();
@@ -263,7 +267,7 @@ mod tests {
             Ok::<_, CheckpointError>(layers)
         });
         match built.unwrap_err() {
-            CheckpointError::Keys { missing, .. } => assert_eq!(missing.len(), MAX_MISSING),
+            CheckpointError::TooManyMissing { missing } => assert_eq!(missing.len(), MAX_MISSING),
             other => panic!("{other}"),
         }
     }
