@@ -7,6 +7,7 @@ pub mod allocator;
 pub mod compare;
 pub mod device;
 pub mod fs;
+pub mod fuzz;
 pub mod interrupt;
 pub mod precision;
 

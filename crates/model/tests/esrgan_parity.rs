@@ -294,3 +294,36 @@ fn bad_files_are_refused_naming_the_layer() {
     // Not an ncnn file at all.
     expect_error("{}", &bin, &["not an ncnn .param file"]);
 }
+
+/// Writes the ncnn importer's fuzz seeds (`tests/fuzz/ncnn/`, see `tests/fuzz_ncnn.rs`): tiny RRDBNet and
+/// SRVGGNetCompact files, float16 and float32, each `[param length: u32 LE][.param][.bin]`. Run once with
+/// `--ignored`; the files are committed.
+#[test]
+#[ignore]
+fn write_ncnn_fuzz_seeds() {
+    use sana_sr_model::esrgan::{RrdbNetConfig, SrVggNetCompactConfig};
+    sana_sr_core::manual_seed(0);
+    let configs = [
+        (
+            "rrdbnet",
+            EsrganConfig::Rrdbnet(RrdbNetConfig { num_feat: 4, num_block: 1, num_grow_ch: 2, ..Default::default() }),
+        ),
+        (
+            "srvgg",
+            EsrganConfig::SrvggnetCompact(SrVggNetCompactConfig { num_feat: 4, num_conv: 1, ..Default::default() }),
+        ),
+    ];
+    for (name, config) in configs {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = Esrgan::new(vs.root(), &config).unwrap();
+        let weights = vs.variables();
+        for half in [false, true] {
+            let (text, bin) = write_ncnn(&config, &weights, half);
+            let mut seed = (text.len() as u32).to_le_bytes().to_vec();
+            seed.extend(text.as_bytes());
+            seed.extend(bin);
+            let file = format!("seed-{name}-{}.ncnn", if half { "f16" } else { "f32" });
+            std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/ncnn").join(file), seed).unwrap();
+        }
+    }
+}

@@ -92,7 +92,8 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<ParamLayer>> {
     let &[layer_count, _blobs] = counts.as_slice() else {
         return Err(error(count_line + 1, "expected `LAYERS BLOBS`".into()));
     };
-    let mut layers = Vec::with_capacity(layer_count);
+    // Not `with_capacity(layer_count)`: the count is the file's word, checked against the lines below.
+    let mut layers = Vec::new();
     let mut blobs: HashSet<String> = HashSet::new();
     for (index, line) in lines {
         let error = |reason: String| error(index + 1, reason);
@@ -102,7 +103,7 @@ pub fn parse_param(text: &str, path: &Path) -> Result<Vec<ParamLayer>> {
         }
         let count = |s: &str| s.parse::<usize>().map_err(|_| error(format!("`{s}` is not a blob count")));
         let (n_in, n_out) = (count(fields[2])?, count(fields[3])?);
-        if fields.len() < 4 + n_in + n_out {
+        if n_in.checked_add(n_out).is_none_or(|n| fields.len() - 4 < n) {
             return Err(error(format!("{} `{}` lists fewer blobs than its counts", fields[0], fields[1])));
         }
         let inputs: Vec<String> = fields[4..4 + n_in].iter().map(|s| s.to_string()).collect();
@@ -212,7 +213,8 @@ pub fn import_from(param_text: &str, param_path: &Path, bin: &[u8], bin_path: &P
             "Convolution" => convolution(layer, &mut reader).map_err(|e| e.into_error(layer, param_path))?,
             "PReLU" => {
                 let n = layer.int(0, 0).map_err(layer_error)?;
-                let slopes = reader.raw_f32(n as usize, layer)?;
+                let n = usize::try_from(n).map_err(|_| layer_error(format!("{n} slopes")))?;
+                let slopes = reader.raw_f32(n, layer)?;
                 Node::Prelu { slopes }
             }
             "Eltwise" => match layer.int(0, 1).map_err(layer_error)? {
@@ -302,7 +304,7 @@ fn convolution(layer: &ParamLayer, reader: &mut BinReader) -> std::result::Resul
         },
         other => return Err(ConvError::Param(format!("fused activation {other} is not supported"))),
     };
-    if out < 1 || size % (out * 9) != 0 || size == 0 {
+    if out < 1 || size < 1 || out.checked_mul(9).is_none_or(|per_input| size % per_input != 0) {
         return Err(ConvError::Param(format!("weight size {size} is not {out} outputs x 3x3 x inputs")));
     }
     let input = size / (out * 9);
@@ -321,6 +323,12 @@ struct BinReader<'a> {
 }
 
 impl BinReader<'_> {
+    /// The next `count` elements of `size` bytes; more than the file holds (however many) is
+    /// [`NcnnError::Truncated`].
+    fn take_elements(&mut self, count: usize, size: usize, layer: &ParamLayer) -> Result<&[u8]> {
+        self.take(count.checked_mul(size).unwrap_or(usize::MAX), layer)
+    }
+
     fn take(&mut self, n: usize, layer: &ParamLayer) -> Result<&[u8]> {
         let available = self.bytes.len() - self.offset;
         if n > available {
@@ -332,7 +340,7 @@ impl BinReader<'_> {
     }
 
     fn raw_f32(&mut self, n: usize, layer: &ParamLayer) -> Result<Tensor> {
-        let bytes = self.take(n * 4, layer)?;
+        let bytes = self.take_elements(n, 4, layer)?;
         Ok(Tensor::from_data_size(bytes, &[n as i64], Kind::Float))
     }
 
@@ -341,8 +349,8 @@ impl BinReader<'_> {
         let tag = u32::from_le_bytes(self.take(4, layer)?.try_into().expect("4 bytes"));
         match tag {
             TAG_F16 => {
-                let padded = (n * 2).div_ceil(4) * 4;
-                let bytes = self.take(padded, layer)?;
+                // Padded to 4 bytes: whole pairs of float16.
+                let bytes = self.take_elements(n.div_ceil(2), 4, layer)?;
                 Ok(Tensor::from_data_size(&bytes[..n * 2], &[n as i64], Kind::Half))
             }
             0 | TAG_F32_SCALED => self.raw_f32(n, layer),
@@ -517,7 +525,7 @@ fn match_srvgg(nodes: &[(String, Node)]) -> std::result::Result<Imported, String
     let (_, out) = c.conv(&format!("body.{index}"), Some(num_feat), None, Activation::None)?;
     let (label, node) = c.next("a PixelShuffle")?;
     let Node::PixelShuffle(upscale) = *node else { return Err(format!("at {label}: expected a PixelShuffle")) };
-    if upscale < 1 || out % (upscale * upscale) != 0 {
+    if upscale < 1 || upscale.checked_mul(upscale).is_none_or(|square| out % square != 0) {
         return Err(format!("at {label}: {out} channels do not pixel-shuffle by {upscale}"));
     }
     c.expect("the input upsampled by nearest (Interp)", |n| matches!(n, Node::NearestUp(f) if *f == upscale))?;

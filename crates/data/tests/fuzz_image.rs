@@ -1,0 +1,57 @@
+//! The image reader under a mutation fuzzer ([`sana_sr_core::fuzz`]): PNG, JPEG and WebP seeds in
+//! `tests/fuzz/image/`, mutated; any panic or hang is a finding, saved beside the seeds and replayed by every
+//! run after. `SANA_SR_FUZZ_SECONDS=1800 cargo test -p sana-sr-data --test fuzz_image -- --nocapture` is a
+//! long run (docs/fuzzing.md).
+
+use std::path::{Path, PathBuf};
+
+use sana_sr_core::fuzz::{self, Options};
+use sana_sr_data::io::{image_size, read_image_with, write_image, Encoding, ReadOptions, WriteOptions};
+use sana_sr_data::Image;
+
+fn folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/image")
+}
+
+#[test]
+fn the_image_reader_survives_mutated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input");
+    // A limit that keeps every decode small: the fuzzer looks for panics and hangs, not for large images.
+    let options = ReadOptions { max_pixels: 1 << 22 };
+    let report = fuzz::run(
+        &folder(),
+        &Options::default(),
+        |_, _| None,
+        |input| {
+            std::fs::write(&file, input).unwrap();
+            let size = image_size(&file).map(|(w, h)| format!("{w}x{h}"));
+            match read_image_with(&file, &options) {
+                Ok(image) => format!("ok {} channels, size {size:?}", image.channels),
+                Err(err) => err.to_string(),
+            }
+        },
+    );
+    println!("{}", report.summary("image"));
+    assert!(report.crashes.is_empty() && report.replay_failures.is_empty(), "{}", report.summary("image"));
+}
+
+/// Writes the seeds (run once with `--ignored`; the files are committed).
+#[test]
+#[ignore]
+fn write_seeds() {
+    let image = |w: usize, h: usize, c: usize| {
+        Image::new(w, h, c, (0..w * h * c).map(|i| ((i * 37) % 101) as f32 / 100.0).collect())
+    };
+    let write = |name: &str, image: &Image, encoding: Encoding| {
+        write_image(image, folder().join(name), &WriteOptions { encoding, overwrite: true }).unwrap();
+    };
+    write("seed-rgb8.png", &image(8, 6, 3), Encoding::Png { sixteen_bit: false });
+    write("seed-gray-alpha16.png", &image(5, 7, 2), Encoding::Png { sixteen_bit: true });
+    write("seed-rgba8.png", &image(4, 4, 4), Encoding::Png { sixteen_bit: false });
+    write("seed-baseline.jpg", &image(16, 12, 3), Encoding::Jpeg { quality: 50 });
+    write("seed-gray.jpg", &image(9, 9, 1), Encoding::Jpeg { quality: 80 });
+    write("seed-lossless.webp", &image(8, 8, 4), Encoding::WebpLossless);
+    let progressive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg");
+    std::fs::copy(progressive, folder().join("seed-progressive.jpg")).unwrap();
+}
