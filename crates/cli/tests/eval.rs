@@ -54,3 +54,27 @@ fn methods_whose_rows_would_share_a_name_are_refused() {
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("two methods are named \"bicubic\""), "{}", stderr(&out));
 }
+
+#[test]
+fn the_tile_option_reaches_the_model_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, side) in [("mine/gt", 192), ("mine/lq", 48)] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        let image = Image::new(side, side, 3, vec![0.5; side * side * 3]);
+        save_image(&image, dir.path().join(folder).join("a.png")).unwrap();
+    }
+    let eval = |tile: &str, out: &str| {
+        let args = ["eval", "--datasets", ".", "--sets", "mine", "--method", "model", "--tile", tile, "--out", out];
+        sana_sr(&args, dir.path())
+    };
+    // A tile below the model's smallest fails the image (as `upscale --tile 8` fails); whole, it is scored.
+    let row = |out: &str| {
+        let csv = std::fs::read_to_string(dir.path().join(out).join("quality.csv")).unwrap();
+        csv.lines().nth(1).unwrap().to_owned()
+    };
+    eval("8", "small");
+    assert!(row("small").ends_with(",0,1"), "{}", row("small"));
+    let whole = eval("0", "whole");
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    assert!(row("whole").ends_with(",1,0"), "{}", row("whole"));
+}
