@@ -212,11 +212,7 @@ fn models_that_are_folders_devices_or_fifos_get_a_clear_line() {
     {
         let out = sana_sr_within(&["upscale", "cat.png", "--device", "cpu", "-m", model], cwd, HANG);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&format!("{what}")) && stderr(&out).contains("not a regular file"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(what) && stderr(&out).contains("not a regular file"), "{}", stderr(&out));
         let out = sana_sr_within(&["models", "export", model, "-o", "out.safetensors"], cwd, HANG);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
@@ -296,4 +292,187 @@ fn an_output_over_the_pixel_limit_is_refused_from_the_header_before_decoding() {
     assert!(stderr(&out).contains("80x56 = 4480 pixels, over the limit of 4000 pixels"), "{}", stderr(&out));
     let out = sana_sr(&["upscale", "cat.png", "--device", "cpu", "--max-pixels", "4480"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn control_characters_of_a_model_description_are_escaped_in_the_models_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::create_dir(cwd.join("models")).unwrap();
+    edited_model(&cwd.join("models"), "odd.safetensors", |c, _| {
+        c["description"] = "first line\nsecond line \u{1b}[31mred\u{1b}[0m".into();
+    });
+    let out = sana_sr(&["models"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains("first line")).collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    assert!(rows[0].contains(r"first line\nsecond line \u{1b}[31mred"), "{table}");
+    assert!(!table.lines().any(|l| l.starts_with("second line")), "{table}");
+}
+
+#[test]
+fn thread_counts_out_of_range_are_refused_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    for threads in ["0", "-1", "2147483648"] {
+        let out = sana_sr(&["bench", "--case", "dit-600m-16", &format!("--threads={threads}")], cwd);
+        assert_eq!(out.status.code(), Some(2), "{threads}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--threads"), "{}", stderr(&out));
+    }
+    let config = lora_config(cwd, "base.safetensors");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[train]\n", "[train]\nthreads = 2147483648\n");
+    std::fs::write(&config, text).unwrap();
+    let out = sana_sr(&["train", "--config", "lora.toml", "--run", "run", "--device", "cpu"], cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("threads = 2147483648 and [data] workers = 2 must be at most 1024"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+/// A set `sets/mine` of `n` pairs (48-pixel LR, large enough for NIQE at x4), the LR of `broken` of them
+/// corrupt.
+fn eval_set(cwd: &Path, n: usize, broken: usize) {
+    for folder in ["sets/mine/gt", "sets/mine/lq"] {
+        std::fs::create_dir_all(cwd.join(folder)).unwrap();
+    }
+    for i in 0..n {
+        photo(&cwd.join("sets/mine/gt"), &format!("p{i}.png"), 192, 192);
+        let lq = photo(&cwd.join("sets/mine/lq"), &format!("p{i}.png"), 48, 48);
+        if i < broken {
+            std::fs::write(lq, b"\x89PNG\r\n\x1a\nbroken").unwrap();
+        }
+    }
+}
+
+#[test]
+fn eval_lists_the_images_it_could_not_score_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    eval_set(cwd, 3, 2);
+    let out = sana_sr(&["eval", "--datasets", "sets", "--sets", "mine", "--out", "scores"], cwd);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for name in ["mine/p0: ", "mine/p1: "] {
+        assert!(err.lines().any(|l| l.starts_with(name)), "no line for {name}:\n{err}");
+    }
+    assert!(err.contains("2 images could not be scored (listed above)"), "{err}");
+}
+
+#[test]
+fn eval_checks_folder_methods_and_option_sizes_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    eval_set(cwd, 1, 0);
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--datasets", "sets", "--sets", "mine", "--out", "scores"];
+        args.extend_from_slice(extra);
+        sana_sr(&args, cwd)
+    };
+    let out = eval(&["--method", "folder:missing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing is not a folder"), "{}", stderr(&out));
+    std::fs::create_dir(cwd.join("outputs")).unwrap();
+    let out = eval(&["--method", "folder:outputs"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has no outputs for set mine: outputs/mine is not a folder"), "{}", stderr(&out));
+    // A panel cell of 100000 pixels (a 1 TB panel, after all the work) is out of the option's range.
+    let out = eval(&["--panel-cell", "100000"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--panel-cell"), "{}", stderr(&out));
+    // In range but too large a panel altogether: refused before any image is scored.
+    let out = eval(&["--panel-cell", "2048", "--panel-images", "64"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over the limit of 100000000 pixels (--max-pixels raises it"), "{}", stderr(&out));
+    assert!(!cwd.join("scores").exists(), "nothing was written");
+}
+
+#[test]
+fn a_second_eval_into_the_same_folder_does_not_replace_the_first_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    eval_set(cwd, 1, 0);
+    let args = ["eval", "--datasets", "sets", "--sets", "mine", "--out", "scores"];
+    let out = sana_sr(&args, cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = std::fs::read(cwd.join("scores/quality.csv")).unwrap();
+    std::fs::write(cwd.join("scores/quality.csv"), b"an earlier evaluation").unwrap();
+    let out = sana_sr(&args, cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds an evaluation already (pass --overwrite to replace it)"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(cwd.join("scores/quality.csv")).unwrap(), b"an earlier evaluation");
+    let out = sana_sr(&[&args[..], &["--overwrite"]].concat(), cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(cwd.join("scores/quality.csv")).unwrap(), first);
+}
+
+#[test]
+fn degrade_options_are_bounded_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::create_dir(cwd.join("hr")).unwrap();
+    photo(&cwd.join("hr"), "a.png", 300, 300);
+    for (option, value) in [("--crop", "100000"), ("--seeds", "100000000"), ("--seeds", "0"), ("--images", "0")] {
+        let out = sana_sr(&["degrade", "--input", "hr", "--output", "grid.png", option, value], cwd);
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(option), "{}", stderr(&out));
+    }
+    let out = sana_sr(&["degrade", "--input", "hr", "--output", "grid.png", "--crop", "4096", "--seeds", "256"], cwd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over the limit of 100000000 pixels (--max-pixels raises it"), "{}", stderr(&out));
+    let out = sana_sr(&["data", "make-pairs", "hr", "--out", "pairs", "--variants", "0"], cwd);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!cwd.join("grid.png").exists() && !cwd.join("pairs").exists());
+}
+
+/// Whether the process `pid` has started its interrupt thread (so that a signal is handled, not fatal).
+fn handles_interrupts(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "interrupts"))
+}
+
+#[test]
+fn sigterm_ends_an_upscale_cleanly_and_stale_temporary_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    photo(cwd, "big.png", 256, 256);
+    std::fs::create_dir(cwd.join("sharp")).unwrap();
+    // A temporary file a SIGKILLed run left: its process is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let stale = cwd.join(format!("sharp/.sana-sr-{}-AbCdEf.part", gone.id()));
+    gone.wait().unwrap();
+    std::fs::write(&stale, b"half an image").unwrap();
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .args(["upscale", "big.png", "-o", "sharp", "--device", "cpu"])
+        .current_dir(cwd)
+        .env("SANA_SR_MODELS", cwd.join("models"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !handles_interrupts(child.id()) {
+        assert!(started.elapsed() < HANG, "the interrupt thread never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signals the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted by SIGTERM"), "{}", stderr(&out));
+    assert!(!cwd.join("sharp/big_x4.png").exists());
+
+    // The next run into the folder removes the stale file, and leaves none of its own.
+    photo(cwd, "small.png", 8, 8);
+    let out = sana_sr(&["upscale", "small.png", "-o", "sharp", "--device", "cpu"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(cwd.join("sharp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert_eq!(names, ["small_x4.png"]);
 }

@@ -44,6 +44,26 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Refuses, before any image is read, a panel over the process's pixel limit
+    /// ([`sana_sr_data::io::max_pixels`]) for `methods` methods: one column each, beside the LR and the
+    /// ground truth.
+    pub fn check(&self, methods: usize) -> Result<(), String> {
+        let (width, height) = panel::grid_size(self.panel_images, methods + 2, self.panel_cell);
+        let limit = sana_sr_data::io::max_pixels();
+        if width.saturating_mul(height) > limit {
+            return Err(format!(
+                "a panel of {} images x {} columns of {} pixels would be {width}x{height}, over the limit of \
+                 {limit} pixels (--max-pixels raises it; or fewer --panel-images, a smaller --panel-cell)",
+                self.panel_images,
+                methods + 2,
+                self.panel_cell
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What [`evaluate`] found.
 #[derive(Debug)]
 pub struct Evaluation {
@@ -110,8 +130,13 @@ pub fn evaluate(
     progress: &ProgressBar,
 ) -> Evaluation {
     let mut evaluation = Evaluation { rows: Vec::new(), errors: Vec::new(), panels: Vec::new() };
+    // A hidden bar (stderr is not a terminal) prints nothing: the line goes straight to stderr then.
     let report = |line: String| {
-        progress.println(&line);
+        if progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            progress.println(&line);
+        }
         line
     };
     for set in sets {

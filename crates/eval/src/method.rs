@@ -49,6 +49,8 @@ pub enum SpecError {
     Unknown(String),
     #[error("method {spec:?}: {source}")]
     Model { spec: String, source: RegistryError },
+    #[error("method {spec:?}: {dir} is not a folder")]
+    NoFolder { spec: String, dir: PathBuf },
 }
 
 /// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model), `model:NAME|PATH` or
@@ -83,6 +85,10 @@ pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dy
     if name.is_empty() || dir.as_os_str().is_empty() {
         return Err(error());
     }
+    // Checked here, not image by image: a mistyped folder would fail every image of every set.
+    if !dir.is_dir() {
+        return Err(SpecError::NoFolder { spec: spec.to_owned(), dir });
+    }
     Ok(Box::new(Folder::new(name, dir)))
 }
 
@@ -93,6 +99,12 @@ pub trait Method {
 
     /// The x`scale` SR image of `sample` (a member of set `set`) whose LR image is `lr` (RGB).
     fn super_resolve(&mut self, set: &str, sample: &Sample, lr: &Image, scale: usize) -> Result<SrOutput, MethodError>;
+
+    /// Whether the method can run on the set `set` at all, checked before any image is: a folder method
+    /// needs the set's folder of outputs.
+    fn check_set(&self, _set: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// MATLAB bicubic upscaling of the 8-bit LR image, as MATLAB does it on `uint8` ([`imresize_uint8`]).
@@ -204,6 +216,15 @@ impl Method for Folder {
         &self.name
     }
 
+    fn check_set(&self, set: &str) -> Result<(), String> {
+        let dir = self.root.join(set);
+        if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(format!("method {:?} has no outputs for set {set}: {} is not a folder", self.name, dir.display()))
+        }
+    }
+
     fn super_resolve(
         &mut self,
         set: &str,
@@ -262,11 +283,22 @@ mod tests {
         assert_eq!(spec("model:tiny-cpu=sana-sr-tiny").unwrap().name(), "tiny-cpu");
         let err = spec("model:no-such-model").err().expect("an unknown model is refused").to_string();
         assert!(err.contains("no model named"), "{err}");
-        assert_eq!(spec("folder:out/realesrgan").unwrap().name(), "realesrgan");
-        assert_eq!(spec("folder:Real-ESRGAN=out/realesrgan").unwrap().name(), "Real-ESRGAN");
+        let dir = tempfile::tempdir().unwrap();
+        let outputs = dir.path().join("realesrgan");
+        std::fs::create_dir(&outputs).unwrap();
+        assert_eq!(spec(&format!("folder:{}", outputs.display())).unwrap().name(), "realesrgan");
+        assert_eq!(spec(&format!("folder:Real-ESRGAN={}", outputs.display())).unwrap().name(), "Real-ESRGAN");
         for bad in ["bicubik", "folder:", "folder:x=", "folder:=dir", "folder:/"] {
             assert!(spec(bad).is_err(), "{bad}");
         }
+        // A folder that is not there is refused before any image is scored.
+        let missing = dir.path().join("missing");
+        let err = spec(&format!("folder:{}", missing.display())).err().expect("refused").to_string();
+        assert!(err.contains("missing is not a folder"), "{err}");
+        let folder = spec(&format!("folder:{}", outputs.display())).unwrap();
+        std::fs::create_dir(outputs.join("Set5")).unwrap();
+        assert!(folder.check_set("Set5").is_ok());
+        assert!(folder.check_set("Set14").unwrap_err().contains("no outputs for set Set14"));
     }
 
     #[test]

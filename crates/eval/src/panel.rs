@@ -36,11 +36,20 @@ pub fn row(lr: &Image, outputs: &[Option<&Image>], gt: Option<&Image>, cell: usi
         .collect()
 }
 
+/// The `(width, height)` of a grid of `rows` x `columns` cells of `cell` pixels, saturating: a size to
+/// check against a limit before the grid is made.
+pub fn grid_size(rows: usize, columns: usize, cell: usize) -> (u64, u64) {
+    let extent = |count: usize| {
+        (count as u64).saturating_mul(cell as u64).saturating_add((count as u64 + 1).saturating_mul(GAP as u64))
+    };
+    (extent(columns), extent(rows))
+}
+
 /// Lays `rows` out as a grid of `cell`-pixel squares (RGB); smaller crops sit in the top-left corner.
 pub fn grid(rows: &[PanelRow], cell: usize) -> Image {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let extent = |count: usize| count * cell + (count + 1) * GAP;
-    let (width, height) = (extent(columns), extent(rows.len()));
+    let (width, height) = grid_size(rows.len(), columns, cell);
+    let (width, height) = (width as usize, height as usize);
     let mut panel = Image::new(width, height, 3, vec![BACKGROUND; width * height * 3]);
     for (r, cells) in rows.iter().enumerate() {
         for (c, cell_image) in cells.iter().enumerate() {

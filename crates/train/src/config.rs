@@ -272,6 +272,10 @@ impl Default for DiscriminatorConfig {
     }
 }
 
+/// The most CPU threads a run may ask libtorch for: far more cores than any machine has, and few enough
+/// for libtorch's `int` (whose overflow panicked).
+pub const MAX_THREADS: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read training config {path}: {source}")]
@@ -311,6 +315,25 @@ impl TrainConfig {
         if t.steps == 0 || t.checkpoint_every == 0 || t.log_every == 0 || !(0.0..1.0).contains(&t.ema_decay) {
             return Err("[train] needs positive steps, checkpoint_every, log_every and ema_decay in [0, 1)".into());
         }
+        if t.threads > MAX_THREADS || d.workers > MAX_THREADS {
+            return Err(format!(
+                "[train] threads = {} and [data] workers = {} must be at most {MAX_THREADS}",
+                t.threads, d.workers
+            ));
+        }
+        // The loader holds a batch of crops, validation all its pairs: sized by the config, they are held to
+        // the process's pixel limit like any image.
+        let max_pixels = sana_sr_data::io::max_pixels();
+        let val_crop = d.val_crop.unwrap_or(d.crop);
+        for (what, count, side) in [("a batch", d.batch, d.crop), ("the validation pairs", d.val_pairs, val_crop)] {
+            let pixels = (count as u64).saturating_mul((side as u64).saturating_mul(side as u64));
+            if pixels > max_pixels {
+                return Err(format!(
+                    "[data] {what} of {count} crops of {side}x{side} is {pixels} pixels, over the limit of \
+                     {max_pixels} pixels (--max-pixels raises it)"
+                ));
+            }
+        }
         self.schedule.validate().map_err(|e| e.to_string())?;
         self.esgf.validate().map_err(|e| e.to_string())?;
         if self.esgf.goal != crate::esgf::Goal::Minimize {
@@ -334,5 +357,36 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(dir: &Path, data: &str, train: &str) -> Result<TrainConfig, ConfigError> {
+        let text = format!(
+            "[model]\nconfig = \"m.json\"\n[data]\nhr = [\"pool\"]\ndegradation = \"d.toml\"\nval_images = 1\n\
+             val_pairs = 2\n{data}\n[train]\nsteps = 2\ntrainable = \"all\"\nseed = 0\nema_decay = 0.9\n\
+             checkpoint_every = 2\n{train}\n[schedule]\nbase_lr = 1e-3\nwarmup_steps = 0\ntotal_steps = 2\n"
+        );
+        let path = dir.join("train.toml");
+        std::fs::write(&path, text).unwrap();
+        TrainConfig::from_toml_file(&path)
+    }
+
+    #[test]
+    fn thread_counts_and_batch_sizes_are_held_to_their_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = "crop = 96\nbatch = 2";
+        assert!(config_with(dir.path(), ok, "threads = 2").is_ok());
+        // 2^31 threads overflowed libtorch's int and panicked.
+        let err = config_with(dir.path(), ok, "threads = 2147483648").unwrap_err().to_string();
+        assert!(err.contains("threads = 2147483648 and [data] workers = 2 must be at most 1024"), "{err}");
+        let err = config_with(dir.path(), "crop = 96\nbatch = 2\nworkers = 100000", "").unwrap_err().to_string();
+        assert!(err.contains("workers = 100000"), "{err}");
+        let err = config_with(dir.path(), "crop = 100000\nbatch = 64", "").unwrap_err().to_string();
+        assert!(err.contains("a batch of 64 crops of 100000x100000 is 640000000000 pixels, over the limit"), "{err}");
+        assert!(err.contains("(--max-pixels raises it)"), "{err}");
     }
 }

@@ -251,6 +251,12 @@ impl Trainer {
         let log = if options.resume {
             LogWriter::resume(&log_path, columns, state.step)?
         } else {
+            // No checkpoint (checked above): a log here is of a run stopped before it saved anything to
+            // resume, which this fresh start takes over.
+            if log_path.exists() {
+                std::fs::remove_file(&log_path)
+                    .map_err(|e| TrainError::Setup(format!("cannot replace {}: {e}", log_path.display())))?;
+            }
             LogWriter::create(&log_path, columns)?
         };
         let window_start = (Instant::now(), state.step);
@@ -848,6 +854,21 @@ pixel_l1 = 1.0
             teacher: Vec<crate::config::TeacherConfig>,
         }
         toml::from_str::<Teachers>(toml_text).unwrap().teacher
+    }
+
+    #[test]
+    fn a_run_folder_without_a_checkpoint_is_taken_over_by_a_fresh_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = tiny_run(dir.path(), "");
+        // What a run killed (or out of disk) before its first checkpoint leaves: a log and no checkpoint.
+        std::fs::create_dir_all(dir.path().join("run/snapshots")).unwrap();
+        std::fs::write(dir.path().join("run").join(LOG_FILE), "step,lr,loss\n1,0.001,0.5\n").unwrap();
+        let resumed = Trainer::new(&config, &TrainOptions { resume: true, ..options(dir.path()) });
+        assert!(resumed.err().expect("nothing to resume").to_string().contains("nothing to resume"));
+        let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+        trainer.step().unwrap();
+        let log = std::fs::read_to_string(dir.path().join("run").join(LOG_FILE)).unwrap();
+        assert!(!log.contains("0.001,0.5") && log.lines().count() == 2, "{log}");
     }
 
     #[test]

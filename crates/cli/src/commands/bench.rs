@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     write_configs: Option<PathBuf>,
     /// CPU threads for libtorch.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=1024))]
     threads: i32,
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]

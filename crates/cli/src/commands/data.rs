@@ -39,10 +39,10 @@ struct MakePairsArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Side of the centre HR crop.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8192))]
     crop: usize,
     /// Degraded versions of each photo, each its own draw (named <stem>_<k> when more than one).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     variants: usize,
     /// Seed of the draws: the same seed, photos and config give the same pairs.
     #[arg(long, default_value_t = 0)]

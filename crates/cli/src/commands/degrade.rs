@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use sana_sr_data::degradations::preview::preview_grid;
+use sana_sr_data::degradations::preview::{grid_size, preview_grid};
 use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::io::{read_image, write_image, Encoding, WriteOptions};
 use sana_sr_data::loader::pool_paths;
@@ -26,15 +26,15 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// How many images (rows).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     images: usize,
     /// How many seeds (LR columns); seeds are --seed, --seed + 1, ...
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     seeds: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Side of the centre HR crop.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=4096))]
     crop: usize,
     /// Replace --output if it exists.
     #[arg(long)]
@@ -54,6 +54,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     if paths.is_empty() {
         bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
+    }
+    // The picture's size is known before any image is read or degraded.
+    let (width, height) = grid_size(paths.len(), args.seeds as usize, args.crop);
+    let limit = sana_sr_data::io::max_pixels();
+    if width.saturating_mul(height) > limit {
+        bail!(
+            "the picture would be {width}x{height}, over the limit of {limit} pixels (--max-pixels raises it; or \
+             fewer --seeds or --images, a smaller --crop)"
+        );
     }
     let images = paths.iter().map(read_image).collect::<Result<Vec<_>, _>>()?;
     let end = args.seed.checked_add(args.seeds).with_context(|| {

@@ -30,14 +30,18 @@ pub struct Args {
     /// Where the CSV (quality.csv) and the crops (panels/<set>.png) go.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,
+    /// Replace the quality.csv and panels of an earlier evaluation in --out (otherwise one there is an
+    /// error, before anything is scored).
+    #[arg(long)]
+    overwrite: bool,
     /// Score at most this many images of each set (the first ones by name).
     #[arg(long)]
     max_images: Option<usize>,
     /// Images per set shown in its panel of side-by-side crops.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
     panel_images: usize,
     /// Side of a panel crop, in output pixels.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=2048))]
     panel_cell: usize,
     /// Device for `model` methods: `cpu`, `cuda`, `cuda:N` or `auto`.
     #[arg(long, default_value = "auto")]
@@ -53,6 +57,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let csv = args.out.join("quality.csv");
+    if csv.exists() && !args.overwrite {
+        anyhow::bail!("{} holds an evaluation already (pass --overwrite to replace it)", csv.display());
+    }
     let options = Options {
         max_images: args.max_images,
         panel_images: args.panel_images,
@@ -73,7 +81,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sets.push(set);
     }
     let device = super::device_arg(&args.device)?;
-    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, device, (args.tile > 0).then_some(args.tile))).collect::<Result<Vec<_>, _>>()?;
+    let mut methods = args
+        .methods
+        .iter()
+        .map(|spec| method::from_spec(spec, device, (args.tile > 0).then_some(args.tile)))
+        .collect::<Result<Vec<_>, _>>()?;
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
             anyhow::bail!(
@@ -82,6 +94,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 method.name()
             );
         }
+    }
+
+    options.check(methods.len()).map_err(anyhow::Error::msg)?;
+    for (method, set) in methods.iter().flat_map(|m| sets.iter().map(move |s| (m, s))) {
+        method.check_set(&set.name).map_err(anyhow::Error::msg)?;
     }
 
     if let Some(dir) = &args.export_lr {
@@ -100,10 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     println!("{}", report::markdown(&evaluation.rows));
     std::fs::create_dir_all(args.out.join("panels")).with_context(|| format!("creating {}", args.out.display()))?;
-    let csv = args.out.join("quality.csv");
     let table = report::csv(&evaluation.rows);
-    write_atomically(&csv, true, |writer| writer.write_all(table.as_bytes()))
+    write_atomically(&csv, args.overwrite, |writer| writer.write_all(table.as_bytes()))
         .with_context(|| format!("writing {}", csv.display()))?;
+    // The panels go with the CSV, whose absence (or --overwrite) was checked before the work.
     let png = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: true };
     for (set, panel) in &evaluation.panels {
         write_image(panel, args.out.join("panels").join(format!("{set}.png")), &png)?;

@@ -105,6 +105,12 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): a model file's description or name is
+/// the file's word, and a newline would split its row, an escape sequence reach the terminal.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 fn file_name(path: &std::path::Path) -> String {
     path.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
@@ -118,6 +124,7 @@ fn list() -> anyhow::Result<()> {
     }
     println!("{:<28} {:<15} {:>8} {:>11} {:>9}  description", "model", "architecture", "scales", "parameters", "size");
     for (label, source) in &sources {
+        let label = printable(label);
         match source.info() {
             Ok(info) => {
                 let scales: Vec<String> = info.config.scales().iter().map(|s| format!("x{s}")).collect();
@@ -128,10 +135,10 @@ fn list() -> anyhow::Result<()> {
                     scales.join(","),
                     info.parameters as f64 / 1e6,
                     info.bytes as f64 / 1e6,
-                    info.config.description()
+                    printable(info.config.description())
                 );
             }
-            Err(err) => println!(" {label:<27} unreadable: {err}"),
+            Err(err) => println!(" {label:<27} unreadable: {}", printable(&err.to_string())),
         }
     }
     println!(
@@ -142,4 +149,14 @@ fn list() -> anyhow::Result<()> {
         "any model file can also be given by its path: sana-sr upscale --model path/to/model.{MODEL_EXTENSION} ..."
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("two\nlines \u{1b}[31mred\u{1b}[0m é"), "two\\nlines \\u{1b}[31mred\\u{1b}[0m é");
+    }
 }

@@ -42,6 +42,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Mixed precision is for tensor cores; most CPUs have no bfloat16 arithmetic and emulate it.
         eprintln!("note: precision = \"bf16\" is meant for GPUs: on a CPU without bfloat16 instructions it is several times slower than f32");
     }
+    let (log, checkpoint) = (args.run.join(trainer::LOG_FILE), args.run.join(trainer::CHECKPOINT_FILE));
+    if !args.resume && log.exists() && !checkpoint.exists() {
+        eprintln!(
+            "note: {} holds no checkpoint (its run stopped before saving one): starting it afresh",
+            args.run.display()
+        );
+    }
     let progress = ProgressBar::new(config.train.steps);
     progress.set_style(ProgressStyle::with_template(
         "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta})  {msg}",

@@ -12,6 +12,13 @@ use crate::Image;
 /// White gap between tiles, in pixels.
 const GAP: usize = 4;
 
+/// The `(width, height)` of the grid of `images` rows and `seeds` LR columns of `crop` pixels, saturating:
+/// a size to check against a limit before any image is read.
+pub fn grid_size(images: usize, seeds: usize, crop: usize) -> (u64, u64) {
+    let extent = |count: u64| count.saturating_mul(crop as u64).saturating_add(count.saturating_sub(1) * GAP as u64);
+    (extent(1 + seeds as u64), extent(images as u64))
+}
+
 /// One row per image: its centre `crop x crop` HR crop, then the LR of that crop under each seed
 /// (the draw of image `i` with seed `s` is [`pair_rng`]`(s, i)`, as the loader draws).
 pub fn preview_grid(
@@ -20,9 +27,8 @@ pub fn preview_grid(
     seeds: &[u64],
     crop: usize,
 ) -> Result<Image, DegradeError> {
-    let columns = 1 + seeds.len();
-    let width = columns * crop + (columns - 1) * GAP;
-    let height = images.len() * crop + images.len().saturating_sub(1) * GAP;
+    let (width, height) = grid_size(images.len(), seeds.len(), crop);
+    let (width, height) = (width as usize, height as usize);
     let mut grid = Image::new(width, height, 3, vec![1.0; width * height * 3]);
     for (row, image) in images.iter().enumerate() {
         let (h, w) = (image.height, image.width);

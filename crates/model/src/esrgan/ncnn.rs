@@ -326,7 +326,7 @@ impl BinReader<'_> {
     /// The next `count` elements of `size` bytes; more than the file holds (however many) is
     /// [`NcnnError::Truncated`].
     fn take_elements(&mut self, count: usize, size: usize, layer: &ParamLayer) -> Result<&[u8]> {
-        self.take(count.checked_mul(size).unwrap_or(usize::MAX), layer)
+        self.take(count.saturating_mul(size), layer)
     }
 
     fn take(&mut self, n: usize, layer: &ParamLayer) -> Result<&[u8]> {
