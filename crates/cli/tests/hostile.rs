@@ -476,3 +476,17 @@ fn sigterm_ends_an_upscale_cleanly_and_stale_temporary_files_are_removed() {
         .collect();
     assert_eq!(names, ["small_x4.png"]);
 }
+
+#[test]
+fn a_glob_over_a_link_cycle_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::create_dir(cwd.join("loop")).unwrap();
+    photo(&cwd.join("loop"), "a.png", 8, 8);
+    std::os::unix::fs::symlink(".", cwd.join("loop/again")).unwrap();
+    std::os::unix::fs::symlink(".", cwd.join("loop/and-again")).unwrap();
+    let out = sana_sr_within(&["upscale", "loop/**/*.png", "-o", "sharp", "--device", "cpu"], cwd, HANG);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("upscaled 1 of 1 image(s)"), "{}", stderr(&out));
+    assert!(cwd.join("sharp/a_x4.png").is_file());
+}
