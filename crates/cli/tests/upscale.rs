@@ -29,12 +29,12 @@ fn upscales_a_file_next_to_itself_and_never_replaces_it_unasked() {
 
     // A second run refuses to replace the output, keeps it byte for byte, and says so.
     let first = std::fs::read(dir.path().join("cat_x4.png")).unwrap();
-    let out = sana_sr(&["upscale", "cat.png", "-s", "2", "-o", "cat_x4.png"], dir.path());
+    let out = sana_sr(&["upscale", "cat.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "cat_x4.png"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cat_x4.png exists already (pass --overwrite"), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join("cat_x4.png")).unwrap(), first);
 
-    let out = sana_sr(&["upscale", "cat.png", "-s", "2", "-o", "cat_x4.png", "--overwrite"], dir.path());
+    let out = sana_sr(&["upscale", "cat.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "cat_x4.png", "--overwrite"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_image(dir.path().join("cat_x4.png")).unwrap().width, 40);
 
@@ -75,7 +75,7 @@ fn a_batch_goes_on_past_bad_files_and_the_exit_code_says_some_failed() {
     assert!(!dir.path().join("sharp/corrupt_x4.webp").exists());
 
     // Quoted globs are expanded by the program; a pattern matching nothing is an error line.
-    let out = sana_sr(&["upscale", "photos/[ab].*", "nothing*.png", "-s", "2", "-o", "globbed"], dir.path());
+    let out = sana_sr(&["upscale", "photos/[ab].*", "nothing*.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "globbed"], dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing*.png: no files match this pattern"), "{}", stderr(&out));
     assert!(dir.path().join("globbed/a_x2.png").is_file() && dir.path().join("globbed/b_x2.png").is_file());
@@ -101,7 +101,7 @@ fn bad_arguments_get_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     photo(dir.path(), "x.png", 8, 8);
     let cases: &[(&[&str], &str)] = &[
-        (&["upscale", "x.png", "-s", "16"], "scale 16 is not supported by model `sana-sr-tiny`"),
+        (&["upscale", "x.png", "-s", "16"], "scale 16 is not supported by model `sana-sr-compact`"),
         (&["upscale", "x.png", "--model", "nope"], "no model named `nope`"),
         (&["upscale", "x.png", "--model", "x.png"], "x.png: not a valid safetensors file"),
         (&["upscale", "x.png", "--tile", "8"], "tile size 8 is too small"),
@@ -123,7 +123,7 @@ fn models_lists_the_built_in_default_and_local_files() {
     let out = sana_sr(&["models"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("*sana-sr-tiny (built in)"), "{text}");
+    assert!(text.contains("*sana-sr-compact (built in)") && text.contains(" sana-sr-tiny (built in)"), "{text}");
     assert!(text.contains("broken") && text.contains("unreadable"), "{text}");
 }
 

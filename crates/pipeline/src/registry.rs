@@ -8,8 +8,8 @@ use sana_sr_core::{nn, Device};
 use crate::network::Network;
 use crate::sr_model::{map_file, ModelError, ModelInfo, SrModel};
 
-/// The model `upscale` uses when none is named.
-pub const DEFAULT_MODEL: &str = "sana-sr-tiny";
+/// The model `upscale` uses when none is named: x4 only.
+pub const DEFAULT_MODEL: &str = "sana-sr-compact";
 
 /// Environment variable naming the folder of local models (default: `$XDG_DATA_HOME/sana-sr/models`, else
 /// `~/.local/share/sana-sr/models`).
@@ -25,8 +25,11 @@ pub struct BuiltinModel {
     pub bytes: &'static [u8],
 }
 
-pub static BUILTIN_MODELS: &[BuiltinModel] =
-    &[BuiltinModel { name: DEFAULT_MODEL, bytes: include_bytes!("../models/sana-sr-tiny.safetensors") }];
+pub static BUILTIN_MODELS: &[BuiltinModel] = &[
+    BuiltinModel { name: DEFAULT_MODEL, bytes: include_bytes!("../models/sana-sr-compact.safetensors") },
+    // The previous default, kept for what the new one cannot do: x2 and x3 (3.1 MB).
+    BuiltinModel { name: "sana-sr-tiny", bytes: include_bytes!("../models/sana-sr-tiny.safetensors") },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

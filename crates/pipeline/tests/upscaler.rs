@@ -42,16 +42,25 @@ fn outputs_are_scale_times_larger_and_keep_alpha() {
     assert_eq!((rgb.width, rgb.height, rgb.channels), (92, 68, 3));
     assert!(rgb.data.iter().all(|v| (0.0..=1.0).contains(v)));
 
-    let options = UpscaleOptions { scale: Some(2), ..Default::default() };
-    let rgba = upscaler.upscale(&test_image(20, 12, 4), &options).unwrap();
-    assert_eq!((rgba.width, rgba.height, rgba.channels), (40, 24, 4));
+    let rgba = upscaler.upscale(&test_image(20, 12, 4), &UpscaleOptions::default()).unwrap();
+    assert_eq!((rgba.width, rgba.height, rgba.channels), (80, 48, 4));
+    // The default model is x4 only; the previous one, still built in, also upscales by 2 and 3.
+    let err = upscaler.upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: Some(2), tile: None }).unwrap_err();
+    assert!(err.to_string().contains("scale 2 is not supported"), "{err}");
+    let tiny = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
+    let x2 = tiny.upscale(&test_image(20, 12, 3), &UpscaleOptions { scale: Some(2), tile: None }).unwrap();
+    assert_eq!((x2.width, x2.height), (40, 24));
     let gray = upscaler.upscale(&test_image(9, 8, 1), &UpscaleOptions::default()).unwrap();
     assert_eq!((gray.width, gray.height, gray.channels), (36, 32, 3));
 }
 
 #[test]
 fn tiled_output_matches_the_whole_image() {
-    let upscaler = default_upscaler();
+    // The tiling itself, on sana-sr-tiny, whose output stays close to its input resize, so that tiles and the
+    // whole agree to ~60 dB. The default model changes more, and its linear attention spans each whole tile, so
+    // what a tile holds matters more: on a photo 56 dB at the default 1024-pixel tile, 45 dB at 512 (the
+    // command-line test checks the default model).
+    let upscaler = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
     let image = test_image(96, 72, 3);
     let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
     let mut progress = Vec::new();
@@ -62,7 +71,7 @@ fn tiled_output_matches_the_whole_image() {
     assert!(progress.len() > 3, "the image was not cut into tiles");
     assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
     let fidelity = psnr(&tiled, &whole);
-    // The built-in model measures about 60 dB (at most one 8-bit code apart); seams or misplaced tiles
+    // sana-sr-tiny measures about 60 dB (at most one 8-bit code apart); seams or misplaced tiles
     // would cost far more.
     assert!(fidelity > 45.0, "tiled vs whole: {fidelity:.1} dB");
 }
