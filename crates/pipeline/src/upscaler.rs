@@ -18,7 +18,6 @@ use crate::tiling::{map_tiled, Tiling};
 /// that a tile of the full-size DC-AE fits a laptop's memory.
 pub const DEFAULT_TILE: u32 = 1024;
 
-
 /// Tiles are at least this many latent tokens wide, so that their overlap can hide seams.
 const MIN_TILE_TOKENS: i64 = 4;
 
