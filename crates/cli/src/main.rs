@@ -37,6 +37,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Count what one upscale costs: parameters per network, MACs per stage and DiT block.
     Inspect(commands::inspect::Args),
+    /// Prune a SANA-SR model (DiT blocks, heads, channels; DC-AE blocks, channels) to a budget of parameters or MACs.
+    Prune(commands::prune::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Data(args) => commands::data::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Prune(args) => commands::prune::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

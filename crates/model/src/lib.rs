@@ -23,4 +23,5 @@ pub mod checkpoint;
 pub mod cost;
 pub mod esrgan;
 pub mod layers;
+pub mod prune;
 pub mod transformers;

@@ -7,7 +7,9 @@
 //! one of Real-ESRGAN's released generators ([`network`]), which the upscaler runs directly on the LR image.
 
 pub mod cost;
+pub mod diffusers;
 pub mod network;
+pub mod prune;
 pub mod registry;
 pub mod scheduler;
 pub mod sr_model;

@@ -25,7 +25,7 @@ fn traced(network: &Network, input: (i64, i64), scale: u32) -> u64 {
 
 #[test]
 fn the_report_counts_what_the_built_in_model_computes() {
-    let (network, vs) = ModelSource::default_model().load_network(Device::Cpu).unwrap();
+    let (network, vs) = ModelSource::resolve("sana-sr-tiny").unwrap().load_network(Device::Cpu).unwrap();
     let config = network.config();
     // An odd size, so that the resized image is padded to whole tokens before the encoder.
     for (input, scale) in [((29, 23), 4), ((16, 16), 2)] {

@@ -57,7 +57,7 @@ fn model_config(spec: &str) -> anyhow::Result<ModelConfig> {
 }
 
 /// `WIDTHxHEIGHT` or one side.
-fn parse_size(text: &str) -> anyhow::Result<(i64, i64)> {
+pub fn parse_size(text: &str) -> anyhow::Result<(i64, i64)> {
     let bad = || anyhow::anyhow!("--input {text:?}: expected WIDTHxHEIGHT (e.g. 128x128) or one side");
     let side = |s: &str| s.trim().parse::<i64>().ok().filter(|&n| (1..=1 << 16).contains(&n)).ok_or_else(bad);
     match text.split_once(['x', 'X']) {

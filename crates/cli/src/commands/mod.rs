@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod inspect;
 pub mod lora;
 pub mod models;
+pub mod prune;
 pub mod train;
 pub mod upscale;
 

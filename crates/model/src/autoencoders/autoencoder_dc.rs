@@ -6,7 +6,7 @@ use sana_sr_core::{nn, Tensor};
 
 use super::channel_norm::NormType;
 use super::dc_ae_blocks::{Block, DcDownBlock2d, DcUpBlock2d, EfficientVitBlock, ResBlock, Tracer};
-use super::dc_ae_config::{AutoencoderDcConfig, BlockType};
+use super::dc_ae_config::{AutoencoderDcConfig, BlockType, Side};
 use crate::checkpoint::{CheckpointError, Pretrained};
 use crate::layers::{Activation, Layer, RmsNorm};
 
@@ -24,20 +24,23 @@ type Result<T> = std::result::Result<T, DcAeError>;
 
 /// A stage block of `block_type` at `channels` wide (`autoencoder_dc.get_block`). `act` only reaches
 /// ResBlocks; the EfficientViT block's activations are fixed (ReLU attention kernel, SiLU GLUMBConv).
+#[allow(clippy::too_many_arguments)]
 fn stage_block(
     p: nn::Path,
     block_type: BlockType,
     channels: i64,
+    hidden: i64,
     attention_head_dim: i64,
     qkv_multiscales: &[i64],
     norm_type: NormType,
     act: Activation,
 ) -> Block {
     match block_type {
-        BlockType::ResBlock => Block::Res(ResBlock::new(p, channels, norm_type, act)),
+        BlockType::ResBlock => Block::Res(ResBlock::new(p, channels, hidden, norm_type, act)),
         BlockType::EfficientVitBlock => Block::EfficientVit(Box::new(EfficientVitBlock::new(
             p,
             channels,
+            hidden,
             attention_head_dim,
             qkv_multiscales,
             norm_type,
@@ -81,7 +84,8 @@ impl Encoder {
                     .map(|j| {
                         let scales = &cfg.encoder_qkv_multiscales[i];
                         let (norm, act) = (NormType::RmsNorm, Activation::Silu);
-                        stage_block(&stage / j, block_type, widths[i], cfg.attention_head_dim, scales, norm, act)
+                        let (hidden, head_dim) = (cfg.block_hidden(Side::Encoder, i, j), cfg.attention_head_dim);
+                        stage_block(&stage / j, block_type, widths[i], hidden, head_dim, scales, norm, act)
                     })
                     .collect();
                 if i + 1 < stages && layers[i] > 0 {
@@ -177,10 +181,11 @@ impl Decoder {
                 let block_type = cfg.decoder_block_types.stage(i).expect("validated config");
                 let norm = cfg.decoder_norm_types.stage(i).expect("validated config");
                 let act = cfg.decoder_act_fns.stage(i).expect("validated config");
-                for _ in 0..layers[i] {
+                for j in 0..layers[i] {
                     let (scales, head_dim) = (&cfg.decoder_qkv_multiscales[i], cfg.attention_head_dim);
-                    let block = stage_block(&stage / blocks.len(), block_type, widths[i], head_dim, scales, norm, act);
-                    blocks.push(block);
+                    let hidden = cfg.block_hidden(Side::Decoder, i, j);
+                    let path = &stage / blocks.len();
+                    blocks.push(stage_block(path, block_type, widths[i], hidden, head_dim, scales, norm, act));
                 }
                 blocks
             })

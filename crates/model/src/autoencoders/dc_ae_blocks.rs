@@ -22,10 +22,11 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn new(p: nn::Path, channels: i64, norm_type: NormType, act: Activation) -> Self {
+    /// The block with `hidden` channels between its convolutions (`channels` in the reference; fewer pruned).
+    pub fn new(p: nn::Path, channels: i64, hidden: i64, norm_type: NormType, act: Activation) -> Self {
         Self {
-            conv1: Layer::conv2d_same(&p / "conv1", channels, channels, 3, true),
-            conv2: Layer::conv2d_same(&p / "conv2", channels, channels, 3, false),
+            conv1: Layer::conv2d_same(&p / "conv1", channels, hidden, 3, true),
+            conv2: Layer::conv2d_same(&p / "conv2", hidden, channels, 3, false),
             norm: ChannelNorm::new(&p / "norm", channels, norm_type),
             act,
         }
@@ -46,9 +47,11 @@ pub struct EfficientVitBlock {
 }
 
 impl EfficientVitBlock {
+    /// The block with `hidden` GLUMBConv channels (`4 * channels` in the reference; fewer pruned).
     pub fn new(
         p: nn::Path,
         channels: i64,
+        hidden: i64,
         attention_head_dim: i64,
         qkv_multiscales: &[i64],
         norm_type: NormType,
@@ -62,7 +65,7 @@ impl EfficientVitBlock {
                 norm_type,
                 true,
             ),
-            conv_out: GluMbConv::new(&p / "conv_out", channels, channels, 4.0, true, true),
+            conv_out: GluMbConv::with_hidden(&p / "conv_out", channels, channels, hidden, true, true),
         }
     }
 

@@ -71,6 +71,32 @@ pub struct AutoencoderDcConfig {
     /// Latents are multiplied by this before the diffusion model and divided by it before decoding; `encode`
     /// and `decode` themselves do not apply it (as in diffusers).
     pub scaling_factor: f64,
+    /// sana-sr's structured pruning, not a diffusers field: the hidden width of every encoder block, stage by
+    /// stage (a ResBlock's channels between its two convolutions, an EfficientViT block's GLUMBConv channels);
+    /// `None`: the reference's (the stage's width; 4 times it). Not written when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_block_hidden: Option<Vec<Vec<i64>>>,
+    /// The same for the decoder's blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder_block_hidden: Option<Vec<Vec<i64>>>,
+}
+
+/// The per-stage settings of the encoder or the decoder ([`AutoencoderDcConfig::side`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SideConfig<'a> {
+    pub widths: &'a [i64],
+    pub layers: &'a [usize],
+    pub block_types: &'a PerStage<BlockType>,
+    /// Per-block hidden widths, when pruned.
+    pub hidden: Option<&'a [Vec<i64>]>,
+}
+
+/// The encoder or the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Encoder,
+    Decoder,
 }
 
 pub const CLASS_NAME: &str = "AutoencoderDC";
@@ -100,6 +126,8 @@ impl Default for AutoencoderDcConfig {
             decoder_in_shortcut: true,
             decoder_conv_act_fn: Activation::Relu,
             scaling_factor: 1.0,
+            encoder_block_hidden: None,
+            decoder_block_hidden: None,
         }
     }
 }
@@ -147,6 +175,37 @@ impl AutoencoderDcConfig {
     /// The image-to-latent downsampling factor, `2 ** (len(encoder_block_out_channels) - 1)`.
     pub fn spatial_compression_ratio(&self) -> i64 {
         1 << (self.num_stages().saturating_sub(1))
+    }
+
+    /// One side's per-stage settings.
+    pub fn side(&self, side: Side) -> SideConfig<'_> {
+        match side {
+            Side::Encoder => SideConfig {
+                widths: &self.encoder_block_out_channels,
+                layers: &self.encoder_layers_per_block,
+                block_types: &self.encoder_block_types,
+                hidden: self.encoder_block_hidden.as_deref(),
+            },
+            Side::Decoder => SideConfig {
+                widths: &self.decoder_block_out_channels,
+                layers: &self.decoder_layers_per_block,
+                block_types: &self.decoder_block_types,
+                hidden: self.decoder_block_hidden.as_deref(),
+            },
+        }
+    }
+
+    /// The hidden width of block `block` of stage `stage` on `side` (see `encoder_block_hidden`).
+    pub fn block_hidden(&self, side: Side, stage: usize, block: usize) -> i64 {
+        let c = self.side(side);
+        match c.hidden {
+            Some(hidden) => hidden[stage][block],
+            None => match c.block_types.stage(stage).expect("validated config") {
+                BlockType::ResBlock => c.widths[stage],
+                // `GLUMBConv(expand_ratio=4)`: `int(4 * channels)`.
+                BlockType::EfficientVitBlock => 4 * c.widths[stage],
+            },
+        }
     }
 
     pub(crate) fn pixel_unshuffle_down(&self) -> bool {
@@ -199,6 +258,19 @@ impl AutoencoderDcConfig {
         };
         encoder.validate(self.attention_head_dim)?;
         decoder.validate(self.attention_head_dim)?;
+        for (name, hidden, layers) in [
+            ("encoder_block_hidden", &self.encoder_block_hidden, &self.encoder_layers_per_block),
+            ("decoder_block_hidden", &self.decoder_block_hidden, &self.decoder_layers_per_block),
+        ] {
+            let Some(hidden) = hidden else { continue };
+            let fits = hidden.len() == layers.len() && hidden.iter().zip(layers).all(|(h, &l)| h.len() == l);
+            if !fits {
+                return Err(format!("`{name}` must list one width per block of every stage ({layers:?} blocks)"));
+            }
+            if let Some(w) = hidden.iter().flatten().find(|&&w| w < 1) {
+                return Err(format!("`{name}` has a width {w}; every block keeps at least one channel"));
+            }
+        }
         if decoder.widths.len() != encoder.widths.len() {
             return Err(format!(
                 "encoder and decoder have {} and {} stages; the compression ratios would differ",

@@ -7,4 +7,4 @@ pub mod dc_ae_config;
 pub mod multiscale_linear_attention;
 
 pub use autoencoder_dc::{AutoencoderDc, DcAeError, Decoder, Encoder};
-pub use dc_ae_config::{AutoencoderDcConfig, BlockType, PerStage};
+pub use dc_ae_config::{AutoencoderDcConfig, BlockType, PerStage, Side, SideConfig};

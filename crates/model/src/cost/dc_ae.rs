@@ -1,7 +1,7 @@
 //! The cost of the DC-AE's encoder and decoder (`crate::autoencoders`), module by module as they are built.
 
 use super::{conv2d, conv_out_size, linear, matmul, Cost, Part};
-use crate::autoencoders::{AutoencoderDcConfig, BlockType};
+use crate::autoencoders::{AutoencoderDcConfig, BlockType, Side};
 
 type Size = (i64, i64);
 
@@ -70,14 +70,52 @@ fn up_block(size: Size, in_ch: i64, out_ch: i64, interpolate: bool) -> (Cost, Si
     }
 }
 
-/// A stage block at `channels` wide.
-fn stage_block(cfg: &AutoencoderDcConfig, block_type: BlockType, size: Size, channels: i64, scales: &[i64]) -> Cost {
-    match block_type {
-        BlockType::ResBlock => res_block(size, channels, channels),
+/// Block `block` of stage `stage` on `side`, on a feature map of `size`.
+pub fn stage_block(cfg: &AutoencoderDcConfig, side: Side, stage: usize, block: usize, size: Size) -> Cost {
+    let c = cfg.side(side);
+    let (widths, types) = (c.widths, c.block_types);
+    let hidden = cfg.block_hidden(side, stage, block);
+    let scales = match side {
+        Side::Encoder => &cfg.encoder_qkv_multiscales[stage],
+        Side::Decoder => &cfg.decoder_qkv_multiscales[stage],
+    };
+    match types.stage(stage).expect("validated config") {
+        BlockType::ResBlock => res_block(size, widths[stage], hidden),
         BlockType::EfficientVitBlock => {
-            efficient_vit_block(size, channels, cfg.attention_head_dim, scales, (4.0 * channels as f64) as i64)
+            efficient_vit_block(size, widths[stage], cfg.attention_head_dim, scales, hidden)
         }
     }
+}
+
+/// The spatial size each stage's blocks run at on `side`, for an image (encoder) or latent (decoder) of
+/// `size`.
+pub fn stage_sizes(cfg: &AutoencoderDcConfig, side: Side, size: Size) -> Vec<Size> {
+    let mut sizes = Vec::new();
+    let (widths, layers) = (cfg.side(side).widths, cfg.side(side).layers);
+    let mut current = size;
+    match side {
+        Side::Encoder => {
+            if layers[0] == 0 {
+                current = down_block(current, cfg.in_channels, widths[1], cfg.pixel_unshuffle_down()).1;
+            }
+            for i in 0..widths.len() {
+                sizes.push(current);
+                if i + 1 < widths.len() && layers[i] > 0 {
+                    current = down_block(current, widths[i], widths[i + 1], cfg.pixel_unshuffle_down()).1;
+                }
+            }
+        }
+        Side::Decoder => {
+            sizes = vec![(0, 0); widths.len()];
+            for i in (0..widths.len()).rev() {
+                if i + 1 < widths.len() && layers[i] > 0 {
+                    current = (current.0 * 2, current.1 * 2);
+                }
+                sizes[i] = current;
+            }
+        }
+    }
+    sizes
 }
 
 /// The encoder on an image of `size` (a size it accepts): its parts (`conv_in`, `down_blocks.{i}.{j}`,
@@ -97,9 +135,8 @@ pub fn encoder(cfg: &AutoencoderDcConfig, size: Size) -> (Vec<Part>, Size) {
         size = out;
     }
     for i in 0..stages {
-        let block_type = cfg.encoder_block_types.stage(i).expect("validated config");
         for j in 0..layers[i] {
-            let cost = stage_block(cfg, block_type, size, widths[i], &cfg.encoder_qkv_multiscales[i]);
+            let cost = stage_block(cfg, Side::Encoder, i, j, size);
             parts.push(Part::new(format!("down_blocks.{i}.{j}"), cost));
         }
         if i + 1 < stages && layers[i] > 0 {
@@ -129,9 +166,8 @@ pub fn decoder(cfg: &AutoencoderDcConfig, size: Size) -> (Vec<Part>, Size) {
             size = out;
             index = 1;
         }
-        let block_type = cfg.decoder_block_types.stage(i).expect("validated config");
         for j in 0..layers[i] {
-            let cost = stage_block(cfg, block_type, size, widths[i], &cfg.decoder_qkv_multiscales[i]);
+            let cost = stage_block(cfg, Side::Decoder, i, j, size);
             parts.push(Part::new(format!("up_blocks.{i}.{}", index + j), cost));
         }
     }

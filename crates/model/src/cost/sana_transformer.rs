@@ -25,17 +25,19 @@ pub fn transformer(cfg: &SanaTransformerConfig, latent: (i64, i64), caption_toke
     parts.push(Part::new("caption_projection", caption + Cost::params(dim as u64)));
 
     for i in 0..cfg.num_layers {
-        parts.push(Part::new(format!("transformer_blocks.{i}"), block(cfg, tokens, grid, caption_tokens)));
+        parts.push(Part::new(format!("transformer_blocks.{i}"), block(cfg, i, grid, caption_tokens)));
     }
     let table = Cost::params(2 * dim as u64);
     parts.push(Part::new("proj_out", linear(tokens, dim, p * p * cfg.out_channels(), true) + table));
     parts
 }
 
-/// One `SanaTransformerBlock` on `tokens` image tokens (a `grid` of them) and `caption_tokens`.
-fn block(cfg: &SanaTransformerConfig, tokens: i64, grid: (i64, i64), caption_tokens: i64) -> Cost {
+/// Block `i` (`SanaTransformerBlock`, at its own widths) on a `grid` of image tokens and `caption_tokens`.
+pub fn block(cfg: &SanaTransformerConfig, i: usize, grid: (i64, i64), caption_tokens: i64) -> Cost {
     let dim = cfg.inner_dim();
-    let (heads, head_dim) = (cfg.num_attention_heads, cfg.attention_head_dim);
+    let tokens = grid.0 * grid.1;
+    let widths = cfg.block(i);
+    let (heads, head_dim) = (widths.heads, cfg.attention_head_dim);
     let inner = heads * head_dim;
     let qk_norm = |inner: i64| if cfg.qk_norm.is_some() { Cost::params(2 * inner as u64) } else { Cost::default() };
 
@@ -47,7 +49,7 @@ fn block(cfg: &SanaTransformerConfig, tokens: i64, grid: (i64, i64), caption_tok
         + linear(tokens, inner, dim, true);
 
     // Cross-attention: q from the image tokens, k and v from the caption, Q Kᵀ and A V per head.
-    let cross_heads = cfg.num_cross_attention_heads.expect("a checked config has cross-attention");
+    let cross_heads = widths.cross_heads;
     let cross_head_dim = cfg.cross_attention_head_dim.expect("a checked config has cross-attention");
     let cross_dim = cfg.cross_attention_dim.expect("a checked config has cross-attention");
     let cross_inner = cross_heads * cross_head_dim;
@@ -59,8 +61,7 @@ fn block(cfg: &SanaTransformerConfig, tokens: i64, grid: (i64, i64), caption_tok
         + matmul(cross_heads, tokens, caption_tokens, cross_head_dim)
         + linear(tokens, cross_inner, dim, true);
 
-    let hidden = (cfg.mlp_ratio * dim as f64) as i64;
-    let ff = glu_mb_conv(grid, dim, hidden, false);
+    let ff = glu_mb_conv(grid, dim, widths.ff_hidden, false);
     let norm2 = if cfg.norm_elementwise_affine { Cost::params(2 * dim as u64) } else { Cost::default() };
     attn1 + attn2 + ff + norm2 + Cost::params(6 * dim as u64)
 }

@@ -29,6 +29,18 @@ impl GluMbConv {
     ) -> Self {
         // `int(expand_ratio * in_channels)` in the reference: truncation, not rounding.
         let hidden = (expand_ratio * in_channels as f64) as i64;
+        Self::with_hidden(p, in_channels, out_channels, hidden, rms_norm, residual_connection)
+    }
+
+    /// The block with `hidden` gated channels, whatever the ratio (a pruned block's).
+    pub fn with_hidden(
+        p: nn::Path,
+        in_channels: i64,
+        out_channels: i64,
+        hidden: i64,
+        rms_norm: bool,
+        residual_connection: bool,
+    ) -> Self {
         let conv_inverted = Layer::conv2d(&p / "conv_inverted", in_channels, hidden * 2, 1, ConvConfig::default());
         let depthwise = ConvConfig { padding: 1, groups: hidden * 2, ..Default::default() };
         let conv_depth = Layer::conv2d(&p / "conv_depth", hidden * 2, hidden * 2, 3, depthwise);

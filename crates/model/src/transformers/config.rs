@@ -53,6 +53,23 @@ pub struct SanaTransformerConfig {
     /// Pipeline-side: `SanaPipeline` multiplies the timestep by it before calling the model; the model itself
     /// never reads it (kept so configs round-trip).
     pub timestep_scale: f64,
+    /// sana-sr's structured pruning, not a diffusers field: every block's widths, one entry per block, where
+    /// they differ from the uniform `num_attention_heads`, `num_cross_attention_heads` and `mlp_ratio`;
+    /// absent from every config diffusers writes (and not written when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_widths: Option<Vec<BlockWidths>>,
+}
+
+/// The widths of one pruned DiT block; the head widths stay the config's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockWidths {
+    /// Heads of the linear self-attention (of `attention_head_dim` each).
+    pub heads: i64,
+    /// Heads of the cross-attention (of `cross_attention_head_dim` each).
+    pub cross_heads: i64,
+    /// Hidden channels of the Mix-FFN (GLUMBConv), `mlp_ratio * inner_dim` unpruned.
+    pub ff_hidden: i64,
 }
 
 impl Default for SanaTransformerConfig {
@@ -80,6 +97,7 @@ impl Default for SanaTransformerConfig {
             guidance_embeds_scale: 0.1,
             qk_norm: None,
             timestep_scale: 1.0,
+            block_widths: None,
         }
     }
 }
@@ -133,6 +151,18 @@ impl SanaTransformerConfig {
     /// Rejects a config the reference cannot run, as building the model does first.
     pub fn validate(&self) -> Result<(), String> {
         super::sana_transformer::check(self).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The widths of block `i`: its entry of `block_widths`, else the uniform ones.
+    pub fn block(&self, i: usize) -> BlockWidths {
+        match &self.block_widths {
+            Some(widths) => widths[i],
+            None => BlockWidths {
+                heads: self.num_attention_heads,
+                cross_heads: self.num_cross_attention_heads.unwrap_or(0),
+                ff_hidden: (self.mlp_ratio * self.inner_dim() as f64) as i64,
+            },
+        }
     }
 
     /// Width of the token stream: `num_attention_heads * attention_head_dim`.

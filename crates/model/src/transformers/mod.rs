@@ -5,7 +5,7 @@ pub mod config;
 pub mod embeddings;
 pub mod sana_transformer;
 
-pub use config::{QkNorm, SanaTransformerConfig};
+pub use config::{BlockWidths, QkNorm, SanaTransformerConfig};
 pub use sana_transformer::{
     mask_to_bias, BlockConditioning, SanaTransformer2DModel, SanaTransformerBlock, SanaTransformerError,
 };

@@ -8,7 +8,7 @@
 use sana_sr_core::{nn, Kind, Tensor};
 
 use super::attention::{AttentionDims, CrossAttention, LinearSelfAttention};
-use super::config::SanaTransformerConfig;
+use super::config::{BlockWidths, SanaTransformerConfig};
 use super::embeddings::{CaptionProjection, PatchEmbed, TimeEmbed};
 use crate::checkpoint::{CheckpointError, Pretrained};
 use crate::layers::{variables, GluMbConv, Layer, LayerNorm, RmsNorm};
@@ -64,13 +64,13 @@ pub struct SanaTransformerBlock {
 
 impl SanaTransformerBlock {
     /// The block of a config already checked by [`SanaTransformer2DModel::new`].
-    fn new(p: nn::Path, cfg: &SanaTransformerConfig, cross: (i64, i64, i64)) -> Self {
+    fn new(p: nn::Path, cfg: &SanaTransformerConfig, widths: BlockWidths, cross: (i64, i64, i64)) -> Self {
         let dim = cfg.inner_dim();
-        let (cross_heads, cross_head_dim, cross_dim) = cross;
+        let (_, cross_head_dim, cross_dim) = cross;
         let self_attn = AttentionDims {
             query_dim: dim,
             kv_dim: dim,
-            heads: cfg.num_attention_heads,
+            heads: widths.heads,
             head_dim: cfg.attention_head_dim,
             qkv_bias: cfg.attention_bias,
             out_bias: true,
@@ -78,7 +78,7 @@ impl SanaTransformerBlock {
         let cross_attn = AttentionDims {
             query_dim: dim,
             kv_dim: cross_dim,
-            heads: cross_heads,
+            heads: widths.cross_heads,
             head_dim: cross_head_dim,
             qkv_bias: true,
             out_bias: true,
@@ -88,7 +88,7 @@ impl SanaTransformerBlock {
             attn1: LinearSelfAttention::new(&p / "attn1", self_attn, cfg.qk_norm),
             norm2: LayerNorm::new(&p / "norm2", dim, cfg.norm_eps, cfg.norm_elementwise_affine, true),
             attn2: CrossAttention::new(&p / "attn2", cross_attn, cfg.qk_norm),
-            ff: GluMbConv::new(&p / "ff", dim, dim, cfg.mlp_ratio, false, false),
+            ff: GluMbConv::with_hidden(&p / "ff", dim, dim, widths.ff_hidden, false, false),
             scale_shift_table: variables::var(&p, "scale_shift_table", &[6, dim], random_table(dim)),
         }
     }
@@ -164,7 +164,7 @@ impl SanaTransformer2DModel {
             caption_projection: CaptionProjection::new(&p / "caption_projection", config.caption_channels, dim),
             caption_norm: RmsNorm::new(&p / "caption_norm", dim, CAPTION_NORM_EPS, true, false),
             transformer_blocks: (0..config.num_layers)
-                .map(|i| SanaTransformerBlock::new(&blocks / i, config, cross))
+                .map(|i| SanaTransformerBlock::new(&blocks / i, config, config.block(i), cross))
                 .collect(),
             scale_shift_table: variables::var(&p, "scale_shift_table", &[2, dim], random_table(dim)),
             norm_out: LayerNorm::new(&p / "norm_out" / "norm", dim, NORM_OUT_EPS, false, false),
@@ -326,6 +326,14 @@ pub(crate) fn check(cfg: &SanaTransformerConfig) -> Result<(i64, i64, i64)> {
     }
     if (cfg.mlp_ratio * dim as f64) < 1.0 {
         return bad("mlp_ratio * inner_dim must be at least 1");
+    }
+    if let Some(widths) = &cfg.block_widths {
+        if widths.len() != cfg.num_layers {
+            return bad(&format!("block_widths has {} entries for {} blocks", widths.len(), cfg.num_layers));
+        }
+        if widths.iter().any(|w| w.heads < 1 || w.cross_heads < 1 || w.ff_hidden < 1) {
+            return bad("every block needs at least one head, one cross-attention head and one Mix-FFN channel");
+        }
     }
     if cfg.interpolation_scale.is_some() && (dim % 4 != 0 || cfg.sample_size < cfg.patch_size) {
         // `get_2d_sincos_pos_embed` splits the width in four (sin/cos of rows and columns).
