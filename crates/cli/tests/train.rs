@@ -112,6 +112,7 @@ fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
     let last_step: u64 = logged.last().unwrap().split(',').next().unwrap().parse().unwrap();
     assert!(last_step < steps, "the run finished before it was killed; make it longer");
     assert!(!cwd.join("killed/model.safetensors").exists());
+    assert!(cwd.join("killed/curves.png").is_file(), "a checkpoint draws the curves so far");
 
     // Without --resume the folder is refused; with it the run completes.
     let refused = sana_sr_fails(&["train", "--config", "train.toml", "--run", "killed", "--device", "cpu"], cwd);

@@ -362,8 +362,10 @@ impl Trainer {
         Ok(StepReport { step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation })
     }
 
-    /// Writes the resumable state (atomically).
+    /// Redraws the curves, so that a run paused or killed later has its picture up to here, then writes the
+    /// resumable state (atomically).
     pub fn checkpoint(&self) -> Result<()> {
+        TrainingLog::read(&self.run_dir.join(LOG_FILE))?.plot(&self.run_dir.join(PLOT_FILE), self.chosen(), (1200, 800))?;
         save_checkpoint(
             &self.run_dir.join(CHECKPOINT_FILE),
             &self.vs,
@@ -374,16 +376,19 @@ impl Trainer {
         )
     }
 
-    /// Ends the run: the last checkpoint, ESGF's snapshot exported as the model, and the plot of the log.
+    /// ESGF's choice so far: the knee of the validation curve; before a knee exists, the best validation.
+    fn chosen(&self) -> Option<u64> {
+        self.state.esgf.knee().or_else(|| self.state.esgf.best()).map(|e| e.step)
+    }
+
+    /// Ends the run: the last checkpoint and curves, and ESGF's snapshot exported as the model.
     pub fn finish(self) -> Result<Outcome> {
         self.checkpoint()?;
-        // ESGF's choice: the knee of the validation curve; before a knee exists, the best validation.
-        let chosen = self.state.esgf.knee().or_else(|| self.state.esgf.best()).map(|e| e.step);
+        let chosen = self.chosen();
         let exported = self.run_dir.join(MODEL_FILE);
         if let Some(step) = chosen {
             export(&self.model, &self.vs, self.adapters.as_ref(), &self.run_dir, step, &exported)?;
         }
-        TrainingLog::read(&self.run_dir.join(LOG_FILE))?.plot(&self.run_dir.join(PLOT_FILE), chosen, (1200, 800))?;
         Ok(Outcome {
             steps: self.state.step,
             stopped: self.state.esgf.stopped(),
