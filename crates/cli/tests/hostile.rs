@@ -9,10 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{sana_sr, sana_sr_peak_kib, sana_sr_within, stderr};
+use common::{photo, sana_sr, sana_sr_peak_kib, sana_sr_within, stderr};
 use sana_sr_core::Tensor;
-use sana_sr_data::io::save_image;
-use sana_sr_data::Image;
 use sana_sr_model::checkpoint::{read_tensors_from_bytes, save_tensors};
 use sana_sr_pipeline::registry::BUILTIN_MODELS;
 use sana_sr_pipeline::sr_model::CONFIG_METADATA_KEY;
@@ -22,13 +20,6 @@ const HANG: Duration = Duration::from_secs(120);
 
 /// Memory a refused input may cost above the binary's own (libtorch alone maps several hundred MB).
 const REFUSAL_BUDGET_KIB: u64 = 200 * 1024;
-
-fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
-    let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
-    let path = dir.join(name);
-    save_image(&Image::new(width, height, 3, data), &path).unwrap();
-    path
-}
 
 #[test]
 fn an_input_is_never_replaced_through_a_link_to_it() {

@@ -2,18 +2,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{sana_sr, stderr};
-use sana_sr_data::io::{read_image, save_image};
-use sana_sr_data::Image;
-
-fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
-    let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
-    let path = dir.join(name);
-    save_image(&Image::new(width, height, 3, data), &path).unwrap();
-    path
-}
+use common::{photo, sana_sr, stderr};
+use sana_sr_data::io::read_image;
 
 #[test]
 fn upscales_a_file_next_to_itself_and_never_replaces_it_unasked() {

@@ -2,8 +2,19 @@
 //! this module and uses a part of it.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use sana_sr_data::io::save_image;
+use sana_sr_data::Image;
+
+/// A `width` x `height` RGB test photo (a repeating ramp) written as `dir/name`.
+pub fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
+    let data = (0..width * height * 3).map(|i| (i % 97) as f32 / 96.0).collect();
+    let path = dir.join(name);
+    save_image(&Image::new(width, height, 3, data), &path).unwrap();
+    path
+}
 
 /// `sana-sr ARGS` run in `cwd`, its models folder `cwd/models`, so that a user's own models never leak in.
 pub fn sana_sr(args: &[&str], cwd: &Path) -> Output {
