@@ -194,41 +194,50 @@ pub fn importance(
             for name in &reader_names {
                 let _ = vars[name].shallow_clone().set_requires_grad(true);
             }
-            let mut scores = vec![0.0; units.len()];
             let all = batches(calibration, 1);
-            for (b, (lr, hr)) in all.iter().enumerate() {
-                let sr = model.forward(&model_input(model, lr, hr_size))?;
-                let loss = (sr - (hr * 2.0 - 1.0)).abs().mean(Kind::Float);
-                loss.backward();
-                no_grad(|| {
-                    for (score, unit) in scores.iter_mut().zip(units) {
-                        let prefix = network_prefix(unit);
-                        let s: f64 = unit
-                            .readers(&model.config.transformer, &model.config.vae)
-                            .iter()
-                            .map(|slice| {
-                                let w = &vars[&format!("{prefix}.{}", slice.var)];
-                                (slice.of(&w.grad()) * slice.of(w)).sum(Kind::Double).double_value(&[])
-                            })
-                            .sum();
-                        *score += s.abs() / all.len() as f64;
-                    }
-                    for name in &reader_names {
-                        let mut grad = vars[name].grad();
-                        if grad.defined() {
-                            let _ = grad.zero_();
+            let measured = (|| -> Result<Vec<f64>> {
+                let mut scores = vec![0.0; units.len()];
+                for (b, (lr, hr)) in all.iter().enumerate() {
+                    let sr = model.forward(&model_input(model, lr, hr_size))?;
+                    let loss = (sr - (hr * 2.0 - 1.0)).abs().mean(Kind::Float);
+                    loss.backward();
+                    no_grad(|| {
+                        for (score, unit) in scores.iter_mut().zip(units) {
+                            let prefix = network_prefix(unit);
+                            let s: f64 = unit
+                                .readers(&model.config.transformer, &model.config.vae)
+                                .iter()
+                                .map(|slice| {
+                                    let w = &vars[&format!("{prefix}.{}", slice.var)];
+                                    let g = w.grad();
+                                    // A reader the loss does not reach has no gradient: no first-order change.
+                                    if !g.defined() {
+                                        return 0.0;
+                                    }
+                                    (slice.of(&g) * slice.of(w)).sum(Kind::Double).double_value(&[])
+                                })
+                                .sum();
+                            *score += s.abs() / all.len() as f64;
                         }
-                    }
-                });
-                progress(b + 1, all.len());
-            }
+                        for name in &reader_names {
+                            let mut grad = vars[name].grad();
+                            if grad.defined() {
+                                let _ = grad.zero_();
+                            }
+                        }
+                    });
+                    progress(b + 1, all.len());
+                }
+                Ok(scores)
+            })();
+            // The store as it was, whether or not the measurement went through.
             for name in &reader_names {
                 let _ = vars[name].shallow_clone().set_requires_grad(false);
             }
             for (t, was) in trainable.iter().zip(was) {
                 let _ = t.shallow_clone().set_requires_grad(was);
             }
-            Ok(scores)
+            measured
         }
         Importance::Removal => no_grad(|| {
             // Per batch: the encoder's latent, the restored latent and the output of the whole model, so that

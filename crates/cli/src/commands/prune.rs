@@ -111,27 +111,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         channel_groups: args.groups,
     };
 
-    let unit = lcm(config.pixels_per_token(), scale as i64);
-    let crop = (args.crop + unit - 1) / unit * unit;
-    let calibration = Calibration::from_folder(&args.calibration, args.pairs, crop, scale)
-        .with_context(|| format!("reading calibration photos from {}", args.calibration.display()))?;
     let units = prune::units(&config, &options);
-    eprintln!(
-        "{}: {} parameters, {} MACs at {width}x{height} x{scale}; {} units, {:?} importance on {} pairs of {crop}x{crop}",
-        config.name,
-        human(before.params),
-        human(before.macs),
-        units.len(),
-        options.importance,
-        calibration.len()
-    );
+    let summary_line = |how: String| {
+        eprintln!(
+            "{}: {} parameters, {} MACs at {width}x{height} x{scale}; {} units, {how}",
+            config.name,
+            human(before.params),
+            human(before.macs),
+            units.len()
+        )
+    };
     let (scores, measured) = match &args.importance_from {
         Some(file) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             let read: Scores = serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
+            summary_line(format!("{:?} importances read from {}", read.importance, file.display()));
             (read.of(&config, &units)?, read)
         }
         None => {
+            let unit = lcm(config.pixels_per_token(), scale as i64);
+            let crop = (args.crop + unit - 1) / unit * unit;
+            let calibration = Calibration::from_folder(&args.calibration, args.pairs, crop, scale)
+                .with_context(|| format!("reading calibration photos from {}", args.calibration.display()))?;
+            summary_line(format!(
+                "{:?} importance on {} pairs of {crop}x{crop}",
+                options.importance,
+                calibration.len()
+            ));
             let scores = prune::importance(&model, &vs, &units, &calibration, options.importance, |done, total| {
                 if done == total || done % 50 == 0 {
                     eprintln!("  importance: {done}/{total}");
@@ -159,8 +165,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     pruned_config.description = format!(
         "{} pruned by sana-sr prune ({:?} importance, {} calibration pairs) from {} / {} to {} parameters / {} MACs at {width}x{height} x{scale}",
         config.name,
-        options.importance,
-        calibration.len(),
+        measured.importance,
+        measured.pairs,
         human(before.params),
         human(before.macs),
         human(after.params),
