@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut methods = args
         .methods
         .iter()
-        .map(|spec| method::from_spec(spec, device, (args.tile > 0).then_some(args.tile)))
+        .map(|spec| method::from_spec(spec, device, super::tile_arg(args.tile)))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {

@@ -30,6 +30,11 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// A `--tile` value as the pipeline takes it: 0 runs every image whole.
+pub fn tile_arg(tile: u32) -> Option<u32> {
+    (tile > 0).then_some(tile)
+}
+
 /// A `--device` value: `auto` is the first GPU when libtorch sees one, else the CPU; anything else as
 /// [`sana_sr_core::parse_device`] reads it.
 pub fn device_arg(name: &str) -> anyhow::Result<Device> {

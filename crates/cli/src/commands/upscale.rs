@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let source = ModelSource::resolve(&args.model)?;
     let device = device_arg(&args.device)?;
     let upscaler = Upscaler::load(&source, device).with_context(|| format!("cannot load model {}", source.label()))?;
-    let options = UpscaleOptions { scale: args.scale, tile: (args.tile > 0).then_some(args.tile) };
+    let options = UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile) };
     let scale = upscaler.scale(&options)?;
     let (jobs, planning_failures) = plan_outputs(inputs, args.output.as_deref(), args.format, scale)?;
     failures.extend(planning_failures);
