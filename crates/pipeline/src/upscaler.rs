@@ -2,6 +2,8 @@
 //! size, encode it with the DC-AE, run the DiT once, decode; each stage in tiles when the image is large.
 //! A peer network ([`EsrganModel`]) runs on the LR image itself, in tiles of LR pixels.
 
+use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use sana_sr_core::{nn, no_grad, Device, Tensor};
@@ -10,8 +12,8 @@ use sana_sr_data::Image;
 
 use sana_sr_data::resize::matlab::imresize_tensor;
 
-use crate::network::{EsrganModel, Network};
-use crate::sr_model::{ModelError, SrModel};
+use crate::network::{EsrganModel, ModelConfig, Network};
+use crate::sr_model::{ModelError, SrModel, SrModelConfig};
 use crate::tiling::{map_tiled, Tiling};
 
 /// Default tile side in output pixels: large enough that photos up to a megapixel run whole, small enough
@@ -51,6 +53,8 @@ pub enum UpscaleError {
     OutOfMemory(String),
     #[error("the backend failed: {0}")]
     Backend(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -111,25 +115,12 @@ impl Upscaler {
 
     /// The upscaling factor `options` asks for, checked against the model.
     pub fn scale(&self, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
-        let config = self.model.config();
-        let scale = options.scale.unwrap_or(config.scale());
-        if config.scales().contains(&scale) {
-            Ok(scale)
-        } else {
-            Err(UpscaleError::Scale { scale, model: config.name().to_string(), supported: config.scales() })
-        }
+        checked_scale(&self.model.config(), options)
     }
 
-    /// Refuses an output over the process's pixel limit ([`sana_sr_data::io::max_pixels`]: at 100
-    /// megapixels the output alone is 1.2 GB in f32, and the pipeline holds a few such images) for an input
-    /// of `width x height` at `scale`: a caller with the input's header alone can check before decoding it.
+    /// [`check_output_size`].
     pub fn check_output_size(&self, width: u64, height: u64, scale: u32) -> Result<(), UpscaleError> {
-        let (width, height) = (width.saturating_mul(u64::from(scale)), height.saturating_mul(u64::from(scale)));
-        let limit = sana_sr_data::io::max_pixels();
-        if width.saturating_mul(height) > limit {
-            return Err(UpscaleError::TooLarge { width, height, limit });
-        }
-        Ok(())
+        check_output_size(width, height, scale)
     }
 
     pub fn upscale(&self, image: &Image, options: &UpscaleOptions) -> Result<Image, UpscaleError> {
@@ -144,24 +135,44 @@ impl Upscaler {
         options: &UpscaleOptions,
         mut on_progress: impl FnMut(Progress),
     ) -> Result<Image, UpscaleError> {
+        self.upscale_interruptible(image, options, |progress| {
+            on_progress(progress);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// [`Self::upscale_with_progress`] whose `on_progress` may stop the work: after a
+    /// [`ControlFlow::Break`], no further tile runs and the result is [`UpscaleError::Cancelled`] (a service
+    /// cancels a running job this way, within one tile).
+    pub fn upscale_interruptible(
+        &self,
+        image: &Image,
+        options: &UpscaleOptions,
+        mut on_progress: impl FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Image, UpscaleError> {
         let scale = self.scale(options)?;
         if image.width == 0 || image.height == 0 {
             return Err(UpscaleError::Empty { width: image.width, height: image.height });
         }
         self.check_output_size(image.width as u64, image.height as u64, scale)?;
-        let tiling = match &self.model {
-            Network::Sana(model) => sana_tiling(model, options.tile)?,
-            Network::Esrgan(_) => peer_tiling(options.tile, scale)?,
-        };
+        let tiling = self.tiling(options, scale)?;
+        // The tiles ask this before they run: `map_tiled` reports progress but cannot be told to stop.
+        let stopped = Cell::new(false);
+        let mut on_progress = |progress| stopped.set(stopped.get() || on_progress(progress).is_break());
+        let go_on = || if stopped.get() { Err(UpscaleError::Cancelled) } else { Ok(()) };
         // libtorch reports failures (chiefly running out of memory) by panicking through tch: turn them into
         // this image's error so that a batch goes on with the next file.
         catch_unwind(AssertUnwindSafe(|| {
             no_grad(|| match &self.model {
-                Network::Sana(model) => self.run(model, image, scale, &tiling, &mut on_progress),
-                Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress),
+                Network::Sana(model) => self.run(model, image, scale, &tiling, &mut on_progress, &go_on),
+                Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress, &go_on),
             })
         }))
         .unwrap_or_else(|panic| Err(backend_error(panic)))
+    }
+
+    fn tiling(&self, options: &UpscaleOptions, scale: u32) -> Result<Tiling, UpscaleError> {
+        tiling(&self.model.config(), options.tile, scale)
     }
 
     fn run(
@@ -171,6 +182,7 @@ impl Upscaler {
         scale: u32,
         tiling: &Tiling,
         on_progress: &mut dyn FnMut(Progress),
+        go_on: &dyn Fn() -> Result<(), UpscaleError>,
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height as i64 * scale as i64, image.width as i64 * scale as i64);
         let lr = sana_input(model, &to_tensor(&image.to_rgb(), self.device), out_h, out_w);
@@ -182,9 +194,13 @@ impl Upscaler {
             done += 1;
             on_progress(Progress { done, total });
         };
-        let latent = map_tiled(&lr, tiling, per_token, patch, |t| model.encode(t), &mut tick)?;
-        let latent = map_tiled(&latent, tiling, patch, patch, |t| model.restore(t), &mut tick)?;
-        let decoded = map_tiled(&latent, tiling, patch, per_token, |t| model.decode(t), &mut tick)?;
+        // Each tile asks `go_on` first, so that a cancelled upscale stops within one tile.
+        let encode = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.encode(t)?) };
+        let restore = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.restore(t)?) };
+        let decode = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.decode(t)?) };
+        let latent = map_tiled(&lr, tiling, per_token, patch, encode, &mut tick)?;
+        let latent = map_tiled(&latent, tiling, patch, patch, restore, &mut tick)?;
+        let decoded = map_tiled(&latent, tiling, patch, per_token, decode, &mut tick)?;
         let sr = model.add_skip(decoded, &lr).narrow(2, 0, out_h).narrow(3, 0, out_w);
         let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
 
@@ -204,6 +220,7 @@ impl Upscaler {
         scale: u32,
         tiling: &Tiling,
         on_progress: &mut dyn FnMut(Progress),
+        go_on: &dyn Fn() -> Result<(), UpscaleError>,
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height * scale as usize, image.width * scale as usize);
         let (lr, (pad_y, pad_x)) = peer_input(&to_tensor(&image.to_rgb(), self.device));
@@ -213,7 +230,7 @@ impl Upscaler {
             done += 1;
             on_progress(Progress { done, total });
         };
-        let sr = map_tiled(&lr, tiling, 1, scale as i64, |t| Ok::<_, UpscaleError>(model.forward(t)), tick)?;
+        let sr = map_tiled(&lr, tiling, 1, scale as i64, |t| go_on().map(|()| model.forward(t)), tick)?;
         let (crop_y, crop_x) = (pad_y * scale as i64, pad_x * scale as i64);
         let sr = sr.narrow(2, crop_y, out_h as i64).narrow(3, crop_x, out_w as i64).clamp(0.0, 1.0);
         let sr = match alpha(image) {
@@ -264,10 +281,47 @@ fn peer_input(lr: &Tensor) -> (Tensor, (i64, i64)) {
     (lr.pad([pad_x, pad_x, pad_y, pad_y], "reflect", None), (pad_y, pad_x))
 }
 
+/// The factor `options` asks of a model of `config`, and their tile checked: what [`Upscaler::upscale`]
+/// refuses for any image, known from the model's config alone (a service checks a request with it before a
+/// worker runs the model).
+pub fn check_options(config: &ModelConfig, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
+    let scale = checked_scale(config, options)?;
+    tiling(config, options.tile, scale)?;
+    Ok(scale)
+}
+
+/// Refuses an output over the process's pixel limit ([`sana_sr_data::io::max_pixels`]: at 100 megapixels
+/// the output alone is 1.2 GB in f32, and the pipeline holds a few such images) for an input of
+/// `width x height` at `scale`: a caller with the input's header alone can check before decoding it.
+pub fn check_output_size(width: u64, height: u64, scale: u32) -> Result<(), UpscaleError> {
+    let (width, height) = (width.saturating_mul(u64::from(scale)), height.saturating_mul(u64::from(scale)));
+    let limit = sana_sr_data::io::max_pixels();
+    if width.saturating_mul(height) > limit {
+        return Err(UpscaleError::TooLarge { width, height, limit });
+    }
+    Ok(())
+}
+
+fn checked_scale(config: &ModelConfig, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
+    let scale = options.scale.unwrap_or(config.scale());
+    if config.scales().contains(&scale) {
+        Ok(scale)
+    } else {
+        Err(UpscaleError::Scale { scale, model: config.name().to_string(), supported: config.scales() })
+    }
+}
+
+fn tiling(config: &ModelConfig, tile: Option<u32>, scale: u32) -> Result<Tiling, UpscaleError> {
+    match config {
+        ModelConfig::Sana(config) => sana_tiling(config, tile),
+        ModelConfig::Esrgan(_) => peer_tiling(tile, scale),
+    }
+}
+
 /// SANA-SR tiles: whole latent tokens, `tile` output pixels.
-fn sana_tiling(model: &SrModel, tile: Option<u32>) -> Result<Tiling, UpscaleError> {
+fn sana_tiling(config: &SrModelConfig, tile: Option<u32>) -> Result<Tiling, UpscaleError> {
     let Some(tile) = tile else { return Ok(Tiling::whole()) };
-    let per_token = model.config.pixels_per_token();
+    let per_token = config.pixels_per_token();
     let tokens = tile as i64 / per_token;
     if tokens < MIN_TILE_TOKENS {
         return Err(UpscaleError::Tile { tile, min: MIN_TILE_TOKENS * per_token });

@@ -77,6 +77,14 @@ fn a_peer_runs_tiled_within_the_seam_bound_of_its_whole_output() {
         .unwrap();
     assert_eq!(progress.len(), 12, "{progress:?}");
     assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
+    // Told to stop after the first tile, it runs no other.
+    let mut calls = 0;
+    let stopped = upscaler.upscale_interruptible(&image, &UpscaleOptions { scale: None, tile: Some(256) }, |_| {
+        calls += 1;
+        std::ops::ControlFlow::Break(())
+    });
+    assert!(matches!(stopped, Err(UpscaleError::Cancelled)), "{stopped:?}");
+    assert_eq!(calls, 1);
     let fidelity = psnr(&tiled, &whole);
     println!("tiled vs whole: {fidelity:.1} dB");
     // Measured 58.1 dB on this net (its receptive field reaches past the margin, so tiles do differ; under a

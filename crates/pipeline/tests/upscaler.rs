@@ -7,6 +7,7 @@ use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_data::tensor::to_tensor;
 use sana_sr_data::Image;
+use sana_sr_pipeline::upscaler::{check_options, check_output_size};
 use sana_sr_pipeline::{InputResize, ModelSource, SrModel, SrModelConfig, UpscaleError, UpscaleOptions, Upscaler};
 
 fn default_upscaler() -> Upscaler {
@@ -94,6 +95,34 @@ fn bad_requests_are_refused_with_what_was_wrong() {
 
     let err = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
     assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");
+}
+
+#[test]
+fn options_are_checked_from_the_config_before_an_image_is_at_hand() {
+    let config = ModelSource::default_model().info().unwrap().config;
+    assert_eq!(check_options(&config, &UpscaleOptions::default()).unwrap(), 4);
+    assert_eq!(check_options(&config, &UpscaleOptions { scale: Some(4), tile: None }).unwrap(), 4);
+    let err = check_options(&config, &UpscaleOptions { scale: Some(3), tile: None }).unwrap_err();
+    assert!(matches!(err, UpscaleError::Scale { scale: 3, .. }), "{err}");
+    let err = check_options(&config, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
+    assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");
+    let err = check_output_size(6000, 5000, 4).unwrap_err();
+    assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000, .. }), "{err}");
+}
+
+#[test]
+fn an_interrupted_upscale_runs_no_tile_after_the_break() {
+    let upscaler = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
+    let tile = 4 * upscaler.model.as_sana().unwrap().config.pixels_per_token() as u32;
+    let options = UpscaleOptions { scale: None, tile: Some(tile) };
+    let mut seen = Vec::new();
+    let result = upscaler.upscale_interruptible(&test_image(96, 72, 3), &options, |p| {
+        seen.push(p);
+        if p.done == 2 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+    });
+    assert!(matches!(result, Err(UpscaleError::Cancelled)), "{result:?}");
+    assert_eq!(seen.len(), 2, "tiles ran after the break: {seen:?}");
+    assert!(seen[1].total > 2, "the image was not cut into tiles: {seen:?}");
 }
 
 #[test]
