@@ -8,6 +8,10 @@
 //! through [`unfinished`] and [`finished`] ([`crate::fs::write_atomically`] does), and commands say what
 //! they have done so far through [`set_done`]. SIGKILL cannot be caught: the temporary file it leaves is
 //! removed by the next write into its folder ([`crate::fs::remove_stale_temporaries`]).
+//!
+//! A long-running command with work of its own to wind down (`sana-sr serve`: stop accepting, finish or
+//! cancel its jobs) takes the next signal with [`on_next_interrupt`]; a second signal ends the process as
+//! above, so that an impatient second Ctrl-C still works.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,10 @@ static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// What the command has done so far, in words, for the interrupt's line.
 static DONE: Mutex<String> = Mutex::new(String::new());
+
+/// What the next signal runs instead of ending the process ([`on_next_interrupt`]), given its name.
+type Handler = Box<dyn FnOnce(&'static str) + Send>;
+static HANDLER: Mutex<Option<Handler>> = Mutex::new(None);
 
 /// Blocks SIGINT and SIGTERM in this thread and those it starts, and handles them in a thread of its own.
 /// Call it once, at start-up, before other threads exist. A process that never calls it keeps the default
@@ -43,6 +51,12 @@ pub fn install() -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// The next SIGINT or SIGTERM runs `handler` (with `"SIGINT"` or `"SIGTERM"`, on the interrupt thread)
+/// instead of ending the process; the one after that ends it as usual. Needs [`install`].
+pub fn on_next_interrupt(handler: impl FnOnce(&'static str) + Send + 'static) {
+    *HANDLER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(handler));
 }
 
 /// Runs `create`, which makes a temporary file, and registers the file for removal on an interrupt; with
@@ -80,14 +94,34 @@ pub fn interrupted_line(signal: &str, done: &str, removed: &[PathBuf]) -> String
 }
 
 fn on_signal(signal: i32) {
+    let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+    let handler = HANDLER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handler) = handler {
+        handler(name);
+        return;
+    }
     // Held until the process ends: no new temporary file can appear after this point.
     let registry = UNFINISHED.lock().unwrap_or_else(|e| e.into_inner());
     let removed: Vec<PathBuf> = registry.iter().filter(|path| std::fs::remove_file(path).is_ok()).cloned().collect();
     let done = DONE.lock().map(|d| d.clone()).unwrap_or_default();
-    let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
     eprintln!("\n{}", interrupted_line(name, &done, &removed));
     // `_exit`, not `exit`: other threads may be inside the tensor backend, whose static destructors `exit`
     // would run underneath them.
     // SAFETY: ends the process; nothing runs after it.
     unsafe { libc::_exit(128 + signal) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handler_takes_the_next_signal_once() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        on_next_interrupt(move |name| sender.send(name).unwrap());
+        // Without the handler this would end the test process with code 143.
+        on_signal(libc::SIGTERM);
+        assert_eq!(receiver.try_recv(), Ok("SIGTERM"));
+        assert!(HANDLER.lock().unwrap().is_none(), "the handler is used once; the next signal ends the process");
+    }
 }
