@@ -88,7 +88,8 @@ async fn choose(page: &Page, file: &Path) {
 fn set5(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/Set5/LR_bicubic/X4").join(name);
     assert!(path.is_file(), "Set5 expected at {} (shared/ beside the repository)", path.display());
-    path
+    // The browser reads the file itself, and refuses a path with `..` in it.
+    path.canonicalize().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +155,8 @@ async fn the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it(
     // On a phone-width screen the page fits: nothing to scroll sideways.
     page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true)).await.unwrap();
     let overflow = eval(&page, "document.documentElement.scrollWidth - window.innerWidth").await;
-    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px wider than a 390 px screen");
+    let widest = eval(&page, "() => [...document.querySelectorAll('body *')].map(e => [e.tagName, e.id, Math.round(e.getBoundingClientRect().right)]).sort((a, b) => b[2] - a[2]).slice(0, 3)").await;
+    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px wider than a 390 px screen; widest: {widest}");
 
     browser.close().await.unwrap();
     browser.wait().await.unwrap();
