@@ -39,6 +39,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Prune a SANA-SR model (DiT blocks, heads, channels; DC-AE blocks, channels) to a budget of parameters or MACs.
     Prune(commands::prune::Args),
+    /// Serve an HTTP API and a web page that upscale photos, with the model loaded once and a bounded queue.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Prune(args) => commands::prune::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod lora;
 pub mod models;
 pub mod prune;
+pub mod serve;
 pub mod train;
 pub mod upscale;
 
