@@ -51,7 +51,7 @@ fn write_seeds() {
     write("seed-rgba8.png", &image(4, 4, 4), Encoding::Png { sixteen_bit: false });
     write("seed-baseline.jpg", &image(16, 12, 3), Encoding::Jpeg { quality: 50 });
     write("seed-gray.jpg", &image(9, 9, 1), Encoding::Jpeg { quality: 80 });
-    write("seed-lossless.webp", &image(8, 8, 4), Encoding::WebpLossless);
+    write("seed-lossless.webp", &image(8, 8, 4), Encoding::Webp { quality: None });
     let progressive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/progressive.jpg");
     std::fs::copy(progressive, folder().join("seed-progressive.jpg")).unwrap();
 }
