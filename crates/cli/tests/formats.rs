@@ -49,7 +49,11 @@ fn an_output_name_with_an_image_extension_is_a_file_and_a_contradiction_an_error
     let out = sana_sr(&["upscale", "-", "-o", "sharp"], cwd);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("-: reading standard input is not supported"), "{}", stderr(&out));
-    assert_eq!(names(cwd), ["sharp", "x.png", "x.tiff"], "nothing else was written");
+    // A trailing slash makes a folder of any name.
+    let out = sana_sr(&["upscale", "x.png", "-o", "results.png/"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cwd.join("results.png/x_x4.png").is_file());
+    assert_eq!(names(cwd), ["results.png", "sharp", "x.png", "x.tiff"], "nothing else was written");
 }
 
 #[test]

@@ -42,8 +42,8 @@ fn degrade_writes_only_where_asked_in_the_format_asked() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     std::fs::create_dir(cwd.join("hr")).unwrap();
-    photo(&cwd.join("hr"), "a.png", 64, 64);
-    let small = ["--crop", "32", "--seeds", "1"];
+    photo(&cwd.join("hr"), "a.png", 96, 96);
+    let small = ["--crop", "80", "--seeds", "1"];
 
     let out = sana_sr(&[&["degrade", "--input", "hr"][..], &small].concat(), cwd);
     assert_eq!(out.status.code(), Some(2), "the output must be named: {}", stderr(&out));

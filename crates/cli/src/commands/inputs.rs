@@ -51,8 +51,8 @@ pub struct Found {
     pub inputs: Vec<Input>,
     /// One for every argument that names none.
     pub failures: Vec<Failure>,
-    /// Earlier outputs left out ([`Expand::skip_earlier_outputs`]).
-    pub earlier_outputs: Vec<PathBuf>,
+    /// How many earlier outputs were left out ([`Expand::skip_earlier_outputs`]).
+    pub earlier_outputs: usize,
 }
 
 /// The `Software` text `upscale` writes into its outputs' EXIF, by which a later run knows them.
@@ -86,7 +86,7 @@ pub fn expand_inputs(args: &[String], how: Expand) -> Found {
     let mut found = Found::default();
     let take = |path: PathBuf, subfolder: PathBuf, named: bool, found: &mut Found| {
         if !named && how.skip_earlier_outputs && is_earlier_output(&path) {
-            found.earlier_outputs.push(path);
+            found.earlier_outputs += 1;
         } else {
             found.inputs.push(Input { path, subfolder });
         }

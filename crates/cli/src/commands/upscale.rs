@@ -145,8 +145,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if skipped > 0 {
             notes.push(format!("{skipped} left alone as their outputs exist"));
         }
-        if !found.earlier_outputs.is_empty() {
-            notes.push(format!("{} earlier output(s) passed over", found.earlier_outputs.len()));
+        if found.earlier_outputs > 0 {
+            notes.push(format!("{} earlier output(s) passed over", found.earlier_outputs));
         }
         let notes = if notes.is_empty() { String::new() } else { format!("; {}", notes.join(", ")) };
         eprintln!(

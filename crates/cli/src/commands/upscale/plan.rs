@@ -1,8 +1,9 @@
 //! Where each input's output goes and how it is encoded. `-o` is a file when its extension names an image
-//! format and a folder otherwise; a file name and a `--format` that disagree are an error, as is a format
+//! format (and it does not end in `/`) and a folder otherwise; a file name and a `--format` that disagree are an error, as is a format
 //! option the output's format has no use for.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -81,7 +82,8 @@ pub fn target(
         Some(out) if out.as_os_str() == "-" => {
             bail!("writing to standard output (`-o -`) is not supported: name a file or a folder")
         }
-        Some(file) if image_format_of_extension(file).is_some() => {
+        // A trailing slash says folder, whatever the name.
+        Some(file) if image_format_of_extension(file).is_some() && !file.as_os_str().as_bytes().ends_with(b"/") => {
             let named = Format::of_file(file)?;
             if let Some(format) = format.filter(|f| *f != named) {
                 bail!(
