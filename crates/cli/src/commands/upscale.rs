@@ -101,6 +101,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         reporter.outcome(&Record { error: Some(failure.error.clone()), ..record(failure.input.clone(), None) });
     }
     let software = software_marker(scale, &model);
+    let work = Work {
+        upscaler: &upscaler,
+        options: &options,
+        quality: args.quality,
+        format,
+        overwrite: args.overwrite,
+        software: &software,
+    };
     let (mut written, mut skipped) = (0, 0);
     for (index, job) in jobs.iter().enumerate() {
         sana_sr_core::interrupt::set_done(format!("{written} of {} image(s) upscaled and written", jobs.len()));
@@ -114,14 +122,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             reporter.done(index, &outcome);
             continue;
         }
-        let work = Work {
-            upscaler: &upscaler,
-            options: &options,
-            quality: args.quality,
-            format,
-            overwrite: args.overwrite,
-            software: &software,
-        };
         match work.upscale_one(job, |p| reporter.tile(index, p)) {
             Ok(size) => {
                 written += 1;
