@@ -16,8 +16,8 @@ use sana_sr_eval::{inputs, method, report};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder holding one sub-folder per set (Set5/, Set14/, ...).
-    #[arg(long, default_value = "../shared/datasets")]
-    datasets: PathBuf,
+    #[arg(long, env = super::DATASETS_ENV, value_name = "DIR")]
+    datasets: Option<PathBuf>,
     /// Sets to evaluate, comma-separated (default: every known set). A folder under --datasets that is not a
     /// known set is scored when it holds gt/ and lq/ (`sana-sr data make-pairs` writes such sets).
     #[arg(long, value_delimiter = ',')]
@@ -84,9 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.sets.clone()
     };
+    let datasets = super::datasets_dir(args.datasets.as_deref())?;
     let mut sets = Vec::new();
     for name in &names {
-        let set = dataset::open(name, &args.datasets.join(name), options.scale)?;
+        let set = dataset::open(name, &datasets.join(name), options.scale)?;
         for line in &set.skipped {
             eprintln!("skipped {line}");
         }
