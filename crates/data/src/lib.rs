@@ -4,10 +4,12 @@ pub mod degradations;
 pub mod image;
 pub mod io;
 pub mod loader;
+pub mod metadata;
 pub mod pairs;
 pub mod pool;
 pub mod resize;
 pub mod sets;
 pub mod tensor;
+mod webp;
 
 pub use image::Image;

@@ -10,7 +10,7 @@
 //!   report through.
 //!
 //! A missing or corrupt image costs that image, never the run: its error is reported as one line and
-//! counted in the row's `failed` column.
+//! counted in the row's `failed` column (and, not being recorded, it is tried again by a resumed run).
 
 use indicatif::ProgressBar;
 use sana_sr_data::Image;
@@ -19,6 +19,7 @@ use crate::dataset::EvalSet;
 use crate::inputs::{self, Inputs};
 use crate::method::Method;
 use crate::panel::{self, PanelRow};
+use crate::record::{self, Entry, Record, RecordError, Scores};
 use crate::report::Row;
 
 /// How [`evaluate`] scores.
@@ -75,14 +76,6 @@ pub struct Evaluation {
     pub panels: Vec<(String, Image)>,
 }
 
-/// Scores of one SR image.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Scores {
-    psnr_y: Option<f64>,
-    ssim_y: Option<f64>,
-    niqe: f64,
-}
-
 #[derive(Debug, thiserror::Error)]
 enum ScoreError {
     #[error("output is {sr_width}x{sr_height}, smaller than the ground truth {gt_width}x{gt_height}")]
@@ -121,14 +114,35 @@ struct Tally {
     failed: usize,
 }
 
+impl Tally {
+    fn add(&mut self, scores: &Scores) {
+        self.psnr_y.add(scores.psnr_y);
+        self.ssim_y.add(scores.ssim_y);
+        self.niqe.add(Some(scores.niqe));
+        self.seconds.add(scores.seconds);
+        self.images += 1;
+    }
+}
+
+/// Part of every record key: raise it when a metric's computation changes, so that recorded scores of the
+/// old computation are not reused.
+const SCORING_VERSION: u32 = 1;
+
 /// Runs every method over every set; `progress` advances once per image (set its length to
-/// [`image_count`]).
+/// [`image_count`]). A score that `record` holds already (an earlier run's, or this run's of the same photo
+/// in another set) is taken from it; every new one is added to it as soon as it is made. Only images that
+/// every method super-resolved in this run go into the panels. A record that cannot be written ends the run.
 pub fn evaluate(
     sets: &[EvalSet],
     methods: &mut [Box<dyn Method>],
     options: &Options,
+    record: &mut Record,
     progress: &ProgressBar,
-) -> Evaluation {
+) -> Result<Evaluation, RecordError> {
+    let conventions = format!(
+        "scoring v{SCORING_VERSION} x{} crop {} niqe crop {}",
+        options.scale, options.crop_border, options.niqe_crop_border
+    );
     let mut evaluation = Evaluation { rows: Vec::new(), errors: Vec::new(), panels: Vec::new() };
     // A hidden bar (stderr is not a terminal) prints nothing: the line goes straight to stderr then.
     let report = |line: String| {
@@ -153,23 +167,38 @@ pub fn evaluate(
                     continue;
                 }
             };
+            let inputs = record::input_digest(&conventions, &lr, gt.as_ref());
             let mut outputs = Vec::with_capacity(methods.len());
+            let mut all_made = true;
             for (method, tally) in methods.iter_mut().zip(&mut tallies) {
+                let identity = method
+                    .identity()
+                    .unwrap_or_else(|| format!("{} on {}/{}", method.name(), set.name, sample.name));
+                let key = record::key(&inputs, &identity);
+                if let Some(scores) = record.get(&key) {
+                    tally.add(&scores);
+                    outputs.push(None);
+                    all_made = false;
+                    continue;
+                }
                 let scored = method
                     .super_resolve(&set.name, sample, &lr, options.scale)
                     .map_err(|err| err.to_string())
                     .and_then(|out| {
                         let sr = match_size(out.image.to_8bit(), gt.as_ref()).map_err(|err| err.to_string())?;
-                        let scores = score(&sr, gt.as_ref(), options).map_err(|err| err.to_string())?;
-                        Ok((sr, scores, out.seconds))
+                        let scores = score(&sr, gt.as_ref(), out.seconds, options).map_err(|err| err.to_string())?;
+                        Ok((sr, scores))
                     });
                 match scored {
-                    Ok((sr, scores, seconds)) => {
-                        tally.psnr_y.add(scores.psnr_y);
-                        tally.ssim_y.add(scores.ssim_y);
-                        tally.niqe.add(Some(scores.niqe));
-                        tally.seconds.add(seconds);
-                        tally.images += 1;
+                    Ok((sr, scores)) => {
+                        tally.add(&scores);
+                        record.add(Entry {
+                            set: set.name.clone(),
+                            image: sample.name.clone(),
+                            method: method.name().to_owned(),
+                            key,
+                            scores,
+                        })?;
                         outputs.push(Some(sr));
                     }
                     Err(err) => {
@@ -180,7 +209,7 @@ pub fn evaluate(
                     }
                 }
             }
-            if panel_rows.len() < options.panel_images {
+            if all_made && panel_rows.len() < options.panel_images {
                 let outputs: Vec<Option<&Image>> = outputs.iter().map(Option::as_ref).collect();
                 panel_rows.push(panel::row(&lr, &outputs, gt.as_ref(), options.panel_cell, options.scale));
             }
@@ -200,7 +229,7 @@ pub fn evaluate(
             evaluation.panels.push((set.name.clone(), panel::grid(&panel_rows, options.panel_cell)));
         }
     }
-    evaluation
+    Ok(evaluation)
 }
 
 /// The number of images [`evaluate`] visits.
@@ -219,11 +248,11 @@ fn match_size(sr: Image, gt: Option<&Image>) -> Result<Image, ScoreError> {
     sr.crop(0, 0, gt.width, gt.height).ok_or(too_small)
 }
 
-fn score(sr: &Image, gt: Option<&Image>, options: &Options) -> Result<Scores, ScoreError> {
+fn score(sr: &Image, gt: Option<&Image>, seconds: Option<f64>, options: &Options) -> Result<Scores, ScoreError> {
     use sana_sr_metrics::{niqe, psnr_y, ssim_y};
     let (psnr_y, ssim_y) = match gt {
         Some(gt) => (Some(psnr_y(sr, gt, options.crop_border)?), Some(ssim_y(sr, gt, options.crop_border)?)),
         None => (None, None),
     };
-    Ok(Scores { psnr_y, ssim_y, niqe: niqe(sr, options.niqe_crop_border)? })
+    Ok(Scores { psnr_y, ssim_y, niqe: niqe(sr, options.niqe_crop_border)?, seconds })
 }

@@ -100,6 +100,11 @@ pub trait Method {
     /// The x`scale` SR image of `sample` (a member of set `set`) whose LR image is `lr` (RGB).
     fn super_resolve(&mut self, set: &str, sample: &Sample, lr: &Image, scale: usize) -> Result<SrOutput, MethodError>;
 
+    /// What the method's output depends on besides the LR pixels, for the evaluation's record of scores
+    /// ([`crate::record`]); `None` when its output is not a function of the LR pixels alone (another tool's
+    /// files, read by set and name), whose scores are then keyed by its name, the set and the image.
+    fn identity(&self) -> Option<String>;
+
     /// Whether the method can run on the set `set` at all, checked before any image is: a folder method
     /// needs the set's folder of outputs.
     fn check_set(&self, _set: &str) -> Result<(), String> {
@@ -114,6 +119,10 @@ pub struct Bicubic;
 impl Method for Bicubic {
     fn name(&self) -> &str {
         "bicubic"
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some("bicubic".into())
     }
 
     fn super_resolve(
@@ -141,18 +150,25 @@ pub struct Model {
     name: String,
     upscaler: Upscaler,
     tile: Option<u32>,
+    /// The model file's SHA-256 and the tiling: a label does not change the output, other weights do.
+    identity: String,
 }
 
 impl Model {
     pub fn load(source: &ModelSource, device: Device, tile: Option<u32>) -> Result<Self, RegistryError> {
         let upscaler = Upscaler::load(source, device)?;
-        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile })
+        let identity = format!("model sha256 {} tile {tile:?}", source.fingerprint()?);
+        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile, identity })
     }
 }
 
 impl Method for Model {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.identity.clone())
     }
 
     fn super_resolve(
@@ -214,6 +230,10 @@ impl Folder {
 impl Method for Folder {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn identity(&self) -> Option<String> {
+        None
     }
 
     fn check_set(&self, set: &str) -> Result<(), String> {

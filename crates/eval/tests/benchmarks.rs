@@ -11,6 +11,7 @@ use sana_sr_eval::dataset::{discover, known_role, LrSource};
 use sana_sr_eval::harness::{evaluate, Options};
 use sana_sr_eval::inputs::mod_crop;
 use sana_sr_eval::method::{Bicubic, Method};
+use sana_sr_eval::record::{Record, RECORD_FILE};
 
 fn datasets() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
@@ -47,7 +48,9 @@ fn shipped_set5_and_set14_lr_images_equal_our_bicubic_downscaling() {
 fn bicubic_on_set5_scores_the_published_numbers() {
     let set = discover("Set5", &datasets().join("Set5"), known_role("Set5").unwrap(), 4).unwrap();
     let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Bicubic)];
-    let evaluation = evaluate(&[set], &mut methods, &Options::default(), &ProgressBar::hidden());
+    let dir = tempfile::tempdir().unwrap();
+    let mut record = Record::create(&dir.path().join(RECORD_FILE)).unwrap();
+    let evaluation = evaluate(&[set], &mut methods, &Options::default(), &mut record, &ProgressBar::hidden()).unwrap();
     assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
     let row = &evaluation.rows[0];
     assert_eq!(row.images, 5);

@@ -4,10 +4,11 @@ use indicatif::ProgressBar;
 use sana_sr_data::io::save_image;
 use sana_sr_data::resize::matlab::imresize_uint8;
 use sana_sr_data::Image;
-use sana_sr_eval::dataset::{discover, FlatRole};
+use sana_sr_eval::dataset::{discover, FlatRole, Sample};
 use sana_sr_eval::harness::{evaluate, image_count, Options};
 use sana_sr_eval::inputs::mod_crop;
-use sana_sr_eval::method::{Bicubic, Folder, Method};
+use sana_sr_eval::method::{Bicubic, Folder, Method, MethodError, SrOutput};
+use sana_sr_eval::record::{Record, RECORD_FILE};
 use sana_sr_metrics::{psnr_y, ssim_y};
 
 /// A smooth colour image (low-frequency sinusoids, 8-bit quantised as it would be on disk) with
@@ -27,6 +28,11 @@ fn scene(width: usize, height: usize, detail: f32) -> Image {
     Image::new(width, height, 3, data)
 }
 
+/// A new, empty record in `dir`.
+fn record(dir: &tempfile::TempDir) -> Record {
+    Record::create(&dir.path().join(RECORD_FILE)).unwrap()
+}
+
 #[test]
 fn bicubic_scores_match_the_metrics_on_the_round_trip_and_fall_with_detail() {
     let root = tempfile::tempdir().unwrap();
@@ -40,7 +46,9 @@ fn bicubic_scores_match_the_metrics_on_the_round_trip_and_fall_with_detail() {
     let set = discover("Synthetic", &set_dir, FlatRole::HighResolution, 4).unwrap();
     let options = Options { panel_images: 1, panel_cell: 64, ..Options::default() };
     let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Bicubic)];
-    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &options, &ProgressBar::hidden());
+    let evaluation =
+        evaluate(std::slice::from_ref(&set), &mut methods, &options, &mut record(&root), &ProgressBar::hidden())
+            .unwrap();
     assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
 
     // The same numbers computed by hand from the pieces: mod-crop, MATLAB 8-bit bicubic down and up,
@@ -96,7 +104,9 @@ fn missing_and_corrupt_images_cost_one_line_each_and_the_run_goes_on() {
     assert_eq!(image_count(std::slice::from_ref(&set), &options), 4);
     let mut methods: Vec<Box<dyn Method>> =
         vec![Box::new(Bicubic), Box::new(Folder::new("peer", root.path().join("peer")))];
-    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &options, &ProgressBar::hidden());
+    let evaluation =
+        evaluate(std::slice::from_ref(&set), &mut methods, &options, &mut record(&root), &ProgressBar::hidden())
+            .unwrap();
 
     let (bicubic, peer) = (&evaluation.rows[0], &evaluation.rows[1]);
     assert_eq!((bicubic.images, bicubic.failed), (3, 1));
@@ -109,6 +119,75 @@ fn missing_and_corrupt_images_cost_one_line_each_and_the_run_goes_on() {
     assert!(evaluation.errors.iter().any(|e| e.starts_with("Real/c [peer]: ") && e.contains("c.png")));
 
     let limited = Options { max_images: Some(1), ..options };
-    let evaluation = evaluate(std::slice::from_ref(&set), &mut methods, &limited, &ProgressBar::hidden());
+    let evaluation =
+        evaluate(std::slice::from_ref(&set), &mut methods, &limited, &mut record(&root), &ProgressBar::hidden())
+            .unwrap();
     assert_eq!((evaluation.rows[0].images, evaluation.rows[1].images), (1, 1));
+}
+
+/// Bicubic under an identity the test chooses (as a model's weights or tiles would change it).
+struct Identified(&'static str);
+
+impl Method for Identified {
+    fn name(&self) -> &str {
+        "identified"
+    }
+
+    fn identity(&self) -> Option<String> {
+        Some(self.0.into())
+    }
+
+    fn super_resolve(&mut self, set: &str, sample: &Sample, lr: &Image, scale: usize) -> Result<SrOutput, MethodError> {
+        Bicubic.super_resolve(set, sample, lr, scale)
+    }
+}
+
+#[test]
+fn a_photo_two_sets_share_is_scored_once_and_a_resumed_run_computes_only_what_is_missing() {
+    let root = tempfile::tempdir().unwrap();
+    // Set B holds set A's photo under another name, and one of its own.
+    for (set, name, detail) in [("A", "a", 0.05), ("B", "copy_of_a", 0.05), ("B", "b", 0.1)] {
+        std::fs::create_dir_all(root.path().join(set)).unwrap();
+        save_image(&scene(50, 50, detail), root.path().join(set).join(format!("{name}.png"))).unwrap();
+    }
+    let sets: Vec<_> =
+        ["A", "B"].map(|name| discover(name, &root.path().join(name), FlatRole::LowResolution, 4).unwrap()).into();
+    let options = Options { panel_images: 2, panel_cell: 32, ..Options::default() };
+    let path = root.path().join(RECORD_FILE);
+    let run = |identity: &'static str, record: &mut Record| {
+        let mut methods: Vec<Box<dyn Method>> = vec![Box::new(Identified(identity))];
+        let evaluation = evaluate(&sets, &mut methods, &options, record, &ProgressBar::hidden()).unwrap();
+        // What was computed shows as what the record gained.
+        (evaluation, record.len())
+    };
+
+    let mut fresh = Record::create(&path).unwrap();
+    let (first, recorded) = run("v1", &mut fresh);
+    assert_eq!(recorded, 2, "three images, two distinct photos: two scores made");
+    let (a, b) = (&first.rows[0], &first.rows[1]);
+    assert_eq!((a.images, b.images), (1, 2));
+    // B's mean is over its own photo and A's score of the shared one.
+    let own = evaluate(
+        &[discover("B", &root.path().join("B"), FlatRole::LowResolution, 4).unwrap()],
+        &mut [Box::new(Bicubic) as Box<dyn Method>],
+        &Options { max_images: None, ..options.clone() },
+        &mut record(&tempfile::tempdir().unwrap()),
+        &ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!(b.niqe, own.rows[0].niqe, "reused scores are the scores");
+    // The panel of B holds only the photo super-resolved in this run.
+    let (_, panel_b) = &first.panels[1];
+    assert_eq!(panel_b.height, 32 + 2 * 4, "one row");
+    drop(fresh);
+
+    let mut resumed = Record::resume(&path).unwrap();
+    let (again, recorded) = run("v1", &mut resumed);
+    assert_eq!(again.rows, first.rows, "resumed: every score reused, seconds included");
+    assert!(again.panels.is_empty(), "nothing was super-resolved, so nothing to show");
+    assert_eq!(recorded, 2, "nothing recomputed");
+
+    let (other, recorded) = run("v2", &mut resumed);
+    assert_eq!(recorded, 4, "another identity (other weights, other tiles) is scored afresh");
+    assert_eq!(other.rows[1].images, 2);
 }

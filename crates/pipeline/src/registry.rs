@@ -92,6 +92,17 @@ impl ModelSource {
         }
     }
 
+    /// Hex SHA-256 of the model's bytes: what tells two models apart whatever they are named (an
+    /// evaluation's record keys its scores by it).
+    pub fn fingerprint(&self) -> Result<String, ModelError> {
+        use sha2::{Digest, Sha256};
+        let digest = match self {
+            Self::Builtin(m) => Sha256::digest(m.bytes),
+            Self::File(path) => Sha256::digest(&*map_file(path)?),
+        };
+        Ok(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
     /// The SANA-SR model (for training, LoRA); a peer network is refused ([`ModelError::NotSana`]).
     pub fn load(&self, device: Device) -> Result<(SrModel, nn::VarStore), ModelError> {
         match self {

@@ -10,7 +10,7 @@ use sana_sr_data::loader::pool_paths;
 use sana_sr_data::pairs::{write_pairs, PairOptions};
 use sana_sr_data::pool::{build_pool, PoolOptions};
 
-use super::inputs::expand_inputs;
+use super::inputs::{expand_inputs, Expand};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +33,7 @@ struct MakePairsArgs {
     /// Photos: image files, folders (the images directly inside them) or quoted glob patterns.
     #[arg(required = true)]
     inputs: Vec<String>,
+    /// The set's folder: gt/ and lq/ are made in it.
     #[arg(long)]
     out: PathBuf,
     /// Degradation config (TOML); default: the Real-ESRGAN x4plus settings.
@@ -63,6 +64,7 @@ struct BuildPoolArgs {
     /// Folders whose every image is added too.
     #[arg(long, default_value = "../shared/datasets/SunHays80")]
     extra: Vec<PathBuf>,
+    /// The pool's folder (the loader's default).
     #[arg(long, default_value = "data/hr_pool")]
     out: PathBuf,
     /// Downscale factor (at least 2).
@@ -87,10 +89,12 @@ fn make_pairs(args: MakePairsArgs) -> Result<()> {
         None => RealEsrganConfig::default(),
     };
     let degradation = Degradation::new(config)?;
-    let (sources, failures) = expand_inputs(&args.inputs);
-    if !failures.is_empty() {
-        anyhow::bail!("{} (no pairs written)", failures.join("; "));
+    let found = expand_inputs(&args.inputs, Expand::default());
+    if !found.failures.is_empty() {
+        let lines: Vec<String> = found.failures.iter().map(ToString::to_string).collect();
+        anyhow::bail!("{} (no pairs written)", lines.join("; "));
     }
+    let sources: Vec<PathBuf> = found.inputs.into_iter().map(|input| input.path).collect();
     let options = PairOptions { crop: args.crop, variants: args.variants, seed: args.seed, overwrite: args.overwrite };
     let report = write_pairs(&sources, &args.out, &degradation, &options)?;
     for path in &report.too_small {

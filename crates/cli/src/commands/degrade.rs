@@ -1,7 +1,7 @@
 //! `sana-sr degrade`: a picture of the Real-ESRGAN degradation, rows of HR crops each followed by their LR
 //! images (nearest-upscaled) for several seeds. docs/degradations.png is made with
 //! `sana-sr degrade --input ../shared/datasets/SunHays80 --name building_facade_sun_bpaohzcfkhzodryb.jpg
-//! --name street_sun_bkgpqbvgorkjqzgp.jpg --name forest_path_sun_amolizervsrahvyf.jpg`.
+//! --name street_sun_bkgpqbvgorkjqzgp.jpg --name forest_path_sun_amolizervsrahvyf.jpg -o docs/degradations.png`.
 
 use std::path::PathBuf;
 
@@ -19,8 +19,8 @@ pub struct Args {
     /// File names in --input to show, in this order (repeatable).
     #[arg(long = "name")]
     names: Vec<String>,
-    /// The PNG to write.
-    #[arg(long, default_value = "docs/degradations.png")]
+    /// The picture to write; its extension gives the format (.png, .jpg, .webp, .tiff, .bmp).
+    #[arg(short, long)]
     output: PathBuf,
     /// Degradation config (TOML); default: the Real-ESRGAN x4plus settings.
     #[arg(long)]
@@ -31,6 +31,7 @@ pub struct Args {
     /// How many seeds (LR columns); seeds are --seed, --seed + 1, ...
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     seeds: u64,
+    /// The first seed: the same seeds, images and config give the same picture.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Side of the centre HR crop.
@@ -42,6 +43,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Checked before the work: a name that cannot be written costs nothing.
+    let encoding = Encoding::for_path(&args.output)?;
+    if args.output.exists() && !args.overwrite {
+        bail!("{} exists already (pass --overwrite to replace it)", args.output.display());
+    }
     let config = match &args.config {
         Some(path) => RealEsrganConfig::from_toml_file(path)?,
         None => RealEsrganConfig::default(),
@@ -53,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         args.names.iter().map(|name| args.input.join(name)).collect::<Vec<_>>()
     };
     if paths.is_empty() {
-        bail!("no PNG, JPEG or WebP images in `{}`", args.input.display());
+        bail!("no images in `{}` ({})", args.input.display(), sana_sr_data::io::READ_FORMATS);
     }
     // The picture's size is known before any image is read or degraded.
     let (width, height) = grid_size(paths.len(), args.seeds as usize, args.crop);
@@ -70,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     let seeds: Vec<u64> = (args.seed..end).collect();
     let grid = preview_grid(&images, &degradation, &seeds, args.crop).context("degrading the preview crops")?;
-    let options = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: args.overwrite };
+    let options = WriteOptions { encoding, overwrite: args.overwrite };
     write_image(&grid, &args.output, &options)?;
     println!("wrote {} ({} images x {} seeds)", args.output.display(), images.len(), seeds.len());
     Ok(())

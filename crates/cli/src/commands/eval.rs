@@ -10,13 +10,14 @@ use sana_sr_core::fs::write_atomically;
 use sana_sr_data::io::{write_image, Encoding, WriteOptions};
 use sana_sr_eval::dataset::{self, KNOWN_SETS};
 use sana_sr_eval::harness::{self, Options};
+use sana_sr_eval::record::{Record, RECORD_FILE};
 use sana_sr_eval::{inputs, method, report};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder holding one sub-folder per set (Set5/, Set14/, ...).
-    #[arg(long, default_value = "../shared/datasets")]
-    datasets: PathBuf,
+    #[arg(long, env = super::DATASETS_ENV, value_name = "DIR")]
+    datasets: Option<PathBuf>,
     /// Sets to evaluate, comma-separated (default: every known set). A folder under --datasets that is not a
     /// known set is scored when it holds gt/ and lq/ (`sana-sr data make-pairs` writes such sets).
     #[arg(long, value_delimiter = ',')]
@@ -27,13 +28,18 @@ pub struct Args {
     /// repeatable.
     #[arg(long = "method", default_value = "bicubic")]
     methods: Vec<String>,
-    /// Where the CSV (quality.csv) and the crops (panels/<set>.png) go.
+    /// Where the table (quality.csv), every image's scores (images.jsonl, written as they are made) and the
+    /// crops (panels/<set>.png) go.
     #[arg(long, default_value = "out/eval")]
     out: PathBuf,
-    /// Replace the quality.csv and panels of an earlier evaluation in --out (otherwise one there is an
-    /// error, before anything is scored).
-    #[arg(long)]
+    /// Replace the evaluation in --out (otherwise one there is an error, before anything is scored).
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Continue the evaluation in --out (stopped, or run with fewer sets or methods): the scores in its
+    /// images.jsonl are reused where the method's weights and tiles and the image's pixels are the same, and
+    /// only the rest is computed; quality.csv and the panels are then rewritten.
+    #[arg(long)]
+    resume: bool,
     /// Score at most this many images of each set (the first ones by name).
     #[arg(long)]
     max_images: Option<usize>,
@@ -58,8 +64,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let csv = args.out.join("quality.csv");
-    if csv.exists() && !args.overwrite {
-        anyhow::bail!("{} holds an evaluation already (pass --overwrite to replace it)", csv.display());
+    let record_path = args.out.join(RECORD_FILE);
+    if !args.overwrite && !args.resume {
+        if let Some(earlier) = [&csv, &record_path].into_iter().find(|path| path.exists()) {
+            anyhow::bail!(
+                "{} holds an evaluation already (pass --resume to continue it, --overwrite to replace it)",
+                earlier.display()
+            );
+        }
     }
     let options = Options {
         max_images: args.max_images,
@@ -72,9 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.sets.clone()
     };
+    let datasets = super::datasets_dir(args.datasets.as_deref())?;
     let mut sets = Vec::new();
     for name in &names {
-        let set = dataset::open(name, &args.datasets.join(name), options.scale)?;
+        let set = dataset::open(name, &datasets.join(name), options.scale)?;
         for line in &set.skipped {
             eprintln!("skipped {line}");
         }
@@ -110,17 +123,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("LR inputs written to {}", dir.display());
     }
 
+    std::fs::create_dir_all(args.out.join("panels")).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut record = if args.resume { Record::resume(&record_path)? } else { Record::create(&record_path)? };
+    if !record.is_empty() {
+        eprintln!("resuming: {} scores recorded in {}", record.len(), record_path.display());
+    }
     let progress = ProgressBar::new(harness::image_count(&sets, &options) as u64);
     progress.set_style(ProgressStyle::with_template("{msg:>18} [{bar:40}] {pos}/{len} images, {elapsed} (eta {eta})")?);
-    let evaluation = harness::evaluate(&sets, &mut methods, &options, &progress);
+    let evaluation = harness::evaluate(&sets, &mut methods, &options, &mut record, &progress)?;
     progress.finish_and_clear();
 
     println!("{}", report::markdown(&evaluation.rows));
-    std::fs::create_dir_all(args.out.join("panels")).with_context(|| format!("creating {}", args.out.display()))?;
     let table = report::csv(&evaluation.rows);
-    write_atomically(&csv, args.overwrite, |writer| writer.write_all(table.as_bytes()))
+    write_atomically(&csv, true, |writer| writer.write_all(table.as_bytes()))
         .with_context(|| format!("writing {}", csv.display()))?;
-    // The panels go with the CSV, whose absence (or --overwrite) was checked before the work.
+    // The panels go with the CSV, whose absence (or --overwrite, --resume) was checked before the work.
     let png = WriteOptions { encoding: Encoding::Png { sixteen_bit: false }, overwrite: true };
     for (set, panel) in &evaluation.panels {
         write_image(panel, args.out.join("panels").join(format!("{set}.png")), &png)?;

@@ -31,6 +31,26 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// The environment variable naming the folder of evaluation sets when `--datasets` does not.
+pub const DATASETS_ENV: &str = "SANA_SR_DATASETS";
+
+/// The folder of evaluation sets: `--datasets` (clap reads [`DATASETS_ENV`] into it), which must be given
+/// one way or the other: a default relative to the current folder would only hold inside one checkout.
+pub fn datasets_dir(arg: Option<&std::path::Path>) -> anyhow::Result<&std::path::Path> {
+    let dir = arg.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no folder of evaluation sets: pass --datasets DIR or set {DATASETS_ENV} (DIR holds Set5/, Set14/, ...)"
+        )
+    })?;
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "the evaluation sets folder {} is not a folder (from --datasets or {DATASETS_ENV})",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
 /// A `--tile` value as the pipeline takes it: 0 runs every image whole.
 pub fn tile_arg(tile: u32) -> Option<u32> {
     (tile > 0).then_some(tile)

@@ -10,7 +10,7 @@ use sana_sr_core::{Device, Kind};
 use sana_sr_model::esrgan::ncnn;
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
-use sana_sr_pipeline::{EsrganModel, Network};
+use sana_sr_pipeline::EsrganModel;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,8 +43,11 @@ struct ImportArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
-    /// The model file to export, e.g. runs/RUN/snapshots/step_0000400.model.safetensors.
-    model: PathBuf,
+    /// The model to export: a built-in model, one in the models folder, or a model file such as
+    /// runs/RUN/snapshots/step_0000400.model.safetensors.
+    #[arg(value_name = "NAME|PATH")]
+    model: String,
+    /// The model file to write.
     #[arg(short, long)]
     output: PathBuf,
     /// The one line `sana-sr models` shows for it (default: the model's own).
@@ -64,15 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
-    if args.output.exists() {
-        if !args.overwrite {
-            anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
-        }
-        if same_file(&args.output, &args.model) {
-            anyhow::bail!("the output would replace the input {}", args.model.display());
+    if args.output.exists() && !args.overwrite {
+        anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
+    }
+    let source = ModelSource::resolve(&args.model)?;
+    if let ModelSource::File(input) = &source {
+        if same_file(&args.output, input) {
+            anyhow::bail!("the output would replace the input {}", input.display());
         }
     }
-    let (mut model, weights) = Network::load(&args.model, Device::Cpu)?;
+    let (mut model, weights) = source.load_network(Device::Cpu)?;
     if let Some(description) = args.description {
         model.set_description(description);
     }

@@ -1,34 +1,43 @@
 //! `sana-sr upscale`: the main job. Every input gets one line of error or one output file; a failed image
 //! never stops the batch, and the exit code says whether any failed.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod plan;
+mod report;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use sana_sr_data::io::{has_image_extension, image_size, read_image, write_image, Encoding, WriteOptions};
+use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
 use sana_sr_pipeline::upscaler::DEFAULT_TILE;
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
-use sana_sr_core::fs::FileKey;
-
 use super::device_arg;
-use super::inputs::expand_inputs;
+use super::inputs::{expand_inputs, software_marker, Expand, Failure};
+use plan::{Format, Job};
+use report::{Record, Reporter};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   sana-sr upscale photo.jpg                   writes photo_x4.png next to photo.jpg
   sana-sr upscale photos/ -o sharp/           every image of photos/ into sharp/
-  sana-sr upscale 'scans/*.png' -s 2 --format webp
-  sana-sr upscale big.jpg --tile 512          less memory for a large image")]
+  sana-sr upscale -r photos/ -o sharp/        and of its sub-folders, mirrored in sharp/
+  sana-sr upscale 'scans/*.png' -s 2 --format webp --quality 90
+  sana-sr upscale big.jpg --tile 512          less memory for a large image
+  sana-sr upscale photos/ --json > log.jsonl  one JSON object per image, for scripts")]
 pub struct Args {
-    /// Image files, folders (the images directly inside them) or quoted glob patterns like 'photos/*.jpg'.
+    /// Image files, folders (the images in them) or quoted glob patterns like 'photos/*.jpg'. Files found in
+    /// folders or by patterns that an earlier run wrote (named NAME_xN, or marked so in their EXIF) are left
+    /// out; name one to upscale it again.
     #[arg(required = true, value_name = "IN")]
     inputs: Vec<String>,
-    /// Output file (one input) or folder (created if missing). Default: next to each input, as NAME_x4.png.
+    /// Output file (one input; its extension gives the format) or folder (any other name; created if
+    /// missing). Default: next to each input, as NAME_x4.png.
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
+    /// Look for images in the folders' sub-folders too; an output folder mirrors them.
+    #[arg(short, long)]
+    recursive: bool,
     /// Upscaling factor. Default: the model's own (4 for the built-in model).
     #[arg(short, long)]
     scale: Option<u32>,
@@ -42,173 +51,159 @@ pub struct Args {
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU when there is one).
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Output format. Default: OUT's extension, else png.
+    /// Output format. Default: OUT's extension when OUT is a file, else png. 16-bit inputs give 16-bit PNG
+    /// and TIFF.
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// JPEG quality (default 95), or lossy WebP at this quality (WebP is lossless without it); 1-100.
+    #[arg(long, value_name = "1-100", value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: Option<u8>,
     /// Replace existing output files (inputs are never replaced).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "skip_existing")]
     overwrite: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Png,
-    Jpg,
-    Webp,
-}
-
-impl Format {
-    fn extension(self) -> &'static str {
-        match self {
-            Self::Png => "png",
-            Self::Jpg => "jpg",
-            Self::Webp => "webp",
-        }
-    }
-}
-
-/// One image to do: where it comes from and where it goes.
-struct Job {
-    input: PathBuf,
-    output: PathBuf,
+    /// Leave inputs whose output exists alone (not an error): a batch interrupted can be run again.
+    #[arg(long)]
+    skip_existing: bool,
+    /// Print nothing but errors: no progress bars, no line per image, no summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// One JSON object per image on stdout (input, output, size, model, seconds, error) instead of the
+    /// line per image.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (inputs, mut failures) = expand_inputs(&args.inputs);
+    let found = expand_inputs(&args.inputs, Expand { recursive: args.recursive, skip_earlier_outputs: true });
+    let (target, format) = plan::target(args.output.as_deref(), args.format, args.quality, found.inputs.len())?;
     let source = ModelSource::resolve(&args.model)?;
+    let model = source.label();
     let device = device_arg(&args.device)?;
-    let upscaler = Upscaler::load(&source, device).with_context(|| format!("cannot load model {}", source.label()))?;
+    let upscaler = Upscaler::load(&source, device).with_context(|| format!("cannot load model {model}"))?;
     let options = UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile) };
     let scale = upscaler.scale(&options)?;
-    let (jobs, planning_failures) = plan_outputs(inputs, args.output.as_deref(), args.format, scale)?;
-    failures.extend(planning_failures);
-    for line in &failures {
-        eprintln!("error: {line}");
+    let (jobs, planning_failures) = plan::jobs(found.inputs, &target, format, scale);
+    let mut failures: Vec<Failure> = found.failures.into_iter().chain(planning_failures).collect();
+
+    let reporter = Reporter::new(jobs.len(), args.quiet, args.json)?;
+    let record = |input: String, output: Option<String>| Record {
+        input,
+        output,
+        size: None,
+        model: &model,
+        seconds: None,
+        skipped: false,
+        error: None,
+    };
+    for failure in &failures {
+        reporter.error(&failure.to_string());
+        reporter.outcome(&Record { error: Some(failure.error.clone()), ..record(failure.input.clone(), None) });
     }
-
-    let multi = MultiProgress::new();
-    let batch = multi.add(ProgressBar::new(jobs.len() as u64));
-    batch.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} images, {elapsed} (eta {eta})")?);
-    batch.set_prefix("upscaling");
-    let tiles = multi.add(ProgressBar::new(0));
-    tiles.set_style(ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} tiles  {msg}")?);
-    tiles.set_prefix("image");
-
-    let mut written = 0;
-    for job in &jobs {
+    let software = software_marker(scale, &model);
+    let work = Work {
+        upscaler: &upscaler,
+        options: &options,
+        quality: args.quality,
+        format,
+        overwrite: args.overwrite,
+        software: &software,
+    };
+    let (mut written, mut skipped) = (0, 0);
+    for (index, job) in jobs.iter().enumerate() {
         sana_sr_core::interrupt::set_done(format!("{written} of {} image(s) upscaled and written", jobs.len()));
-        tiles.set_message(job.input.display().to_string());
-        tiles.set_position(0);
-        let result = upscale_one(&upscaler, job, &options, args.overwrite, |p| {
-            tiles.set_length(p.total as u64);
-            tiles.set_position(p.done as u64);
-        });
-        match result {
-            Ok(()) => written += 1,
+        reporter.start(index, &job.input);
+        let input = job.input.display().to_string();
+        let mut outcome = record(input.clone(), Some(job.output.display().to_string()));
+        let image_started = Instant::now();
+        if args.skip_existing && job.output.exists() {
+            skipped += 1;
+            outcome.skipped = true;
+            reporter.done(index, &outcome);
+            continue;
+        }
+        match work.upscale_one(job, |p| reporter.tile(index, p)) {
+            Ok(size) => {
+                written += 1;
+                outcome.size = Some(size);
+                outcome.seconds = Some(image_started.elapsed().as_secs_f64());
+            }
             Err(err) => {
-                let line = format!("{}: {}", job.input.display(), super::one_line(&err));
-                multi.suspend(|| eprintln!("error: {line}"));
-                failures.push(line);
+                let failure = Failure::new(&input, super::one_line(&err));
+                reporter.error(&failure.to_string());
+                outcome.error = Some(failure.error.clone());
+                failures.push(failure);
             }
         }
-        batch.inc(1);
+        reporter.done(index, &outcome);
     }
-    tiles.finish_and_clear();
-    batch.finish_and_clear();
+    reporter.finish();
 
-    let total = written + failures.len();
-    eprintln!(
-        "upscaled {written} of {total} image(s) x{scale} with {} in {:.1} s",
-        source.label(),
-        started.elapsed().as_secs_f64()
-    );
+    let total = written + skipped + failures.len();
+    if !args.quiet {
+        let mut notes = Vec::new();
+        if skipped > 0 {
+            notes.push(format!("{skipped} left alone as their outputs exist"));
+        }
+        if found.earlier_outputs > 0 {
+            notes.push(format!("{} earlier output(s) passed over", found.earlier_outputs));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!("; {}", notes.join(", ")) };
+        eprintln!(
+            "upscaled {written} of {total} image(s) x{scale} with {model} in {:.1} s{notes}",
+            started.elapsed().as_secs_f64()
+        );
+    }
     if !failures.is_empty() {
         bail!("{} of {total} image(s) failed", failures.len());
     }
     Ok(())
 }
 
-fn upscale_one(
-    upscaler: &Upscaler,
-    job: &Job,
-    options: &UpscaleOptions,
+/// What every image of a batch is done with.
+struct Work<'a> {
+    upscaler: &'a Upscaler,
+    options: &'a UpscaleOptions,
+    format: Format,
+    quality: Option<u8>,
     overwrite: bool,
-    on_progress: impl FnMut(sana_sr_pipeline::Progress),
-) -> anyhow::Result<()> {
-    // Checked before the work, so that a refused output costs nothing; `write_image` checks again.
-    if !overwrite && job.output.exists() {
-        bail!("{} exists already (pass --overwrite to replace it)", job.output.display());
-    }
-    // The output's size from the input's header, before the input is decoded.
-    let (width, height) = image_size(&job.input)?;
-    upscaler.check_output_size(width.into(), height.into(), upscaler.scale(options)?)?;
-    let image = read_image(&job.input)?;
-    let sr = {
-        let _quiet = QuietPanics::install();
-        upscaler.upscale_with_progress(&image, options, on_progress)?
-    };
-    let encoding = Encoding::from_path(&job.output).expect("outputs are named with a known extension");
-    // JPEG has no alpha channel.
-    let sr = if matches!(encoding, Encoding::Jpeg { .. }) { sr.to_rgb() } else { sr };
-    write_image(&sr, &job.output, &WriteOptions { encoding, overwrite })?;
-    Ok(())
+    /// The EXIF `Software` of the outputs.
+    software: &'a str,
 }
 
-/// Where each input's output goes. `out` is a file for a single input when it has an image extension and is
-/// not a folder; otherwise a folder. Two inputs that would write the same file, or an output that is an
-/// input (under any name: a link to it, or its target), are refused (a line each).
-fn plan_outputs(
-    inputs: Vec<PathBuf>,
-    out: Option<&Path>,
-    format: Option<Format>,
-    scale: u32,
-) -> anyhow::Result<(Vec<Job>, Vec<String>)> {
-    let out_is_file = out.is_some_and(|o| !o.is_dir() && has_image_extension(o));
-    if out_is_file && inputs.len() > 1 {
-        bail!("{} inputs cannot all go to the one file {}: give a folder", inputs.len(), out.unwrap().display());
-    }
-    if let Some(dir) = out.filter(|_| !out_is_file) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    }
-    let extension = match (format, out.filter(|_| out_is_file)) {
-        (Some(format), _) => format.extension().to_string(),
-        (None, Some(file)) => file.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase(),
-        (None, None) => Format::Png.extension().to_string(),
-    };
-    let input_set: std::collections::HashSet<FileKey> = inputs.iter().map(|p| FileKey::of(p)).collect();
-    let mut claimed: HashMap<FileKey, PathBuf> = HashMap::new();
-    let mut jobs = Vec::new();
-    let mut failures = Vec::new();
-    for input in inputs {
-        let output = match out {
-            Some(file) if out_is_file => file.with_extension(&extension),
-            _ => {
-                let stem = input.file_stem().unwrap_or_default().to_string_lossy();
-                let name = format!("{stem}_x{scale}.{extension}");
-                out.map_or_else(|| input.with_file_name(&name), |dir| dir.join(&name))
-            }
-        };
-        let key = FileKey::of(&output);
-        if input_set.contains(&key) {
-            failures.push(format!(
-                "{}: its output {} is an input; refusing to replace it",
-                input.display(),
-                output.display()
-            ));
-        } else if let Some(first) = claimed.get(&key) {
-            failures.push(format!(
-                "{}: its output {} is also the output of {}; rename one or use another folder",
-                input.display(),
-                output.display(),
-                first.display()
-            ));
-        } else {
-            claimed.insert(key, input.clone());
-            jobs.push(Job { input, output });
+impl Work<'_> {
+    /// Upscales one image and writes it with its metadata; the output's width and height.
+    fn upscale_one(
+        &self,
+        job: &Job,
+        on_progress: impl FnMut(sana_sr_pipeline::Progress),
+    ) -> anyhow::Result<[usize; 2]> {
+        // Checked before the work, so that a refused output costs nothing; the write checks again.
+        if !self.overwrite && job.output.exists() {
+            bail!(
+                "{} exists already (pass --overwrite to replace it, --skip-existing to pass it by)",
+                job.output.display()
+            );
         }
+        // The output's size from the input's header, before the input is decoded.
+        let (width, height) = image_size(&job.input)?;
+        let scale = self.upscaler.scale(self.options)?;
+        self.upscaler.check_output_size(width.into(), height.into(), scale)?;
+        let (image, metadata) = read_image_and_metadata(&job.input, &ReadOptions::default())?;
+        let sr = {
+            let _quiet = QuietPanics::install();
+            self.upscaler.upscale_with_progress(&image, self.options, on_progress)?
+        };
+        let encoding = self.format.encoding(self.quality, metadata.high_bit_depth);
+        // JPEG has no alpha channel.
+        let sr = if self.format == Format::Jpg { sr.to_rgb() } else { sr };
+        let metadata = metadata.upscaled(sr.width as u32, sr.height as u32, scale, self.software);
+        if let Some(folder) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)?;
+        }
+        write_image_with_metadata(&sr, &job.output, &WriteOptions { encoding, overwrite: self.overwrite }, &metadata)?;
+        Ok([sr.width, sr.height])
     }
-    Ok((jobs, failures))
 }
 
 /// While alive, panics print nothing: libtorch's failures surface as panics that the pipeline turns into

@@ -16,14 +16,27 @@ pub fn photo(dir: &Path, name: &str, width: usize, height: usize) -> PathBuf {
     path
 }
 
-/// `sana-sr ARGS` run in `cwd`, its models folder `cwd/models`, so that a user's own models never leak in.
+/// `sana-sr ARGS` run in `cwd`, its models folder `cwd/models` and no folder of evaluation sets, so that a
+/// user's own never leak in.
 pub fn sana_sr(args: &[&str], cwd: &Path) -> Output {
+    sana_sr_env(args, cwd, &[])
+}
+
+/// [`sana_sr`] with environment variables set.
+pub fn sana_sr_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sana-sr"))
         .args(args)
         .current_dir(cwd)
         .env("SANA_SR_MODELS", cwd.join("models"))
+        .env_remove("SANA_SR_DATASETS")
+        .envs(env.iter().copied())
         .output()
         .expect("the binary runs")
+}
+
+/// What a run wrote to stdout.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What a run wrote to stderr.
