@@ -9,6 +9,15 @@
 
 use exif::{Field, In, Rational, Tag, Value};
 
+/// The first word of the EXIF `Software` that sana-sr writes into the files it upscales.
+pub const SOFTWARE_MARKER: &str = "sana-sr";
+
+/// The `Software` text of a file sana-sr upscaled by `scale` with `model`: by it a later batch knows its own
+/// outputs, and a reader of the file what made it.
+pub fn software_marker(scale: u32, model: &str) -> String {
+    format!("{SOFTWARE_MARKER} {} (x{scale}, {model})", env!("CARGO_PKG_VERSION"))
+}
+
 /// What [`crate::io::read_image_and_metadata`] reads besides the pixels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metadata {

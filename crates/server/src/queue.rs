@@ -16,7 +16,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use sana_sr_core::Device;
-use sana_sr_data::io::{read_image, write_image, Encoding, WriteOptions};
+use sana_sr_data::io::{read_image_and_metadata, write_image_with_metadata, Encoding, ReadOptions, WriteOptions};
+use sana_sr_data::metadata::software_marker;
 use sana_sr_pipeline::{ModelSource, UpscaleError, Upscaler};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -193,10 +194,11 @@ fn work_forever(receiver: &Mutex<mpsc::Receiver<Work>>, mut loaded: HashMap<Stri
     }
 }
 
-/// One job on a worker's thread: decode, upscale (stopping at the next tile once cancelled), encode.
+/// One job on a worker's thread: decode, upscale (stopping at the next tile once cancelled), encode with the
+/// upload's colour profile, EXIF and resolution carried over as `upscale` carries them.
 fn run(job: &Job, upscaler: &Upscaler, input: &Path, folder: &Path) -> Result<Output, JobError> {
-    let image =
-        read_image(input).map_err(|error| JobError::Read(crate::upload::as_upload(&error, input, &job.file_name)))?;
+    let (image, metadata) = read_image_and_metadata(input, &ReadOptions::default())
+        .map_err(|error| JobError::Read(crate::upload::as_upload(&error, input, &job.file_name)))?;
     let upscaled = upscaler.upscale_interruptible(&image, &job.spec.options(), |progress| {
         job.progress(progress);
         if job.cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
@@ -208,7 +210,12 @@ fn run(job: &Job, upscaler: &Upscaler, input: &Path, folder: &Path) -> Result<Ou
     // The name is the job's random id: nothing a client sent becomes a path.
     let path = folder.join(format!("{}.{}", job.id, job.spec.format));
     let encoding = Encoding::from_path(&path).expect("the format was checked when the job was submitted");
-    write_image(&upscaled, &path, &WriteOptions { encoding, overwrite: false }).map_err(JobError::Write)?;
+    // JPEG has no alpha channel.
+    let upscaled = if matches!(encoding, Encoding::Jpeg { .. }) { upscaled.to_rgb() } else { upscaled };
+    let software = software_marker(job.spec.scale, &job.spec.model);
+    let metadata = metadata.upscaled(upscaled.width as u32, upscaled.height as u32, job.spec.scale, &software);
+    write_image_with_metadata(&upscaled, &path, &WriteOptions { encoding, overwrite: false }, &metadata)
+        .map_err(JobError::Write)?;
     let path = tempfile::TempPath::try_from_path(&path)
         .map_err(|source| JobError::Write(sana_sr_data::io::IoError::Write { path, source }))?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -58,6 +58,28 @@ async fn a_photo_becomes_a_job_whose_result_is_four_times_larger() {
     assert!(report.jobs.is_empty(), "{report:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_with_alpha_becomes_a_jpeg_marked_as_upscale_marks_its_outputs() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let glass = image::RgbaImage::from_fn(24, 16, |x, y| image::Rgba([x as u8 * 10, y as u8 * 15, 99, 128]));
+    let mut bytes = Vec::new();
+    glass.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    let response = submit(&client, &server.url, form(bytes, "glass.png", &[("format", "jpg")])).await;
+    assert_eq!(response.status(), 202);
+    let id = text(&response.json().await.unwrap(), "id");
+    let last = follow(&client, &server.url, &id, LIMIT).await.pop().unwrap();
+    assert_eq!(last["state"], "done", "{last}");
+
+    let result = client.get(format!("{}{}", server.url, text(&last, "result"))).send().await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("glass_x4.jpg");
+    std::fs::write(&path, result.bytes().await.unwrap()).unwrap();
+    let software = sana_sr_data::io::read_metadata(&path).unwrap().software();
+    assert_eq!(software, Some(sana_sr_data::metadata::software_marker(4, "sana-sr-compact")));
+    server.stop().await;
+}
+
 /// The status and error of a form-less request with `content_type` and `body`.
 async fn raw_post(client: &reqwest::Client, url: &str, content_type: &str, body: &'static [u8]) -> (u16, String) {
     let response =

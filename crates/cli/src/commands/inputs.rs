@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sana_sr_core::fs::FileKey;
 use sana_sr_data::io::{has_image_extension, read_metadata, sniff_format};
+use sana_sr_data::metadata::SOFTWARE_MARKER;
 
 /// How arguments are expanded into files.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,15 +56,8 @@ pub struct Found {
     pub earlier_outputs: usize,
 }
 
-/// The `Software` text `upscale` writes into its outputs' EXIF, by which a later run knows them.
-pub fn software_marker(scale: u32, model: &str) -> String {
-    format!("{MARKER} {} (x{scale}, {model})", env!("CARGO_PKG_VERSION"))
-}
-
-const MARKER: &str = "sana-sr";
-
 /// Whether `path` is an output of an earlier `upscale`: named `STEM_xN.EXT` as outputs are named by default,
-/// or carrying the [`software_marker`] (an output renamed since).
+/// or carrying the [`SOFTWARE_MARKER`] (an output renamed since).
 pub fn is_earlier_output(path: &Path) -> bool {
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
     let named = stem.rsplit_once("_x").is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -71,7 +65,7 @@ pub fn is_earlier_output(path: &Path) -> bool {
         || read_metadata(path)
             .ok()
             .and_then(|m| m.software())
-            .is_some_and(|s| s.split_whitespace().next() == Some(MARKER))
+            .is_some_and(|s| s.split_whitespace().next() == Some(SOFTWARE_MARKER))
 }
 
 /// Whether a file found in a folder is taken as an image: by its extension, or by its content when its

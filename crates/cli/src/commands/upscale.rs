@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
+use sana_sr_data::metadata::software_marker;
 use sana_sr_pipeline::upscaler::DEFAULT_TILE;
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
 use super::device_arg;
-use super::inputs::{expand_inputs, software_marker, Expand, Failure};
+use super::inputs::{expand_inputs, Expand, Failure};
 use plan::{Format, Job};
 use report::{Record, Reporter};
 
