@@ -7,7 +7,7 @@
 #   - scripts/training_photos.txt lists which of their files are real photographs (drawings, abstract and
 #     rendered art are left out); ../shared/datasets/SunHays80 is added whole by `sana-sr data build-pool`.
 #
-# Then:  sana-sr data build-pool   (writes data/hr_pool/*.png, downscaled 2x to hide JPEG blocks)
+# Then:  sana-sr data build-pool --out data/hr_pool   (writes data/hr_pool/*.png, downscaled 2x to hide JPEG blocks)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

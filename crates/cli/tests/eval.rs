@@ -38,7 +38,7 @@ fn a_made_set_of_pairs_is_scored_like_a_benchmark() {
 
     std::fs::create_dir(dir.path().join("sets/flat")).unwrap();
     std::fs::copy(dir.path().join("photos/a.png"), dir.path().join("sets/flat/a.png")).unwrap();
-    let flat = sana_sr(&["eval", "--datasets", "sets", "--sets", "flat"], dir.path());
+    let flat = sana_sr(&["eval", "--datasets", "sets", "--sets", "flat", "--out", "flat"], dir.path());
     assert!(!flat.status.success() && stderr(&flat).contains("gt/ and lq/"), "{}", stderr(&flat));
 }
 
@@ -50,7 +50,7 @@ fn methods_whose_rows_would_share_a_name_are_refused() {
         save_image(&Image::new(8, 8, 3, vec![0.5; 192]), dir.path().join(folder).join("a.png")).unwrap();
     }
     std::fs::create_dir_all(dir.path().join("x/mine")).unwrap();
-    let args = ["eval", "--datasets", ".", "--sets", "mine", "--method", "bicubic", "--method", "folder:bicubic=x"];
+    let args = ["eval", "--datasets", ".", "--sets", "mine", "--method", "bicubic", "--method", "folder:bicubic=x", "--out", "o"];
     let out = sana_sr(&args, dir.path());
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("two methods are named \"bicubic\""), "{}", stderr(&out));

@@ -70,3 +70,21 @@ fn a_built_in_model_is_exported_by_its_name() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_image(cwd.join("cat2.png")).unwrap().width, 24);
 }
+
+#[test]
+fn commands_that_make_folders_are_told_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::write(cwd.join("train.toml"), "").unwrap();
+    for (args, option) in [
+        (&["eval", "--datasets", ".", "--sets", "Set5"][..], "--out"),
+        (&["train", "--config", "train.toml"][..], "--run"),
+        (&["data", "build-pool", "--root", ".", "--extra", "."][..], "--out"),
+    ] {
+        let out = sana_sr(args, cwd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(option), "{args:?}: {}", stderr(&out));
+    }
+    let names: Vec<_> = std::fs::read_dir(cwd).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["train.toml"], "nothing is written unasked");
+}

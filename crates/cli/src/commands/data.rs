@@ -64,8 +64,8 @@ struct BuildPoolArgs {
     /// Folders whose every image is added too.
     #[arg(long, default_value = "../shared/datasets/SunHays80")]
     extra: Vec<PathBuf>,
-    /// The pool's folder (the loader's default).
-    #[arg(long, default_value = "data/hr_pool")]
+    /// The pool's folder (`data/hr_pool` is where the training configs look).
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Downscale factor (at least 2).
     #[arg(long, default_value_t = 2.0)]

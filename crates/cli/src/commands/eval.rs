@@ -30,7 +30,7 @@ pub struct Args {
     methods: Vec<String>,
     /// Where the table (quality.csv), every image's scores (images.jsonl, written as they are made) and the
     /// crops (panels/<set>.png) go.
-    #[arg(long, default_value = "out/eval")]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Replace the evaluation in --out (otherwise one there is an error, before anything is scored).
     #[arg(long, conflicts_with = "resume")]

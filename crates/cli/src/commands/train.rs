@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     config: PathBuf,
     /// The run folder: checkpoint, log.csv, curves.png, snapshots/ and the exported model.safetensors.
-    #[arg(long, default_value = "runs/train")]
+    #[arg(long, value_name = "DIR")]
     run: PathBuf,
     /// Continue the run in the run folder from its last checkpoint.
     #[arg(long)]
