@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::codecs::bmp::BmpEncoder;
 use image::codecs::jpeg::{JpegEncoder, PixelDensity, PixelDensityUnit};
-use image::codecs::tiff::TiffEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::error::{EncodingError, ImageFormatHint};
 use image::metadata::Orientation;
@@ -173,10 +172,16 @@ pub fn read_metadata(path: impl AsRef<Path>) -> Result<Metadata, IoError> {
 /// The metadata `decoder` (of the file at `path`, in `format`) gives. Metadata that cannot be read is left
 /// out: it never stops the pixels from being read.
 fn decoder_metadata(decoder: &mut dyn ImageDecoder, path: &Path, format: ImageFormat) -> Metadata {
-    let icc = decoder.icc_profile().ok().flatten();
-    let exif = decoder.exif_metadata().ok().flatten();
     let color = decoder.color_type();
     let high_bit_depth = color.bytes_per_pixel() / color.channel_count() > 1;
+    if format == ImageFormat::Tiff {
+        // `image`'s TIFF decoder gives no EXIF or resolution, nor the profile of TIFFs that hold one (written
+        // by PIL or by sana-sr): the `tiff` crate reads all three from the file's first directory.
+        let file = sana_sr_core::fs::open_file(path).ok();
+        return Metadata { high_bit_depth, ..file.map(crate::tiff_fields::read).unwrap_or_default() };
+    }
+    let icc = decoder.icc_profile().ok().flatten();
+    let exif = decoder.exif_metadata().ok().flatten();
     let dpi = stored_dpi(path, format).or_else(|| exif.as_deref().and_then(exif_dpi));
     Metadata { icc, exif, dpi, high_bit_depth }
 }
@@ -362,7 +367,8 @@ pub fn write_image(image: &Image, path: impl AsRef<Path>, options: &WriteOptions
 }
 
 /// [`write_image`], the file carrying `metadata` as far as its format can: the ICC profile in every format
-/// but BMP, the EXIF in PNG, JPEG and WebP, the resolution in PNG and JPEG (and in the EXIF). The bit depth
+/// but BMP, the EXIF in PNG, JPEG and WebP (its text fields in TIFF), the resolution in PNG, JPEG and TIFF
+/// (and in the EXIF). The bit depth
 /// is the encoding's.
 pub fn write_image_with_metadata(
     image: &Image,
@@ -413,9 +419,6 @@ fn encode(
     let eight_bit_type =
         [ExtendedColorType::L8, ExtendedColorType::La8, ExtendedColorType::Rgb8, ExtendedColorType::Rgba8]
             [channels - 1];
-    let sixteen_bit_type =
-        [ExtendedColorType::L16, ExtendedColorType::La16, ExtendedColorType::Rgb16, ExtendedColorType::Rgba16]
-            [channels - 1];
     let icc = metadata.icc.clone();
     let exif = metadata.exif.clone();
     // A format that cannot hold a piece of metadata simply goes without it.
@@ -444,17 +447,8 @@ fn encode(
             encoder.write_image(&to_u8(&image.data), width, height, eight_bit_type)
         }
         Encoding::Webp { quality: Some(quality) } => {
-            // libwebp takes RGB or RGBA: gray is spread over the three colours, its alpha kept.
-            let rgb = match channels {
-                1 => image.to_rgb(),
-                2 => Image::new(
-                    width as usize,
-                    height as usize,
-                    4,
-                    image.data.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
-                ),
-                _ => image.clone(),
-            };
+            // libwebp takes RGB or RGBA.
+            let rgb = if channels == 1 { std::borrow::Cow::Owned(image.to_rgb()) } else { with_colour_alpha(image) };
             let bytes = crate::webp::encode_lossy(
                 &to_u8(&rgb.data),
                 width,
@@ -468,19 +462,30 @@ fn encode(
             writer.write_all(&bytes).map_err(ImageError::IoError)
         }
         Encoding::Tiff { sixteen_bit } => {
-            // The TIFF encoder seeks back to write its offsets: it encodes into memory first.
-            let mut bytes = Cursor::new(Vec::new());
-            let mut encoder = TiffEncoder::new(&mut bytes);
-            with_metadata(&mut encoder);
-            if sixteen_bit {
-                let samples: Vec<u8> = image.data.iter().flat_map(|&x| quantize(x, 65535.0).to_ne_bytes()).collect();
-                encoder.write_image(&samples, width, height, sixteen_bit_type)?;
+            // TIFF as the encoder writes it has no gray with alpha.
+            let image = with_colour_alpha(image);
+            let samples = if sixteen_bit {
+                crate::tiff_fields::Samples::Sixteen(image.data.iter().map(|&x| quantize(x, 65535.0)).collect())
             } else {
-                encoder.write_image(&to_u8(&image.data), width, height, eight_bit_type)?;
-            }
-            writer.write_all(&bytes.into_inner()).map_err(ImageError::IoError)
+                crate::tiff_fields::Samples::Eight(to_u8(&image.data))
+            };
+            crate::tiff_fields::encode(samples, width, height, image.channels, metadata, writer)
         }
         Encoding::Bmp => BmpEncoder::new(writer).write_image(&to_u8(&image.data), width, height, eight_bit_type),
+    }
+}
+
+/// `image` with a gray-and-alpha image spread to RGBA (the gray on the three colours, the alpha kept), for the
+/// encoders that have no gray-with-alpha layout; any other image as it is.
+fn with_colour_alpha(image: &Image) -> std::borrow::Cow<'_, Image> {
+    match image.channels {
+        2 => std::borrow::Cow::Owned(Image::new(
+            image.width,
+            image.height,
+            4,
+            image.data.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        )),
+        _ => std::borrow::Cow::Borrowed(image),
     }
 }
 
@@ -521,7 +526,7 @@ fn encode_png(
     png.finish().map_err(error)
 }
 
-fn encoding_error(format: ImageFormat, reason: String) -> ImageError {
+pub(crate) fn encoding_error(format: ImageFormat, reason: String) -> ImageError {
     ImageError::Encoding(EncodingError::new(ImageFormatHint::Exact(format), reason))
 }
 

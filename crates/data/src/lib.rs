@@ -10,6 +10,7 @@ pub mod pool;
 pub mod resize;
 pub mod sets;
 pub mod tensor;
+mod tiff_fields;
 mod webp;
 
 pub use image::Image;
