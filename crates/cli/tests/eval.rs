@@ -50,7 +50,19 @@ fn methods_whose_rows_would_share_a_name_are_refused() {
         save_image(&Image::new(8, 8, 3, vec![0.5; 192]), dir.path().join(folder).join("a.png")).unwrap();
     }
     std::fs::create_dir_all(dir.path().join("x/mine")).unwrap();
-    let args = ["eval", "--datasets", ".", "--sets", "mine", "--method", "bicubic", "--method", "folder:bicubic=x", "--out", "o"];
+    let args = [
+        "eval",
+        "--datasets",
+        ".",
+        "--sets",
+        "mine",
+        "--method",
+        "bicubic",
+        "--method",
+        "folder:bicubic=x",
+        "--out",
+        "o",
+    ];
     let out = sana_sr(&args, dir.path());
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("two methods are named \"bicubic\""), "{}", stderr(&out));

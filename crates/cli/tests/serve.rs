@@ -38,7 +38,12 @@ fn serve_prints_its_address_answers_and_stops_cleanly_on_sigterm() {
     assert!(get(&address, "/").1.contains("<title>sana-sr</title>"));
     assert_eq!(get(&address, "/api/models").0, "HTTP/1.1 401 Unauthorized");
     // The service's temporary folder is in TMPDIR while it runs.
-    let folders = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("sana-sr-serve-")).count();
+    let folders = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("sana-sr-serve-"))
+            .count()
+    };
     assert_eq!(folders(), 1);
 
     // SAFETY: sends a signal to the child this test started.

@@ -26,7 +26,10 @@ fn upscales_a_file_next_to_itself_and_never_replaces_it_unasked() {
     assert!(stderr(&out).contains("cat_x4.png exists already (pass --overwrite"), "{}", stderr(&out));
     assert_eq!(std::fs::read(dir.path().join("cat_x4.png")).unwrap(), first);
 
-    let out = sana_sr(&["upscale", "cat.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "cat_x4.png", "--overwrite"], dir.path());
+    let out = sana_sr(
+        &["upscale", "cat.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "cat_x4.png", "--overwrite"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_image(dir.path().join("cat_x4.png")).unwrap().width, 40);
 
@@ -67,7 +70,10 @@ fn a_batch_goes_on_past_bad_files_and_the_exit_code_says_some_failed() {
     assert!(!dir.path().join("sharp/corrupt_x4.webp").exists());
 
     // Quoted globs are expanded by the program; a pattern matching nothing is an error line.
-    let out = sana_sr(&["upscale", "photos/[ab].*", "nothing*.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "globbed"], dir.path());
+    let out = sana_sr(
+        &["upscale", "photos/[ab].*", "nothing*.png", "-m", "sana-sr-tiny", "-s", "2", "-o", "globbed"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing*.png: no files match this pattern"), "{}", stderr(&out));
     assert!(dir.path().join("globbed/a_x2.png").is_file() && dir.path().join("globbed/b_x2.png").is_file());

@@ -10,7 +10,7 @@ use std::io::{BufReader, Read, Seek, Write};
 
 use exif::{Field, In, Tag, Value};
 use image::{ImageError, ImageFormat};
-use tiff::encoder::colortype::{ColorType, Gray16, Gray8, RGBA16, RGBA8, RGB16, RGB8};
+use tiff::encoder::colortype::{ColorType, Gray16, Gray8, RGB16, RGB8, RGBA16, RGBA8};
 use tiff::encoder::{Rational, TiffEncoder, TiffValue};
 use tiff::tags::ResolutionUnit;
 
@@ -122,9 +122,10 @@ fn text_fields(exif: Option<&[u8]>) -> Vec<(Tag, String)> {
         .iter()
         .filter_map(|&tag| match &exif.get_field(tag, In::PRIMARY)?.value {
             // TIFF's ASCII is one NUL-terminated string: interior NULs would cut it short.
-            Value::Ascii(parts) => {
-                Some((tag, parts.iter().map(|p| String::from_utf8_lossy(p).replace('\0', "")).collect::<Vec<_>>().join(" ")))
-            }
+            Value::Ascii(parts) => Some((
+                tag,
+                parts.iter().map(|p| String::from_utf8_lossy(p).replace('\0', "")).collect::<Vec<_>>().join(" "),
+            )),
             _ => None,
         })
         .collect()

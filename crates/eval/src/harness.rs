@@ -171,9 +171,8 @@ pub fn evaluate(
             let mut outputs = Vec::with_capacity(methods.len());
             let mut all_made = true;
             for (method, tally) in methods.iter_mut().zip(&mut tallies) {
-                let identity = method
-                    .identity()
-                    .unwrap_or_else(|| format!("{} on {}/{}", method.name(), set.name, sample.name));
+                let identity =
+                    method.identity().unwrap_or_else(|| format!("{} on {}/{}", method.name(), set.name, sample.name));
                 let key = record::key(&inputs, &identity);
                 if let Some(scores) = record.get(&key) {
                     tally.add(&scores);

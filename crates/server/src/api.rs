@@ -104,9 +104,8 @@ async fn events(
 /// `GET /api/jobs/{id}/result`: the upscaled image, once the job is done.
 async fn result(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = find(&state, &id)?;
-    let output = job.output().ok_or_else(|| {
-        ApiError::NoResult(format!("job `{id}` is {}: it has no result", job.state()))
-    })?;
+    let output =
+        job.output().ok_or_else(|| ApiError::NoResult(format!("job `{id}` is {}: it has no result", job.state())))?;
     // Open before answering: the file stays readable for this download even if the job expires meanwhile.
     let file = tokio::fs::File::open(&output.path).await?;
     let stem = job.file_name.rsplit_once('.').map_or(job.file_name.as_str(), |(stem, _)| stem);

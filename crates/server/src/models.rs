@@ -39,7 +39,8 @@ impl Catalogue {
     /// left out, with a warning.
     pub fn new(default: &ModelSource) -> Result<Self, RegistryError> {
         let mut models = vec![model(name_of(default), default.clone(), true)?];
-        let others = BUILTIN_MODELS.iter().map(ModelSource::Builtin).chain(local_models().into_iter().map(ModelSource::File));
+        let others =
+            BUILTIN_MODELS.iter().map(ModelSource::Builtin).chain(local_models().into_iter().map(ModelSource::File));
         for source in others {
             let name = name_of(&source);
             if models.iter().any(|m| m.entry.name == name) {
@@ -75,7 +76,9 @@ impl Catalogue {
 fn name_of(source: &ModelSource) -> String {
     match source {
         ModelSource::Builtin(model) => model.name.to_string(),
-        ModelSource::File(path) => path.file_stem().map_or_else(|| source.label(), |s| s.to_string_lossy().into_owned()),
+        ModelSource::File(path) => {
+            path.file_stem().map_or_else(|| source.label(), |s| s.to_string_lossy().into_owned())
+        }
     }
 }
 

@@ -69,7 +69,9 @@ impl Queue {
         for i in 0..workers {
             let loaded = HashMap::from([(name.to_string(), Upscaler::load(model, device)?)]);
             let receiver = receiver.clone();
-            std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || work_forever(&receiver, loaded, device))?;
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || work_forever(&receiver, loaded, device))?;
         }
         Ok(Self {
             places: Arc::new(Semaphore::new(max_queue)),
@@ -104,7 +106,14 @@ impl Queue {
     }
 
     /// Runs `job` with `model` when a worker is free; `input` is its upload, removed when the job ends.
-    pub fn start(&self, state: Arc<AppState>, job: Arc<Job>, model: ModelSource, input: tempfile::TempPath, place: Place) {
+    pub fn start(
+        &self,
+        state: Arc<AppState>,
+        job: Arc<Job>,
+        model: ModelSource,
+        input: tempfile::TempPath,
+        place: Place,
+    ) {
         let (workers, work) = (self.workers.clone(), self.work.clone());
         self.tasks.spawn(async move {
             let worker = tokio::select! {
@@ -201,7 +210,11 @@ fn run(job: &Job, upscaler: &Upscaler, input: &Path, folder: &Path) -> Result<Ou
         .map_err(|error| JobError::Read(crate::upload::as_upload(&error, input, &job.file_name)))?;
     let upscaled = upscaler.upscale_interruptible(&image, &job.spec.options(), |progress| {
         job.progress(progress);
-        if job.cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if job.cancel.is_cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })?;
     drop(image);
     if job.cancel.is_cancelled() {

@@ -179,7 +179,8 @@ async fn the_token_guards_every_api_route_but_not_the_page_or_health() {
         let right = client.get(format!("{url}{route}")).bearer_auth("s3cret").send().await.unwrap();
         assert_ne!(right.status(), 401, "{route}");
     }
-    let no_token = client.post(format!("{url}/api/jobs")).multipart(form(png(8, 8), "a.png", &[])).send().await.unwrap();
+    let no_token =
+        client.post(format!("{url}/api/jobs")).multipart(form(png(8, 8), "a.png", &[])).send().await.unwrap();
     assert_eq!(no_token.status(), 401);
     assert!(server.files().is_empty(), "an unauthorised upload was stored: {:?}", server.files());
     assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status(), 200);

@@ -25,13 +25,20 @@ const LIMIT: Duration = Duration::from_secs(180);
 /// reason printed, where there is none outside CI; a failure in CI.
 fn chromium(test: &str) -> Option<PathBuf> {
     let on_path = |name: &str| {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|dir| dir.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
     };
-    let found = std::env::var_os("CHROME").map(PathBuf::from).or_else(|| on_path("chromium")).or_else(|| on_path("chromium-browser"));
+    let found = std::env::var_os("CHROME")
+        .map(PathBuf::from)
+        .or_else(|| on_path("chromium"))
+        .or_else(|| on_path("chromium-browser"));
     let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     match found {
         Some(path) => Some(path),
-        None if in_ci => panic!("{test}: no Chromium in CI (scripts/setup.sh installs Debian's chromium; or set CHROME)"),
+        None if in_ci => {
+            panic!("{test}: no Chromium in CI (scripts/setup.sh installs Debian's chromium; or set CHROME)")
+        }
         None => {
             eprintln!("skipped {test}: no Chromium (install Debian's chromium, or set CHROME to a Chrome or Chromium)");
             None
@@ -94,7 +101,9 @@ fn set5(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it() {
-    let Some(executable) = chromium("the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it") else { return };
+    let Some(executable) = chromium("the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it") else {
+        return;
+    };
     let server = common::start(|_| {}).await;
     let (profile, downloads) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut browser, page, events) = open(&executable, profile.path(), &server.url).await;
@@ -106,7 +115,8 @@ async fn the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it(
     let photo = set5("headx4.png");
     let (width, height) = image::image_dimensions(&photo).unwrap();
     choose(&page, &photo).await;
-    wait_for(&page, "['done', 'failed'].includes(document.querySelector('.job')?.dataset.state)", "the job's end").await;
+    wait_for(&page, "['done', 'failed'].includes(document.querySelector('.job')?.dataset.state)", "the job's end")
+        .await;
     let job = eval(
         &page,
         "() => { const job = document.querySelector('.job'), q = (s) => job.querySelector(s);
@@ -147,7 +157,11 @@ async fn the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it(
     let saved = downloads.path().join("headx4_x4.png");
     let started = Instant::now();
     while !saved.is_file() {
-        assert!(started.elapsed() < LIMIT, "no download in {:?}", std::fs::read_dir(downloads.path()).unwrap().collect::<Vec<_>>());
+        assert!(
+            started.elapsed() < LIMIT,
+            "no download in {:?}",
+            std::fs::read_dir(downloads.path()).unwrap().collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(image::image_dimensions(&saved).unwrap(), (4 * width, 4 * height));
@@ -156,7 +170,10 @@ async fn the_page_upscales_a_set5_photo_shows_before_and_after_and_downloads_it(
     page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true)).await.unwrap();
     let overflow = eval(&page, "document.documentElement.scrollWidth - window.innerWidth").await;
     let widest = eval(&page, "() => [...document.querySelectorAll('body *')].map(e => [e.tagName, e.id, Math.round(e.getBoundingClientRect().right)]).sort((a, b) => b[2] - a[2]).slice(0, 3)").await;
-    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px wider than a 390 px screen; widest: {widest}");
+    assert!(
+        overflow.as_f64().unwrap() <= 0.0,
+        "the page is {overflow} px wider than a 390 px screen; widest: {widest}"
+    );
 
     browser.close().await.unwrap();
     browser.wait().await.unwrap();

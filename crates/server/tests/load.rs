@@ -117,7 +117,10 @@ async fn fifty_concurrent_uploads_each_get_a_result_or_429_and_hostile_requests_
         client.post(format!("{}/api/jobs", server.url)).header("content-type", content_type).body(body).send()
     };
     let statuses = [
-        (raw("multipart/form-data; boundary=B", b"--B\r\nContent-Disposition: form-data; name=\"image\"\r\n").await, 400),
+        (
+            raw("multipart/form-data; boundary=B", b"--B\r\nContent-Disposition: form-data; name=\"image\"\r\n").await,
+            400,
+        ),
         (raw("multipart/form-data; boundary=B", b"").await, 400),
         (client.post(format!("{}/api/jobs", server.url)).send().await, 400),
         (submit(&client, &server.url, form(png_header(30_000, 30_000), "bomb.png", &[])).await.pipe_ok(), 413),
@@ -163,7 +166,8 @@ async fn sigterm_during_a_burst_ends_every_accepted_job_finished_or_cancelled() 
     sana_sr_core::interrupt::on_next_interrupt(move |_| stop.cancel());
     let client = reqwest::Client::new();
     // Photos of many tiles, so that jobs are still queued and running when the signal comes.
-    let submits = (0..12).map(|i| submit(&client, &server.url, form(png(96, 96), &format!("s{i}.png"), &[("tile", "128")])));
+    let submits =
+        (0..12).map(|i| submit(&client, &server.url, form(png(96, 96), &format!("s{i}.png"), &[("tile", "128")])));
     let mut accepted = Vec::new();
     for response in join_all(submits).await {
         match response.status().as_u16() {
@@ -183,7 +187,8 @@ async fn sigterm_during_a_burst_ends_every_accepted_job_finished_or_cancelled() 
         .map(|mut events| {
             tokio::spawn(async move {
                 let mut last = Value::Null;
-                while let Some(snapshot) = tokio::time::timeout(LIMIT, events.next()).await.expect("the events stalled") {
+                while let Some(snapshot) = tokio::time::timeout(LIMIT, events.next()).await.expect("the events stalled")
+                {
                     last = snapshot;
                 }
                 last

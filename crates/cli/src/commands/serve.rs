@@ -57,7 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stop = shutdown.clone();
     let grace = args.shutdown_grace;
     sana_sr_core::interrupt::on_next_interrupt(move |signal| {
-        eprintln!("{signal}: shutting down: no new jobs; running ones have {grace} s to finish (again to stop at once)");
+        eprintln!(
+            "{signal}: shutting down: no new jobs; running ones have {grace} s to finish (again to stop at once)"
+        );
         stop.cancel();
     });
     let report = sana_sr_server::serve_blocking(config, listener, shutdown, |address| {

@@ -84,7 +84,8 @@ pub fn png_header(width: u32, height: u32) -> Vec<u8> {
 
 /// A form with `bytes` as the file `name` in field `image`, and the given option fields.
 pub fn form(bytes: Vec<u8>, name: &str, options: &[(&str, &str)]) -> reqwest::multipart::Form {
-    let mut form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    let mut form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
     for (field, value) in options {
         form = form.text(field.to_string(), value.to_string());
     }
