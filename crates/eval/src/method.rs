@@ -13,6 +13,7 @@ use sana_sr_core::Device;
 use sana_sr_data::io::{read_image, IoError, IMAGE_EXTENSIONS};
 use sana_sr_data::resize::matlab::ResizeError;
 use sana_sr_data::Image;
+use sana_sr_pipeline::upscaler::check_options;
 use sana_sr_pipeline::{ModelSource, RegistryError, UpscaleError, UpscaleOptions, Upscaler};
 
 use crate::dataset::Sample;
@@ -45,16 +46,18 @@ pub enum MethodError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown method {0:?}: expected `bicubic`, `model`, `model:[LABEL=]NAME|PATH`, `folder:DIR` or `folder:NAME=DIR`")]
+    #[error("unknown method {0:?}: expected `bicubic`, `model`, `model:[LABEL=]NAME|PATH[@STEPS]`, `folder:DIR` or `folder:NAME=DIR`")]
     Unknown(String),
     #[error("method {spec:?}: {source}")]
     Model { spec: String, source: RegistryError },
     #[error("method {spec:?}: {dir} is not a folder")]
     NoFolder { spec: String, dir: PathBuf },
+    #[error("method {spec:?}: {reason}")]
+    Steps { spec: String, reason: String },
 }
 
 /// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model), `model:NAME|PATH` or
-/// `model:LABEL=NAME|PATH` (run on `device` in tiles of `tile` output pixels, `None` whole; named after the model's config unless labelled), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
+/// `model:LABEL=NAME|PATH` (run on `device` in tiles of `tile` output pixels, `None` whole; named after the model's config unless labelled), each with an optional `@STEPS` (sampler steps, named `NAME@STEPS`), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
 pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dyn Method>, SpecError> {
     let error = || SpecError::Unknown(spec.to_owned());
     if spec == "bicubic" {
@@ -66,8 +69,19 @@ pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dy
             Some((name, model)) if !name.is_empty() => (Some(name), model),
             _ => (None, model),
         };
+        // `NAME@STEPS`: the sampler run with that many steps instead of the model's own.
+        let (model, steps) = match model.rsplit_once('@').map(|(m, s)| (m, s.parse::<usize>())) {
+            Some((model, Ok(steps))) if !model.is_empty() => (model, Some(steps)),
+            _ => (model, None),
+        };
         let source = ModelSource::resolve(model).map_err(model_error)?;
-        let mut method = Model::load(&source, device, tile).map_err(model_error)?;
+        let mut method = Model::load(&source, device, tile, steps).map_err(model_error)?;
+        if let Some(steps) = steps {
+            let options = UpscaleOptions { steps: Some(steps), ..Default::default() };
+            check_options(&method.upscaler.model.config(), &options)
+                .map_err(|e| SpecError::Steps { spec: spec.to_owned(), reason: e.to_string() })?;
+            method.name = format!("{}@{steps}", method.name);
+        }
         if let Some(name) = name {
             method.name = name.to_owned();
         }
@@ -150,15 +164,30 @@ pub struct Model {
     name: String,
     upscaler: Upscaler,
     tile: Option<u32>,
-    /// The model file's SHA-256 and the tiling: a label does not change the output, other weights do.
+    /// Sampler steps asked for; `None` is the model's own.
+    steps: Option<usize>,
+    /// The model file's SHA-256, the tiling and any steps asked for: a label does not change the output,
+    /// other weights do.
     identity: String,
 }
 
 impl Model {
-    pub fn load(source: &ModelSource, device: Device, tile: Option<u32>) -> Result<Self, RegistryError> {
+    pub fn load(
+        source: &ModelSource,
+        device: Device,
+        tile: Option<u32>,
+        steps: Option<usize>,
+    ) -> Result<Self, RegistryError> {
         let upscaler = Upscaler::load(source, device)?;
-        let identity = format!("model sha256 {} tile {tile:?}", source.fingerprint()?);
-        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile, identity })
+        let mut identity = format!("model sha256 {} tile {tile:?}", source.fingerprint()?);
+        if let Some(steps) = steps {
+            identity += &format!(" steps {steps}");
+        }
+        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile, steps, identity })
+    }
+
+    fn options(&self, scale: u32) -> UpscaleOptions {
+        UpscaleOptions { scale: Some(scale), tile: self.tile, steps: self.steps, seed: 0 }
     }
 }
 
@@ -178,7 +207,7 @@ impl Method for Model {
         lr: &Image,
         scale: usize,
     ) -> Result<SrOutput, MethodError> {
-        let options = UpscaleOptions { scale: Some(scale as u32), tile: self.tile };
+        let options = self.options(scale as u32);
         timed(|| Ok(self.upscaler.upscale(lr, &options)?))
     }
 }
@@ -301,6 +330,12 @@ mod tests {
         assert_eq!(spec("model").unwrap().name(), sana_sr_pipeline::DEFAULT_MODEL);
         assert_eq!(spec("model:sana-sr-tiny").unwrap().name(), "sana-sr-tiny");
         assert_eq!(spec("model:tiny-cpu=sana-sr-tiny").unwrap().name(), "tiny-cpu");
+        assert_eq!(spec("model:sana-sr-tiny@3").unwrap().name(), "sana-sr-tiny@3");
+        assert_eq!(spec("model:tiny-3=sana-sr-tiny@3").unwrap().name(), "tiny-3");
+        let (one, three) = (spec("model:sana-sr-tiny").unwrap(), spec("model:sana-sr-tiny@3").unwrap());
+        assert_ne!(one.identity(), three.identity(), "steps change what is scored");
+        let err = spec("model:sana-sr-tiny@0").err().expect("0 steps are refused").to_string();
+        assert!(err.contains("outside 1..=1000"), "{err}");
         let err = spec("model:no-such-model").err().expect("an unknown model is refused").to_string();
         assert!(err.contains("no model named"), "{err}");
         let dir = tempfile::tempdir().unwrap();

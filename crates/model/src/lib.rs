@@ -23,5 +23,6 @@ pub mod checkpoint;
 pub mod cost;
 pub mod esrgan;
 pub mod layers;
+pub mod lr_stem;
 pub mod prune;
 pub mod transformers;

@@ -10,7 +10,7 @@ use sana_sr_model::cost::{self, dc_ae, esrgan, sana_transformer, Cost, Part};
 use serde::Serialize;
 
 use crate::network::{EsrganModelConfig, ModelConfig};
-use crate::sr_model::{InputResize, ModelError, SrModelConfig};
+use crate::sr_model::{InputResize, ModelError, SrModelConfig, Start};
 use crate::upscaler::PEER_PREPAD;
 
 /// The cost of one upscale of an `input`-sized image by `scale`.
@@ -25,11 +25,12 @@ pub struct CostReport {
     pub output: (i64, i64),
     pub params: u64,
     pub macs: u64,
-    /// Parameters (and MACs) per network: `vae.encoder`, `vae.decoder`, `transformer`, `condition`; a peer's
-    /// one network.
+    /// Parameters (and MACs) per network: `vae.encoder`, `vae.decoder`, `transformer` (every step and expert),
+    /// `condition`, and `lr_stem` when the model has one; a peer's one network.
     pub networks: Vec<Part>,
-    /// The stages in the order they run: `input resize`, `encoder`, `transformer embeddings`, every
-    /// `transformer_blocks.{i}`, `transformer output`, `decoder`; a peer's `network`.
+    /// The stages in the order they run: `input resize`, `encoder`, (`lr stem`), `transformer embeddings`,
+    /// every `transformer_blocks.{i}`, `transformer output` (the first step's DiT pass), (`transformer, steps
+    /// 2-N`, `experts 2-K`), `decoder`; a peer's `network`.
     pub stages: Vec<Part>,
     /// Every module the stages are made of, under its path in the model file (`vae.encoder.down_blocks.0.1`,
     /// `transformer.transformer_blocks.3`, `body.7`).
@@ -78,8 +79,31 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
             image.1, image.0
         ));
     }
+    let sampler = &c.sampler;
+    if sampler.steps > 1 || sampler.start == Start::Noise {
+        let start = match sampler.start {
+            Start::LrLatent => format!("the LR latent at timestep {}", c.timestep),
+            Start::Noise => format!("noise (flow shift {})", sampler.shift),
+        };
+        notes.push(format!("the sampler takes {} step(s) from {start}", sampler.steps));
+    }
+    if let Some(Ok(router)) = c.experts.as_ref().map(|e| e.router()) {
+        let intervals: Vec<String> = router
+            .intervals()
+            .iter()
+            .enumerate()
+            .map(|(k, (low, high))| format!("{k}: sigma {low:.3}-{high:.3}"))
+            .collect();
+        notes.push(format!("experts by noise level, one DiT per step: {}", intervals.join(", ")));
+    }
     let resize = Part::new("input resize", Cost::macs(resize_macs(c.input_resize, 3, input, output)));
-    let (encoder, latent) = dc_ae::encoder(&c.vae, image);
+    let (mut encoder, latent) = dc_ae::encoder(&c.vae, image);
+    if c.sampler.start == Start::Noise {
+        // A sampler from noise takes the image through the stem only: the encoder is stored (it makes the
+        // training targets) but does not run.
+        encoder.iter_mut().for_each(|part| part.cost.macs = 0);
+        notes.push("the sampler starts from noise: the encoder does not run".into());
+    }
     let transformer = sana_transformer::transformer(&c.transformer, latent, c.condition_tokens);
     let (decoder, _) = dc_ae::decoder(&c.vae, latent);
     let condition = Cost::params((c.condition_tokens * c.transformer.caption_channels) as u64);
@@ -94,20 +118,55 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     stages.extend(transformer.iter().filter(|p| is_block(p)).cloned());
     let output_part = transformer.iter().filter(|p| p.name == "proj_out").map(|p| p.cost).sum();
     stages.push(Part::new("transformer output", output_part));
+    // LinearSR's parts: a pass of the DiT per further sampler step, and the other experts' DiTs (one DiT runs
+    // per step, so they add parameters, not MACs).
+    let pass = cost::total(&transformer);
+    let steps = c.sampler.steps as u64;
+    let more_steps = Part::new(format!("transformer, steps 2-{steps}"), Cost::macs(pass.macs * (steps - 1)));
+    let experts = c.experts.as_ref().and_then(|e| e.count().ok()).unwrap_or(1) as u64;
+    let more_experts = Part::new(format!("experts 2-{experts}"), Cost::params(pass.params * (experts - 1)));
+    let extra = [more_steps, more_experts].into_iter().filter(|p| p.cost != Cost::default());
+    stages.extend(extra.clone());
     stages.push(Part::new("decoder", cost::total(&decoder)));
+    let stem = lr_stem(c, image);
+    if !stem.is_empty() {
+        stages.insert(2, Part::new("lr stem", cost::total(&stem)));
+    }
 
-    let networks = vec![
+    let mut networks = vec![
         Part::new("vae.encoder", cost::total(&encoder)),
         Part::new("vae.decoder", cost::total(&decoder)),
-        Part::new("transformer", cost::total(&transformer)),
+        Part::new("transformer", pass + cost::total(&extra.clone().collect::<Vec<_>>())),
         Part::new("condition", condition),
     ];
+    if !stem.is_empty() {
+        networks.push(Part::new("lr_stem", cost::total(&stem)));
+    }
     let mut modules = vec![resize];
     modules.extend(cost::prefixed("vae.encoder", encoder));
+    modules.extend(cost::prefixed("lr_stem", stem));
     modules.extend(cost::prefixed("transformer", transformer));
+    modules.extend(extra);
     modules.extend(cost::prefixed("vae.decoder", decoder));
     modules.push(Part::new("condition", condition));
     report(&c.name, "SANA-SR", scale, (input, output), networks, stages, modules, notes)
+}
+
+/// The LR stem's convolutions on the `image`-sized input, as [`sana_sr_model::lr_stem::LrStem`] builds them.
+fn lr_stem(c: &SrModelConfig, image: (i64, i64)) -> Vec<Part> {
+    let Some(stem) = &c.lr_stem else { return Vec::new() };
+    let (mut size, mut in_ch) = (image, 3);
+    let layers = stem.channels.iter().zip(&stem.strides).enumerate();
+    layers
+        .map(|(i, (&out_ch, &stride))| {
+            let padding = stride / 2;
+            let kernel = stride + 2 * padding;
+            size = cost::conv_out_size(size, kernel, stride, padding);
+            let part = Part::new(format!("layers.{i}"), cost::conv2d(size, in_ch, out_ch, kernel, 1, true));
+            in_ch = out_ch;
+            part
+        })
+        .collect()
 }
 
 fn peer(c: &EsrganModelConfig, input: (i64, i64), scale: u32) -> CostReport {

@@ -8,6 +8,7 @@
 
 pub mod cost;
 pub mod diffusers;
+pub mod experts;
 pub mod network;
 pub mod prune;
 pub mod registry;

@@ -37,6 +37,8 @@ pub enum PruneError {
     Unreachable { params: u64, macs: u64 },
     #[error("calibration: {0}")]
     Calibration(String),
+    #[error("model `{model}` has {what}: pruning covers the autoencoder and a single DiT")]
+    Unsupported { model: String, what: &'static str },
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -159,6 +161,16 @@ fn batches(calibration: &Calibration, batch: i64) -> Vec<(Tensor, Tensor)> {
             (calibration.lr.narrow(0, start, len), calibration.hr.narrow(0, start, len))
         })
         .collect()
+}
+
+/// Refuses a model whose parts pruning does not cover: LinearSR's LR stem and experts.
+pub fn check_prunable(config: &SrModelConfig) -> Result<()> {
+    let what = match (&config.lr_stem, &config.experts) {
+        (_, Some(_)) => "SNR-based experts",
+        (Some(_), None) => "an LR stem",
+        (None, None) => return Ok(()),
+    };
+    Err(PruneError::Unsupported { model: config.name.clone(), what })
 }
 
 /// The importance of every unit (same order), measured on `calibration` with `vs` the model's store.

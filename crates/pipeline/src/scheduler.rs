@@ -135,12 +135,16 @@ mod tests {
         for case in &cases {
             let (shift, steps) = (case["shift"].as_f64().unwrap(), case["steps"].as_u64().unwrap() as usize);
             let got = flow_match_schedule(steps, shift);
-            for (name, got, want) in
-                [("sigmas", &got.sigmas, floats(&case["sigmas"])), ("timesteps", &got.timesteps, floats(&case["timesteps"]))]
-            {
+            for (name, got, want) in [
+                ("sigmas", &got.sigmas, floats(&case["sigmas"])),
+                ("timesteps", &got.timesteps, floats(&case["timesteps"])),
+            ] {
                 assert_eq!(got.len(), want.len(), "shift {shift}, {steps} steps: {name}");
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((g - w).abs() <= w.abs() * 2f64.powi(-24), "shift {shift}, {steps} steps: {name} {got:?} vs {want:?}");
+                    assert!(
+                        (g - w).abs() <= w.abs() * 2f64.powi(-24),
+                        "shift {shift}, {steps} steps: {name} {got:?} vs {want:?}"
+                    );
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! A SANA-SR model: the DC-AE, the DiT, the stored condition and the few numbers that tie them together
-//! (scale, timestep), in one safetensors file.
+//! (scale, timestep, sampler), in one safetensors file; optionally LinearSR's LR stem and SNR-based experts.
 //!
 //! File layout: the autoencoder's weights under `vae.`, the transformer's under `transformer.` (after those
-//! prefixes, exactly diffusers' keys), the condition embedding as `condition`, and the [`SrModelConfig`] as JSON
+//! prefixes, exactly diffusers' keys; a model with K experts has K transformers under `experts.{k}.` instead),
+//! the LR stem's under `lr_stem.`, the condition embedding as `condition`, and the [`SrModelConfig`] as JSON
 //! in the safetensors metadata under [`CONFIG_METADATA_KEY`]. One file is one model: it can be copied, embedded
 //! in the binary, or dropped into the models folder. The same key holds a peer network's config instead (with
 //! an `architecture` field, which a SANA-SR config never has): see [`crate::network`].
@@ -16,14 +17,19 @@ use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::variables;
+use sana_sr_model::lr_stem::{LrStem, LrStemConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
+use crate::experts::{ExpertsConfig, Router};
 use crate::network::ModelConfig;
-use crate::scheduler;
+use crate::scheduler::{self, Schedule};
 
 /// The largest upscaling factor a model may declare (16x: far past what one-step SR restores).
 pub const MAX_SCALE: u32 = 16;
+
+/// The most sampler steps a model or a caller may ask for (a thousand DiT passes is already far past any use).
+pub const MAX_STEPS: usize = 1000;
 
 /// Metadata key of the model config in a model file.
 pub const CONFIG_METADATA_KEY: &str = "sana_sr_config";
@@ -58,6 +64,47 @@ pub enum InputResize {
     MatlabBicubic,
 }
 
+/// Where the DiT stage's sampler starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// The LR latent, taken as the noisy latent at the model's timestep (OSEDiff, SANA-SR); its steps are evenly
+    /// spaced in noise level from there to 0.
+    #[default]
+    LrLatent,
+    /// Seeded Gaussian noise at noise level 1, the LR image entering through the stem (LinearSR); its steps
+    /// follow diffusers' flow-matching schedule with the sampler's shift.
+    Noise,
+}
+
+/// How the DiT stage samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    #[serde(default)]
+    pub start: Start,
+    /// Euler steps by default (a caller may ask for another number).
+    #[serde(default = "one_step")]
+    pub steps: usize,
+    /// diffusers' flow shift of a noise start's schedule (1: none; SANA samples with 3).
+    #[serde(default = "no_shift")]
+    pub shift: f64,
+}
+
+fn one_step() -> usize {
+    1
+}
+
+fn no_shift() -> f64 {
+    1.0
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self { start: Start::default(), steps: one_step(), shift: no_shift() }
+    }
+}
+
 /// What a model file says about itself besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SrModelConfig {
@@ -82,18 +129,47 @@ pub struct SrModelConfig {
     pub condition_tokens: i64,
     pub vae: AutoencoderDcConfig,
     pub transformer: SanaTransformerConfig,
+    #[serde(default)]
+    pub sampler: SamplerConfig,
+    /// LinearSR's LR conditioning: the stem's features join the latent on channels at every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_stem: Option<LrStemConfig>,
+    /// LinearSR's SNR-based experts: one DiT per interval of noise levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<ExpertsConfig>,
 }
 
 impl SrModelConfig {
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         let latent = self.vae.latent_channels;
+        let stem = match &self.lr_stem {
+            Some(stem) => {
+                stem.validate(self.vae.spatial_compression_ratio())?;
+                stem.out_channels()
+            }
+            None => 0,
+        };
         let t = &self.transformer;
-        if t.in_channels != latent || t.out_channels() != latent {
+        if t.in_channels != latent + stem || t.out_channels() != latent {
             return Err(format!(
-                "the transformer maps {} to {} channels but the autoencoder's latent has {latent}",
+                "the transformer maps {} to {} channels but the autoencoder's latent has {latent}{}",
                 t.in_channels,
-                t.out_channels()
+                t.out_channels(),
+                if stem > 0 { format!(" and the LR stem adds {stem}") } else { String::new() }
             ));
+        }
+        let sampler = &self.sampler;
+        if !(1..=MAX_STEPS).contains(&sampler.steps) {
+            return Err(format!("the sampler's steps {} are outside 1..={MAX_STEPS}", sampler.steps));
+        }
+        if !(sampler.shift.is_finite() && sampler.shift > 0.0) {
+            return Err(format!("the sampler's shift {} is not a positive number", sampler.shift));
+        }
+        if sampler.start == Start::Noise && self.lr_stem.is_none() {
+            return Err("a sampler that starts from noise needs an LR stem: nothing else brings in the image".into());
+        }
+        if let Some(experts) = &self.experts {
+            experts.sigma_boundaries()?;
         }
         if !self.scales.contains(&self.scale) || self.scales.contains(&0) {
             return Err(format!("default scale {} is not among the scales {:?}", self.scale, self.scales));
@@ -123,7 +199,11 @@ impl SrModelConfig {
 pub struct SrModel {
     pub config: SrModelConfig,
     pub vae: AutoencoderDc,
-    pub transformer: SanaTransformer2DModel,
+    /// The DiT, or one per expert (noisiest interval first).
+    pub transformers: Vec<SanaTransformer2DModel>,
+    /// Which expert runs at a noise level; `None` without experts.
+    pub router: Option<Router>,
+    pub lr_stem: Option<LrStem>,
     /// `[1, condition_tokens, caption_channels]`: the DiT's cross-attention input, the same for every image.
     pub condition: Tensor,
 }
@@ -147,10 +227,22 @@ impl SrModel {
                 }
             });
         }
+        let (transformers, router) = match &config.experts {
+            None => (vec![SanaTransformer2DModel::new(&p / "transformer", &config.transformer)?], None),
+            Some(experts) => {
+                let router = experts.router().map_err(ModelError::Config)?;
+                let dits = (0..router.intervals().len())
+                    .map(|k| SanaTransformer2DModel::new(&p / "experts" / k, &config.transformer))
+                    .collect::<std::result::Result<_, _>>()?;
+                (dits, Some(router))
+            }
+        };
         Ok(Self {
             config: config.clone(),
             vae,
-            transformer: SanaTransformer2DModel::new(&p / "transformer", &config.transformer)?,
+            transformers,
+            router,
+            lr_stem: config.lr_stem.as_ref().map(|stem| LrStem::new(&p / "lr_stem", stem)),
             condition: variables::var(&p, "condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
         })
     }
@@ -192,18 +284,90 @@ impl SrModel {
         Ok(self.vae.encode(image)? * self.config.vae.scaling_factor)
     }
 
-    /// The one diffusion step: the LR latent, taken as the noisy latent at the model's timestep, to the clean
-    /// latent (the DiT's velocity through [`scheduler::clean_latent`]).
-    pub fn restore(&self, latent: &Tensor) -> Result<Tensor> {
-        let batch = latent.size()[0];
-        let options = (latent.kind(), latent.device());
+    /// What the DiT stage takes from an image as [`Self::encode`] takes it: the LR latent (for an LR-latent start)
+    /// followed on channels by the LR stem's features (with a stem). A noise start needs
+    /// [`Self::with_start_noise`] after it.
+    pub fn encode_lr(&self, image: &Tensor) -> Result<Tensor> {
+        let latent = match self.config.sampler.start {
+            Start::LrLatent => Some(self.encode(image)?),
+            Start::Noise => None,
+        };
+        let features = self.lr_stem.as_ref().map(|stem| stem.forward(image));
+        Ok(match (latent, features) {
+            (Some(latent), Some(features)) => Tensor::cat(&[latent, features], 1),
+            (Some(only), None) | (None, Some(only)) => only,
+            (None, None) => unreachable!("a validated config has a stem whenever it starts from noise"),
+        })
+    }
+
+    /// [`Self::encode_lr`]'s output made a sampler's start: for a noise start, standard Gaussian noise drawn
+    /// from `seed` (ChaCha8 on the CPU, so the same numbers on any device) is put in front as the latent.
+    pub fn with_start_noise(&self, encoded: Tensor, seed: u64) -> Tensor {
+        match self.config.sampler.start {
+            Start::LrLatent => encoded,
+            Start::Noise => {
+                let size = encoded.size();
+                let shape = [size[0], self.config.vae.latent_channels, size[2], size[3]];
+                let noise = seeded_noise(&shape, seed).to_kind(encoded.kind()).to_device(encoded.device());
+                Tensor::cat(&[noise, encoded], 1)
+            }
+        }
+    }
+
+    /// The noise levels and timesteps of a `steps`-step sampler of this model (see [`Start`]).
+    pub fn schedule(&self, steps: usize) -> Schedule {
+        match self.config.sampler.start {
+            Start::LrLatent => {
+                // The first timestep is the model's own exactly (a factor of 1.0), so one step is the one-step
+                // pipeline.
+                let first = self.config.timestep;
+                let timesteps: Vec<f64> = (0..steps).map(|k| first * ((steps - k) as f64 / steps as f64)).collect();
+                let sigmas = timesteps.iter().map(|&t| scheduler::sigma(t)).chain([0.0]).collect();
+                Schedule { sigmas, timesteps }
+            }
+            Start::Noise => scheduler::flow_match_schedule(steps, self.config.sampler.shift),
+        }
+    }
+
+    /// The diffusion steps of the model's sampler ([`SamplerConfig::steps`]) on a start from
+    /// [`Self::with_start_noise`]: the clean latent.
+    pub fn restore(&self, start: &Tensor) -> Result<Tensor> {
+        self.sample(start, self.config.sampler.steps)
+    }
+
+    /// `steps` Euler steps down [`Self::schedule`] from `start` (the start latent, then the stem's features
+    /// on channels, which stay as they are at every step) to the clean latent. One step from the LR latent
+    /// is the one-step pipeline: the DiT's velocity through [`scheduler::clean_latent`].
+    pub fn sample(&self, start: &Tensor, steps: usize) -> Result<Tensor> {
+        let latent_channels = self.config.vae.latent_channels;
+        let features =
+            self.lr_stem.is_some().then(|| start.narrow(1, latent_channels, start.size()[1] - latent_channels));
+        let mut x = if features.is_some() { start.narrow(1, 0, latent_channels) } else { start.shallow_clone() };
+        let schedule = self.schedule(steps);
+        for (k, &timestep) in schedule.timesteps.iter().enumerate() {
+            let (sigma, next) = (schedule.sigmas[k], schedule.sigmas[k + 1]);
+            let input = match &features {
+                Some(features) => Tensor::cat(&[&x, features], 1),
+                None => x.shallow_clone(),
+            };
+            let velocity = self.velocity(&input, timestep, sigma)?;
+            x = scheduler::euler_step(&x, &velocity, sigma, next);
+        }
+        Ok(x)
+    }
+
+    /// The DiT's velocity on `input` (the noisy latent and any stem features) at `timestep`, whose noise level
+    /// `sigma` picks the expert.
+    pub fn velocity(&self, input: &Tensor, timestep: f64, sigma: f64) -> Result<Tensor> {
+        let batch = input.size()[0];
+        let options = (input.kind(), input.device());
         let cfg = &self.config.transformer;
         // SANA's pipelines scale the timestep (and SANA-Sprint the guidance) before the model sees it.
-        let timestep = Tensor::full([batch], self.config.timestep * cfg.timestep_scale, options);
+        let timestep = Tensor::full([batch], timestep * cfg.timestep_scale, options);
         let guidance = cfg.guidance_embeds.then(|| Tensor::zeros([batch], options));
-        let condition = self.condition.to_kind(latent.kind()).expand([batch, -1, -1], false);
-        let velocity = self.transformer.forward(latent, &condition, &timestep, None, guidance.as_ref())?;
-        Ok(scheduler::clean_latent(latent, &velocity, scheduler::sigma(self.config.timestep)))
+        let condition = self.condition.to_kind(input.kind()).expand([batch, -1, -1], false);
+        let expert = self.router.as_ref().map_or(0, |router| router.expert(sigma));
+        Ok(self.transformers[expert].forward(input, &condition, &timestep, None, guidance.as_ref())?)
     }
 
     /// Scaled latent to the decoder's output: the image in [-1, 1] terms, or with `lr_skip` the detail that
@@ -236,9 +400,11 @@ impl SrModel {
     }
 
     /// The whole pipeline on a batch, untiled and differentiable: the resized LR image in [-1, 1] to the SR
-    /// image in [-1, 1] terms (what training calls; [`crate::Upscaler`] adds resizing, padding and tiles).
+    /// image in [-1, 1] terms (what training calls; [`crate::Upscaler`] adds resizing, padding and tiles), with
+    /// the model's own steps and, for a noise start, seed 0.
     pub fn forward(&self, lr: &Tensor) -> Result<Tensor> {
-        Ok(self.add_skip(self.decode(&self.restore(&self.encode(lr)?)?)?, lr))
+        let start = self.with_start_noise(self.encode_lr(lr)?, 0);
+        Ok(self.add_skip(self.decode(&self.restore(&start)?)?, lr))
     }
 
     /// Parameters of the networks and the condition.
@@ -293,4 +459,13 @@ pub(crate) fn config_from_metadata(metadata: &HashMap<String, String>, origin: &
     } else {
         ModelConfig::Sana(serde_json::from_value(value).map_err(bad)?)
     })
+}
+
+/// Standard Gaussian noise of `shape` from ChaCha8 seeded with `seed`, in float32 on the CPU.
+fn seeded_noise(shape: &[i64], seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> =
+        (0..shape.iter().product::<i64>()).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    Tensor::from_slice(&values).reshape(shape)
 }

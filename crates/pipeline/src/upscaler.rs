@@ -13,7 +13,7 @@ use sana_sr_data::Image;
 use sana_sr_data::resize::matlab::imresize_tensor;
 
 use crate::network::{EsrganModel, ModelConfig, Network};
-use crate::sr_model::{ModelError, SrModel, SrModelConfig};
+use crate::sr_model::{ModelError, SrModel, SrModelConfig, MAX_STEPS};
 use crate::tiling::{map_tiled, Tiling};
 
 /// Default tile side in output pixels: large enough that photos up to a megapixel run whole, small enough
@@ -53,6 +53,8 @@ pub enum UpscaleError {
     OutOfMemory(String),
     #[error("the backend failed: {0}")]
     Backend(String),
+    #[error("{0}")]
+    Steps(String),
     #[error("cancelled")]
     Cancelled,
     #[error(transparent)]
@@ -66,11 +68,15 @@ pub struct UpscaleOptions {
     pub scale: Option<u32>,
     /// Tile side in output pixels (rounded down to whole latent tokens); `None` runs every stage whole.
     pub tile: Option<u32>,
+    /// Sampler steps of a SANA-SR model; `None` is the model's own (peers run in one pass and take none).
+    pub steps: Option<usize>,
+    /// Seed of the start noise of a model whose sampler starts from noise.
+    pub seed: u64,
 }
 
 impl Default for UpscaleOptions {
     fn default() -> Self {
-        Self { scale: None, tile: Some(DEFAULT_TILE) }
+        Self { scale: None, tile: Some(DEFAULT_TILE), steps: None, seed: 0 }
     }
 }
 
@@ -151,6 +157,7 @@ impl Upscaler {
         mut on_progress: impl FnMut(Progress) -> ControlFlow<()>,
     ) -> Result<Image, UpscaleError> {
         let scale = self.scale(options)?;
+        checked_steps(&self.model.config(), options)?;
         if image.width == 0 || image.height == 0 {
             return Err(UpscaleError::Empty { width: image.width, height: image.height });
         }
@@ -164,7 +171,7 @@ impl Upscaler {
         // this image's error so that a batch goes on with the next file.
         catch_unwind(AssertUnwindSafe(|| {
             no_grad(|| match &self.model {
-                Network::Sana(model) => self.run(model, image, scale, &tiling, &mut on_progress, &go_on),
+                Network::Sana(model) => self.run(model, image, scale, options, &tiling, &mut on_progress, &go_on),
                 Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress, &go_on),
             })
         }))
@@ -175,11 +182,13 @@ impl Upscaler {
         tiling(&self.model.config(), options.tile, scale)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         model: &SrModel,
         image: &Image,
         scale: u32,
+        options: &UpscaleOptions,
         tiling: &Tiling,
         on_progress: &mut dyn FnMut(Progress),
         go_on: &dyn Fn() -> Result<(), UpscaleError>,
@@ -194,12 +203,24 @@ impl Upscaler {
             done += 1;
             on_progress(Progress { done, total });
         };
+        let steps = options.steps.unwrap_or(model.config.sampler.steps);
         // Each tile asks `go_on` first, so that a cancelled upscale stops within one tile.
-        let encode = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.encode(t)?) };
-        let restore = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.restore(t)?) };
-        let decode = |t: &Tensor| -> Result<Tensor, UpscaleError> { go_on()?; Ok(model.decode(t)?) };
-        let latent = map_tiled(&lr, tiling, per_token, patch, encode, &mut tick)?;
-        let latent = map_tiled(&latent, tiling, patch, patch, restore, &mut tick)?;
+        let encode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
+            go_on()?;
+            Ok(model.encode_lr(t)?)
+        };
+        let restore = |t: &Tensor| -> Result<Tensor, UpscaleError> {
+            go_on()?;
+            Ok(model.sample(t, steps)?)
+        };
+        let decode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
+            go_on()?;
+            Ok(model.decode(t)?)
+        };
+        let encoded = map_tiled(&lr, tiling, per_token, patch, encode, &mut tick)?;
+        // The start noise is drawn for the whole latent at once, so that tiles do not change it.
+        let start = model.with_start_noise(encoded, options.seed);
+        let latent = map_tiled(&start, tiling, patch, patch, restore, &mut tick)?;
         let decoded = map_tiled(&latent, tiling, patch, per_token, decode, &mut tick)?;
         let sr = model.add_skip(decoded, &lr).narrow(2, 0, out_h).narrow(3, 0, out_w);
         let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
@@ -286,6 +307,7 @@ fn peer_input(lr: &Tensor) -> (Tensor, (i64, i64)) {
 /// worker runs the model).
 pub fn check_options(config: &ModelConfig, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
     let scale = checked_scale(config, options)?;
+    checked_steps(config, options)?;
     tiling(config, options.tile, scale)?;
     Ok(scale)
 }
@@ -308,6 +330,20 @@ fn checked_scale(config: &ModelConfig, options: &UpscaleOptions) -> Result<u32, 
         Ok(scale)
     } else {
         Err(UpscaleError::Scale { scale, model: config.name().to_string(), supported: config.scales() })
+    }
+}
+
+fn checked_steps(config: &ModelConfig, options: &UpscaleOptions) -> Result<(), UpscaleError> {
+    match (config, options.steps) {
+        (_, None) => Ok(()),
+        (ModelConfig::Esrgan(_), Some(_)) => Err(UpscaleError::Steps(format!(
+            "model `{}` is a peer network, which runs in one pass: it takes no sampler steps",
+            config.name()
+        ))),
+        (ModelConfig::Sana(_), Some(steps)) if !(1..=MAX_STEPS).contains(&steps) => {
+            Err(UpscaleError::Steps(format!("{steps} sampler steps are outside 1..={MAX_STEPS}")))
+        }
+        (ModelConfig::Sana(_), Some(_)) => Ok(()),
     }
 }
 

@@ -4,10 +4,14 @@
 
 use std::path::Path;
 
-use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
+use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::cost::count_macs;
+use sana_sr_model::lr_stem::LrStemConfig;
 use sana_sr_pipeline::cost::{read_model_config, CostReport};
+use sana_sr_pipeline::experts::{ExpertKind, ExpertsConfig};
+use sana_sr_pipeline::sr_model::{SamplerConfig, Start};
 use sana_sr_pipeline::upscaler::forward_batch;
+use sana_sr_pipeline::SrModel;
 use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, ModelConfig, ModelSource, Network};
 
 fn params(vs: &nn::VarStore) -> u64 {
@@ -41,6 +45,35 @@ fn the_report_counts_what_the_built_in_model_computes() {
     assert_eq!(blocks, network.as_sana().unwrap().config.transformer.num_layers);
     let networks: u64 = report.networks.iter().map(|n| n.cost.params).sum();
     assert_eq!(networks, report.params);
+}
+
+#[test]
+fn the_report_counts_the_lr_stem_every_step_and_every_expert() {
+    let (network, _) = ModelSource::default_model().load_network(Device::Cpu).unwrap();
+    let mut config = network.as_sana().unwrap().config.clone();
+    config.lr_stem = Some(LrStemConfig { channels: vec![4, 8, 8], strides: vec![2, 2, 2] });
+    config.transformer.in_channels += 8;
+    config.sampler = SamplerConfig { start: Start::Noise, steps: 3, shift: 3.0 };
+    config.experts = Some(ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![0.5], bisection: None });
+    manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let network = Network::Sana(SrModel::build(vs.root(), &config).unwrap());
+    let config = network.config();
+    let report = CostReport::new(&config, (20, 28), 4);
+    let resize = report.stage("input resize").unwrap().macs;
+    // The encoder does not run from noise; the stem, three DiT passes and the decoder do.
+    assert_eq!(report.stage("encoder").unwrap().macs, 0);
+    assert!(report.stage("lr stem").unwrap().macs > 0);
+    assert_eq!(traced(&network, (20, 28), 4), report.macs - resize);
+    assert_eq!(report.params, params(&vs));
+    let networks: u64 = report.networks.iter().map(|n| n.cost.params).sum();
+    assert_eq!(networks, report.params);
+    assert!(report.notes.iter().any(|n| n.contains("3 step(s) from noise")), "{:?}", report.notes);
+    assert!(
+        report.notes.iter().any(|n| n.contains("0: sigma 0.500-1.000, 1: sigma 0.000-0.500")),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]

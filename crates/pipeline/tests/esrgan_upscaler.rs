@@ -68,21 +68,27 @@ fn a_peer_runs_tiled_within_the_seam_bound_of_its_whole_output() {
     let source = ModelSource::resolve(path.to_str().unwrap()).unwrap();
     let upscaler = Upscaler::load(&source, Device::Cpu).unwrap();
     let image = test_image(150, 100, 3);
-    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None, ..Default::default() }).unwrap();
     assert_eq!((whole.width, whole.height, whole.channels), (600, 400, 3));
     let mut progress = Vec::new();
     // 64 LR pixels a tile (the smallest allowed): 4 x 3 tiles with 10-pixel margins.
     let tiled = upscaler
-        .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(256) }, |p| progress.push(p))
+        .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(256), ..Default::default() }, |p| {
+            progress.push(p)
+        })
         .unwrap();
     assert_eq!(progress.len(), 12, "{progress:?}");
     assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
     // Told to stop after the first tile, it runs no other.
     let mut calls = 0;
-    let stopped = upscaler.upscale_interruptible(&image, &UpscaleOptions { scale: None, tile: Some(256) }, |_| {
-        calls += 1;
-        std::ops::ControlFlow::Break(())
-    });
+    let stopped = upscaler.upscale_interruptible(
+        &image,
+        &UpscaleOptions { scale: None, tile: Some(256), ..Default::default() },
+        |_| {
+            calls += 1;
+            std::ops::ControlFlow::Break(())
+        },
+    );
     assert!(matches!(stopped, Err(UpscaleError::Cancelled)), "{stopped:?}");
     assert_eq!(calls, 1);
     let fidelity = psnr(&tiled, &whole);
@@ -103,11 +109,18 @@ fn peers_keep_alpha_run_at_their_one_scale_and_refuse_small_tiles() {
     assert_eq!((gray.width, gray.height, gray.channels), (20, 4, 3));
     assert!(rgba.data.iter().chain(&gray.data).all(|v| (0.0..=1.0).contains(v)));
 
-    let err = upscaler.upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: Some(2), tile: None }).unwrap_err();
+    let err = upscaler
+        .upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: Some(2), tile: None, ..Default::default() })
+        .unwrap_err();
     assert!(matches!(err, UpscaleError::Scale { scale: 2, .. }), "{err}");
     assert!(err.to_string().contains("[4]"), "{err}");
-    let err = upscaler.upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: None, tile: Some(200) }).unwrap_err();
+    let err = upscaler
+        .upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: None, tile: Some(200), ..Default::default() })
+        .unwrap_err();
     assert!(matches!(err, UpscaleError::Tile { tile: 200, min: 256 }), "{err}");
+    let err =
+        upscaler.upscale(&test_image(8, 8, 3), &UpscaleOptions { steps: Some(4), ..Default::default() }).unwrap_err();
+    assert!(matches!(err, UpscaleError::Steps(_)) && err.to_string().contains("takes no sampler steps"), "{err}");
 }
 
 #[test]
@@ -142,7 +155,8 @@ fn the_batch_forward_is_the_upscalers_whole_image_before_its_clamp() {
     let image = test_image(20, 14, 3);
     for source in [ModelSource::File(tiny_rrdbnet_file(dir.path())), ModelSource::default_model()] {
         let upscaler = Upscaler::load(&source, Device::Cpu).unwrap();
-        let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+        let whole =
+            upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None, ..Default::default() }).unwrap();
         let scale = upscaler.model.config().scale();
         let sr = no_grad(|| forward_batch(&upscaler.model, &to_tensor(&image, Device::Cpu), scale)).unwrap();
         assert_eq!(sr.size(), [1, 3, 14 * scale as i64, 20 * scale as i64]);

@@ -28,7 +28,9 @@ fn load_and_run(input: &[u8]) -> String {
         Err(err) => return format!("{err} (info {info:?})"),
     };
     let image = Image::new(5, 4, 3, (0..60).map(|i| i as f32 / 60.0).collect());
-    match Upscaler::new(network, weights).upscale(&image, &UpscaleOptions { scale: None, tile: None }) {
+    match Upscaler::new(network, weights)
+        .upscale(&image, &UpscaleOptions { scale: None, tile: None, ..Default::default() })
+    {
         Ok(sr) => format!("ran to {}x{}", sr.width, sr.height),
         Err(err) => format!("loaded, then {err}"),
     }

@@ -101,9 +101,10 @@ fn a_pruned_model_meets_its_budget_and_runs_everywhere() {
     // Whole and tiled, as the unpruned model.
     let upscaler = Upscaler::new(network, vs);
     let image = sana_sr_data::tensor::to_image(&photos(1, 96).narrow(2, 0, 72)).unwrap();
-    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None, ..Default::default() }).unwrap();
     let tile = 4 * upscaler.model.as_sana().unwrap().config.pixels_per_token() as u32 * 2;
-    let tiled = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(tile) }).unwrap();
+    let tiled =
+        upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(tile), ..Default::default() }).unwrap();
     let mse = |a: &Image, b: &Image| {
         (to_tensor(a, Device::Cpu) - to_tensor(b, Device::Cpu)).square().mean(Kind::Double).double_value(&[])
     };

@@ -46,10 +46,14 @@ fn outputs_are_scale_times_larger_and_keep_alpha() {
     let rgba = upscaler.upscale(&test_image(20, 12, 4), &UpscaleOptions::default()).unwrap();
     assert_eq!((rgba.width, rgba.height, rgba.channels), (80, 48, 4));
     // The default model is x4 only; the previous one, still built in, also upscales by 2 and 3.
-    let err = upscaler.upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: Some(2), tile: None }).unwrap_err();
+    let err = upscaler
+        .upscale(&test_image(8, 8, 3), &UpscaleOptions { scale: Some(2), tile: None, ..Default::default() })
+        .unwrap_err();
     assert!(err.to_string().contains("scale 2 is not supported"), "{err}");
     let tiny = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
-    let x2 = tiny.upscale(&test_image(20, 12, 3), &UpscaleOptions { scale: Some(2), tile: None }).unwrap();
+    let x2 = tiny
+        .upscale(&test_image(20, 12, 3), &UpscaleOptions { scale: Some(2), tile: None, ..Default::default() })
+        .unwrap();
     assert_eq!((x2.width, x2.height), (40, 24));
     let gray = upscaler.upscale(&test_image(9, 8, 1), &UpscaleOptions::default()).unwrap();
     assert_eq!((gray.width, gray.height, gray.channels), (36, 32, 3));
@@ -63,11 +67,13 @@ fn tiled_output_matches_the_whole_image() {
     // command-line test checks the default model).
     let upscaler = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
     let image = test_image(96, 72, 3);
-    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None }).unwrap();
+    let whole = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: None, ..Default::default() }).unwrap();
     let mut progress = Vec::new();
     let tile = 4 * upscaler.model.as_sana().unwrap().config.pixels_per_token() as u32 * 2;
     let tiled = upscaler
-        .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(tile) }, |p| progress.push(p))
+        .upscale_with_progress(&image, &UpscaleOptions { scale: None, tile: Some(tile), ..Default::default() }, |p| {
+            progress.push(p)
+        })
         .unwrap();
     assert!(progress.len() > 3, "the image was not cut into tiles");
     assert_eq!(progress.last().unwrap().done, progress.last().unwrap().total);
@@ -93,7 +99,8 @@ fn bad_requests_are_refused_with_what_was_wrong() {
     let err = upscaler.upscale(&huge, &UpscaleOptions::default()).unwrap_err();
     assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000, .. }), "{err}");
 
-    let err = upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
+    let err =
+        upscaler.upscale(&image, &UpscaleOptions { scale: None, tile: Some(8), ..Default::default() }).unwrap_err();
     assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");
 }
 
@@ -101,10 +108,13 @@ fn bad_requests_are_refused_with_what_was_wrong() {
 fn options_are_checked_from_the_config_before_an_image_is_at_hand() {
     let config = ModelSource::default_model().info().unwrap().config;
     assert_eq!(check_options(&config, &UpscaleOptions::default()).unwrap(), 4);
-    assert_eq!(check_options(&config, &UpscaleOptions { scale: Some(4), tile: None }).unwrap(), 4);
-    let err = check_options(&config, &UpscaleOptions { scale: Some(3), tile: None }).unwrap_err();
+    assert_eq!(
+        check_options(&config, &UpscaleOptions { scale: Some(4), tile: None, ..Default::default() }).unwrap(),
+        4
+    );
+    let err = check_options(&config, &UpscaleOptions { scale: Some(3), tile: None, ..Default::default() }).unwrap_err();
     assert!(matches!(err, UpscaleError::Scale { scale: 3, .. }), "{err}");
-    let err = check_options(&config, &UpscaleOptions { scale: None, tile: Some(8) }).unwrap_err();
+    let err = check_options(&config, &UpscaleOptions { scale: None, tile: Some(8), ..Default::default() }).unwrap_err();
     assert!(matches!(err, UpscaleError::Tile { tile: 8, .. }), "{err}");
     let err = check_output_size(6000, 5000, 4).unwrap_err();
     assert!(matches!(err, UpscaleError::TooLarge { width: 24000, height: 20000, .. }), "{err}");
@@ -114,11 +124,15 @@ fn options_are_checked_from_the_config_before_an_image_is_at_hand() {
 fn an_interrupted_upscale_runs_no_tile_after_the_break() {
     let upscaler = Upscaler::load(&ModelSource::resolve("sana-sr-tiny").unwrap(), Device::Cpu).unwrap();
     let tile = 4 * upscaler.model.as_sana().unwrap().config.pixels_per_token() as u32;
-    let options = UpscaleOptions { scale: None, tile: Some(tile) };
+    let options = UpscaleOptions { scale: None, tile: Some(tile), ..Default::default() };
     let mut seen = Vec::new();
     let result = upscaler.upscale_interruptible(&test_image(96, 72, 3), &options, |p| {
         seen.push(p);
-        if p.done == 2 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+        if p.done == 2 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     });
     assert!(matches!(result, Err(UpscaleError::Cancelled)), "{result:?}");
     assert_eq!(seen.len(), 2, "tiles ran after the break: {seen:?}");

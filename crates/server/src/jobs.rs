@@ -113,7 +113,7 @@ pub struct Size {
 
 impl Spec {
     pub fn options(&self) -> UpscaleOptions {
-        UpscaleOptions { scale: Some(self.scale), tile: Some(self.tile) }
+        UpscaleOptions { scale: Some(self.scale), tile: Some(self.tile), ..Default::default() }
     }
 }
 

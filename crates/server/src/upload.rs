@@ -99,7 +99,11 @@ fn safe_name(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
         .take(100)
         .collect();
-    if safe.trim_matches('.').is_empty() { "image".into() } else { safe }
+    if safe.trim_matches('.').is_empty() {
+        "image".into()
+    } else {
+        safe
+    }
 }
 
 /// `error`'s message with the upload's temporary path replaced by the name the client gave the file.
@@ -124,8 +128,7 @@ pub fn check(upload: &Upload, models: &Catalogue) -> Result<(Spec, ModelSource),
         value
             .as_deref()
             .map(|text| {
-                text.parse::<u32>()
-                    .map_err(|_| ApiError::BadOption(format!("{name} `{text}` is not a whole number")))
+                text.parse::<u32>().map_err(|_| ApiError::BadOption(format!("{name} `{text}` is not a whole number")))
             })
             .transpose()
     };
@@ -137,7 +140,7 @@ pub fn check(upload: &Upload, models: &Catalogue) -> Result<(Spec, ModelSource),
         return Err(ApiError::BadOption(format!("tile {tile} is over this server's largest, {DEFAULT_TILE}")));
     }
     let model = models.get(form.model.as_deref())?;
-    let options = UpscaleOptions { scale, tile: Some(tile) };
+    let options = UpscaleOptions { scale, tile: Some(tile), ..Default::default() };
     let scale = check_options(&model.config, &options).map_err(|e| ApiError::BadOption(e.to_string()))?;
 
     let (width, height) = image_size(&upload.file).map_err(|error| {

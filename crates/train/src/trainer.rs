@@ -365,7 +365,11 @@ impl Trainer {
     /// Redraws the curves, so that a run paused or killed later has its picture up to here, then writes the
     /// resumable state (atomically).
     pub fn checkpoint(&self) -> Result<()> {
-        TrainingLog::read(&self.run_dir.join(LOG_FILE))?.plot(&self.run_dir.join(PLOT_FILE), self.chosen(), (1200, 800))?;
+        TrainingLog::read(&self.run_dir.join(LOG_FILE))?.plot(
+            &self.run_dir.join(PLOT_FILE),
+            self.chosen(),
+            (1200, 800),
+        )?;
         save_checkpoint(
             &self.run_dir.join(CHECKPOINT_FILE),
             &self.vs,
@@ -560,7 +564,7 @@ fn loss_terms(
     let w = &config.loss;
     let latent = if w.latent_mse > 0.0 {
         let target = no_grad(|| model.encode(hr))?;
-        losses::l2(&model.restore(&model.encode(lr)?)?, &target)
+        losses::l2(&model.restore(&model.with_start_noise(model.encode_lr(lr)?, 0))?, &target)
     } else {
         zero()
     };

@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
     /// Methods: `bicubic`, `model` (the built-in default model), `model:NAME|PATH` or `model:LABEL=NAME|PATH`
-    /// (any sana-sr model, named after its config unless labelled), or `folder:DIR` / `folder:LABEL=DIR`
+    /// (any sana-sr model, named after its config unless labelled; `NAME@4` runs its sampler in 4 steps and is
+    /// named so), or `folder:DIR` / `folder:LABEL=DIR`
     /// (another tool's outputs DIR/<set>/<stem>.<ext>, any readable extension: png, jpg, jpeg, webp);
     /// repeatable.
     #[arg(long = "method", default_value = "bicubic")]

@@ -97,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !config.scales.contains(&scale) {
         bail!("model `{}` does not upscale by {scale} (it supports {:?})", config.name, config.scales);
     }
+    prune::check_prunable(&config)?;
     let before = CostReport::new(&ModelConfig::Sana(config.clone()), (height, width), scale);
     let options = PruneOptions {
         target_params: args.target_params.as_deref().map(|t| amount(t, before.params)).transpose()?,
@@ -285,7 +286,7 @@ fn time_both(model: SrModel, vs: nn::VarStore, pruned: SrModel, pruned_vs: nn::V
         sana_sr_data::tensor::to_image(&t).expect("an NCHW image")
     };
     let upscalers = [Upscaler::new(model, vs), Upscaler::new(pruned, pruned_vs)];
-    let options = UpscaleOptions { scale: Some(scale), tile: None };
+    let options = UpscaleOptions { scale: Some(scale), tile: None, ..Default::default() };
     let time = |u: &Upscaler, image: &Image| {
         let start = Instant::now();
         no_grad(|| u.upscale(image, &options)).expect("the model upscales");

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
-use sana_sr_pipeline::upscaler::DEFAULT_TILE;
+use sana_sr_pipeline::upscaler::{check_options, DEFAULT_TILE};
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
 use super::device_arg;
@@ -49,6 +49,14 @@ pub struct Args {
     /// (lower it if memory runs out); 0 runs every image whole.
     #[arg(long, default_value_t = DEFAULT_TILE, value_name = "N")]
     tile: u32,
+    /// Sampler steps of a diffusion model (default: the model's own, 1 for the built-in model); more steps
+    /// cost one DiT pass each.
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Seed of the start noise, for a model whose sampler starts from noise: the same seed gives the same
+    /// image.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU when there is one).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -82,8 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = source.label();
     let device = device_arg(&args.device)?;
     let upscaler = Upscaler::load(&source, device).with_context(|| format!("cannot load model {model}"))?;
-    let options = UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile) };
-    let scale = upscaler.scale(&options)?;
+    let options =
+        UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile), steps: args.steps, seed: args.seed };
+    let scale = check_options(&upscaler.model.config(), &options)?;
     let (jobs, planning_failures) = plan::jobs(found.inputs, &target, format, scale);
     let mut failures: Vec<Failure> = found.failures.into_iter().chain(planning_failures).collect();
 
