@@ -407,6 +407,28 @@ impl SrModel {
         Ok(self.add_skip(self.decode(&self.restore(&start)?)?, lr))
     }
 
+    /// This model, which has one DiT, as SNR-based `experts` in a new store, each expert a copy of that DiT:
+    /// it computes what it computed before, and the experts can then train apart (LinearSR's expert stage
+    /// starts so, from the base stage's knee).
+    pub fn with_experts(&self, vs: &nn::VarStore, experts: &ExpertsConfig) -> Result<(Self, nn::VarStore)> {
+        if self.config.experts.is_some() {
+            return Err(ModelError::Config(format!("model `{}` has experts already", self.config.name)));
+        }
+        let config = SrModelConfig { experts: Some(experts.clone()), ..self.config.clone() };
+        let split_vs = nn::VarStore::new(vs.device());
+        let model = Self::build(split_vs.root(), &config)?;
+        let base = vs.variables();
+        // `experts.{k}.<key>` starts as `transformer.<key>`; every other variable as itself.
+        let source = |name: &str| match name.strip_prefix("experts.").and_then(|rest| rest.split_once('.')) {
+            Some((_, key)) => format!("transformer.{key}"),
+            None => name.to_string(),
+        };
+        let values =
+            split_vs.variables().keys().map(|name| (name.clone(), base[&source(name)].shallow_clone())).collect();
+        checkpoint::copy_into_variables(split_vs.variables(), values)?;
+        Ok((model, split_vs))
+    }
+
     /// Parameters of the networks and the condition.
     pub fn parameter_count(vs: &nn::VarStore) -> i64 {
         vs.variables().values().filter(|t| t.is_floating_point()).map(|t| t.numel() as i64).sum()
@@ -462,7 +484,7 @@ pub(crate) fn config_from_metadata(metadata: &HashMap<String, String>, origin: &
 }
 
 /// Standard Gaussian noise of `shape` from ChaCha8 seeded with `seed`, in float32 on the CPU.
-fn seeded_noise(shape: &[i64], seed: u64) -> Tensor {
+pub fn seeded_noise(shape: &[i64], seed: u64) -> Tensor {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let values: Vec<f32> =

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use sana_sr_core::Kind;
 use sana_sr_model::layers::lora::LoraConfig;
+use sana_sr_pipeline::experts::ExpertsConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::esgf::EsgfConfig;
@@ -120,6 +121,12 @@ pub struct ModelInit {
     /// A new model, randomly initialised from this `SrModelConfig` JSON file (when `from` is absent).
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// Another run's folder: start from the snapshot at its ESGF knee (a stage continuing the one before).
+    #[serde(default)]
+    pub knee_of: Option<PathBuf>,
+    /// Turns a model with one DiT into SNR-based experts, each starting as a copy of that DiT.
+    #[serde(default)]
+    pub experts: Option<ExpertsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,7 +210,7 @@ impl Precision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trainable {
-    /// The transformer and the condition embedding.
+    /// The transformer (or every expert), the LR stem and the condition embedding.
     Dit,
     /// Those and the DC-AE encoder (OSEDiff adapts the encoder too).
     DitEncoder,
@@ -214,7 +221,7 @@ pub enum Trainable {
 impl Trainable {
     /// Whether the model variable `name` trains.
     pub fn includes(self, name: &str) -> bool {
-        let dit = name.starts_with("transformer.") || name == "condition";
+        let dit = ["transformer.", "experts.", "lr_stem."].iter().any(|p| name.starts_with(p)) || name == "condition";
         match self {
             Self::Dit => dit,
             Self::DitEncoder => dit || name.starts_with("vae.encoder."),
@@ -236,6 +243,11 @@ pub struct RunConfig {
     #[serde(default)]
     pub precision: Precision,
     pub seed: u64,
+    /// Trains expert k of a model with SNR-based experts alone: the flow-matching loss samples noise levels
+    /// inside its interval and the other experts are frozen. Without it every expert trains, each on the
+    /// steps whose noise level falls in its interval.
+    #[serde(default)]
+    pub expert: Option<usize>,
     /// Global gradient-norm limit; 0 switches clipping off.
     #[serde(default)]
     pub grad_clip: f64,
@@ -295,8 +307,11 @@ impl TrainConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.model.from.is_some() == self.model.config.is_some() {
-            return Err("[model] needs exactly one of `from` (a model to fine-tune) or `config` (a new one)".into());
+        let m = &self.model;
+        if [m.from.is_some(), m.config.is_some(), m.knee_of.is_some()].iter().filter(|&&given| given).count() != 1 {
+            return Err("[model] needs exactly one of `from` (a model to fine-tune), `config` (a new one) or \
+                        `knee_of` (a run whose knee snapshot starts this one)"
+                .into());
         }
         let d = &self.data;
         if d.hr.is_empty()

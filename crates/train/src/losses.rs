@@ -22,20 +22,24 @@ pub struct LossWeights {
     pub latent_mse: f64,
     /// Generator term of the adversarial loss; 0 trains no discriminator.
     pub adversarial: f64,
+    /// Flow matching: MSE between the DiT's velocity on the HR latent noised to a sampled noise level and the
+    /// true velocity `noise - x0` (what trains a model whose sampler starts from noise; see
+    /// `[train] expert` for the noise levels).
+    pub flow_matching: f64,
 }
 
 impl Default for LossWeights {
     fn default() -> Self {
-        Self { pixel_l1: 1.0, pixel_l2: 0.0, edge: 0.0, latent_mse: 0.0, adversarial: 0.0 }
+        Self { pixel_l1: 1.0, pixel_l2: 0.0, edge: 0.0, latent_mse: 0.0, adversarial: 0.0, flow_matching: 0.0 }
     }
 }
 
-/// The names of the terms as logged, in the order [`LossWeights::terms`] returns them.
-pub const TERMS: [&str; 5] = ["loss_l1", "loss_l2", "loss_edge", "loss_latent", "loss_adv"];
+/// The names of the terms as logged, in the order [`LossWeights::weights`] returns them.
+pub const TERMS: [&str; 6] = ["loss_l1", "loss_l2", "loss_edge", "loss_latent", "loss_adv", "loss_flow"];
 
 impl LossWeights {
-    pub fn weights(&self) -> [f64; 5] {
-        [self.pixel_l1, self.pixel_l2, self.edge, self.latent_mse, self.adversarial]
+    pub fn weights(&self) -> [f64; 6] {
+        [self.pixel_l1, self.pixel_l2, self.edge, self.latent_mse, self.adversarial, self.flow_matching]
     }
 }
 

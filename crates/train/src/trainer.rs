@@ -26,6 +26,8 @@ use sana_sr_data::tensor::to_image;
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::lora::{self, Adapters};
 use sana_sr_model::layers::variables;
+use sana_sr_pipeline::scheduler;
+use sana_sr_pipeline::sr_model::seeded_noise;
 use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +165,7 @@ pub struct Trainer {
     loader: Loader,
     validation: Validation,
     /// The `[loss]` weights, and the indices of the terms that have weight (the logged ones).
-    weights: [f64; 5],
+    weights: [f64; 6],
     active: Vec<usize>,
     log: LogWriter,
     /// Sums of the logged losses since the last log row, and when and at which step that window began.
@@ -195,6 +197,9 @@ impl Trainer {
         let scale = degradation.config().scale as usize;
 
         let (model, vs, adapters) = build_model(config, options.device)?;
+        if let Some(k) = config.train.expert {
+            expert_interval(&model, k)?;
+        }
         sana_sr_core::device::autotune_convolutions(options.device);
         let params = select_trainable(config, &vs, adapters.is_some())?;
         let mut optimizer =
@@ -301,7 +306,8 @@ impl Trainer {
         // `terms`: every logged term with its weight, `[loss]`'s then the teachers'.
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
             let sr = self.model.forward(&lr)?.to_kind(Kind::Float);
-            let all = loss_terms(config, &self.model, &sr, &hr, &lr, adversarial)?;
+            let flow = FlowDraw::new(config, &self.model, self.state.step)?;
+            let all = loss_terms(config, &self.model, &sr, &hr, &lr, adversarial, &flow)?;
             let mut terms: Vec<(Tensor, f64)> =
                 self.active.iter().map(|&i| (all[i].shallow_clone(), self.weights[i])).collect();
             // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
@@ -442,10 +448,11 @@ impl Trainer {
 
 /// The model to train and its store; with `[lora]`, the adapters attached to it.
 fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::VarStore, Option<Adapters>)> {
-    let build = || -> Result<(SrModel, nn::VarStore)> {
-        match (&config.model.from, &config.model.config) {
-            (Some(from), _) => Ok(ModelSource::resolve(from)?.load(device)?),
-            (None, Some(path)) => {
+    let load = || -> Result<(SrModel, nn::VarStore)> {
+        match (&config.model.from, &config.model.config, &config.model.knee_of) {
+            (Some(from), _, _) => Ok(ModelSource::resolve(from)?.load(device)?),
+            (None, None, Some(run)) => Ok(SrModel::load(&knee_snapshot(run)?, device)?),
+            (None, Some(path), _) => {
                 let text = sana_sr_core::fs::read_text(path)
                     .map_err(|e| TrainError::Setup(format!("cannot read model config {}: {e}", path.display())))?;
                 let model_config: SrModelConfig = serde_json::from_str(&text)
@@ -458,7 +465,14 @@ fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::Var
                 let model = SrModel::build(vs.root(), &model_config)?;
                 Ok((model, vs))
             }
-            (None, None) => unreachable!("the config is validated"),
+            (None, None, None) => unreachable!("the config is validated"),
+        }
+    };
+    let build = || -> Result<(SrModel, nn::VarStore)> {
+        let (model, vs) = load()?;
+        match &config.model.experts {
+            Some(experts) => Ok(model.with_experts(&vs, experts)?),
+            None => Ok((model, vs)),
         }
     };
     match &config.lora {
@@ -473,14 +487,50 @@ fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::Var
     }
 }
 
-/// The variables that train, by name; every other one is frozen.
+/// The model file of a run's ESGF knee: its snapshot at the knee of the validations its checkpoint records.
+fn knee_snapshot(run_dir: &Path) -> Result<PathBuf> {
+    let path = run_dir.join(CHECKPOINT_FILE);
+    let bytes = checkpoint::map_file(&path)?;
+    let (_, metadata) = checkpoint::read_header(&bytes, &path)?;
+    let state: RunState = metadata
+        .get(STATE_METADATA_KEY)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .ok_or_else(|| TrainError::Setup(format!("{}: not a training checkpoint (no run state)", path.display())))?;
+    let knee = state.esgf.knee().ok_or_else(|| {
+        TrainError::Setup(format!(
+            "run {} has no knee yet ({} validation(s) up to step {}): train it further, or start from a model file \
+             with `from`",
+            run_dir.display(),
+            state.esgf.history().len(),
+            state.step
+        ))
+    })?;
+    let snapshot = snapshot_path(run_dir, knee.step, false);
+    if snapshot.exists() {
+        Ok(snapshot)
+    } else if snapshot_path(run_dir, knee.step, true).exists() {
+        Err(TrainError::Setup(format!(
+            "run {} is a LoRA run: its snapshots are adapters, not models; start from its exported model with `from`",
+            run_dir.display()
+        )))
+    } else {
+        Err(TrainError::Setup(format!("the knee snapshot {} is missing", snapshot.display())))
+    }
+}
+
+/// The variables that train, by name; every other one is frozen (with `[train] expert`, the other experts too).
 fn select_trainable(config: &TrainConfig, vs: &nn::VarStore, with_adapters: bool) -> Result<HashMap<String, Tensor>> {
     if with_adapters {
         lora::set_trainable(vs, lora::Trainable::Adapters)?;
     } else {
         for (name, var) in vs.variables() {
             if var.is_floating_point() {
-                let _ = var.set_requires_grad(config.train.trainable.includes(&name));
+                let other_expert = config.train.expert.is_some_and(|k| {
+                    name.strip_prefix("experts.")
+                        .and_then(|rest| rest.split_once('.'))
+                        .is_some_and(|(j, _)| j != k.to_string())
+                });
+                let _ = var.set_requires_grad(config.train.trainable.includes(&name) && !other_expert);
             }
         }
     }
@@ -551,6 +601,54 @@ fn upsampled(model: &SrModel, lr: &Tensor, hr: &Tensor) -> Tensor {
     model.resize_input(lr, size[2], size[3]) * 2.0 - 1.0
 }
 
+/// The noise level and the noise seed of one step's flow-matching term, drawn from the run's seed and the step
+/// alone (ChaCha8, one stream per step), so that a resumed run draws what the unbroken one did. The noise
+/// level is uniform over `[train] expert`'s interval, or over [0, 1) when every expert trains.
+struct FlowDraw {
+    sigma: f64,
+    noise_seed: u64,
+}
+
+impl FlowDraw {
+    fn new(config: &TrainConfig, model: &SrModel, step: u64) -> Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let (low, high) = match config.train.expert {
+            None => (0.0, 1.0),
+            Some(k) => expert_interval(model, k)?,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.train.seed);
+        rng.set_stream(step);
+        let sigma = low + (high - low) * rng.gen::<f64>();
+        Ok(Self { sigma, noise_seed: rng.gen() })
+    }
+}
+
+/// The noise levels of expert `k` of `model`, or an error naming what is wrong.
+fn expert_interval(model: &SrModel, k: usize) -> Result<(f64, f64)> {
+    let intervals = model.router.as_ref().map(|r| r.intervals()).unwrap_or_default();
+    intervals.get(k).copied().ok_or_else(|| {
+        TrainError::Setup(format!(
+            "[train] expert = {k}, but model `{}` has {} expert(s)",
+            model.config.name,
+            intervals.len()
+        ))
+    })
+}
+
+/// Flow matching on the HR latent `x0`: noised to the drawn level (`x_t = (1 - sigma) x0 + sigma noise`), with
+/// the LR stem's features when the model has a stem, the routed DiT's velocity against `noise - x0`.
+fn flow_matching(model: &SrModel, hr: &Tensor, lr: &Tensor, draw: &FlowDraw) -> Result<Tensor> {
+    let x0 = no_grad(|| model.encode(hr))?;
+    let noise = seeded_noise(&x0.size(), draw.noise_seed).to_kind(x0.kind()).to_device(x0.device());
+    let x_t = scheduler::add_noise(&x0, &noise, draw.sigma);
+    let input = match &model.lr_stem {
+        Some(stem) => Tensor::cat(&[x_t, stem.forward(lr)], 1),
+        None => x_t,
+    };
+    let velocity = model.velocity(&input, draw.sigma * scheduler::NUM_TRAIN_TIMESTEPS, draw.sigma)?;
+    Ok(losses::l2(&velocity, &scheduler::velocity(&x0, &noise)))
+}
+
 /// Every loss term (in the order of [`TERMS`]); inactive ones are computed only when cheap.
 fn loss_terms(
     config: &TrainConfig,
@@ -559,6 +657,7 @@ fn loss_terms(
     hr: &Tensor,
     lr: &Tensor,
     adversarial: Option<&Adversarial>,
+    flow: &FlowDraw,
 ) -> Result<Vec<Tensor>> {
     let zero = || Tensor::zeros([], (Kind::Float, sr.device()));
     let w = &config.loss;
@@ -578,6 +677,7 @@ fn loss_terms(
         if w.edge > 0.0 { losses::edge(sr, hr) } else { zero() },
         latent,
         adv,
+        if w.flow_matching > 0.0 { flow_matching(model, hr, lr, flow)? } else { zero() },
     ])
 }
 
@@ -765,6 +865,91 @@ pixel_l1 = 1.0
 
     fn copies(tensors: &[(String, Tensor)]) -> Vec<Tensor> {
         tensors.iter().map(|(_, t)| t.detach().copy()).collect()
+    }
+
+    /// Stage 1 of a staged training as it lies on disk in `run`: a checkpoint whose validations bend at step
+    /// 4, and that step's snapshot, the student of `dir`.
+    fn write_stage_one(dir: &Path, run: &Path) {
+        let (model, vs) = SrModel::load(&dir.join("student.safetensors"), Device::Cpu).unwrap();
+        std::fs::create_dir_all(run.join("snapshots")).unwrap();
+        model.save(&vs, &snapshot_path(run, 4, false), Kind::Float).unwrap();
+        let mut esgf = EarlyStopping::new(crate::esgf::EsgfConfig { every_steps: 1, ..Default::default() }).unwrap();
+        for (step, value) in [(1, 10.0), (2, 8.0), (3, 6.0), (4, 4.0), (5, 3.9), (6, 3.8)] {
+            esgf.observe(step, value).unwrap();
+        }
+        assert_eq!(esgf.knee().unwrap().step, 4, "a piecewise-linear curve bends at its break");
+        let state = serde_json::to_string(&RunState { step: 6, esgf }).unwrap();
+        let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), state)]);
+        let named = HashMap::from([("model.condition".to_string(), model.condition.detach().copy())]);
+        checkpoint::save_variables(named, &run.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
+    }
+
+    #[test]
+    fn an_expert_stage_starts_from_the_knee_before_it_and_trains_its_expert_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        let stage1 = dir.path().join("stage1");
+        write_stage_one(dir.path(), &stage1);
+        config.model.from = None;
+        config.model.knee_of = Some(stage1.clone());
+        config.model.experts = Some(serde_json::from_str(r#"{"kind": "full", "boundaries": [0.5]}"#).unwrap());
+        config.train.expert = Some(1);
+        config.loss = serde_json::from_str(r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#).unwrap();
+        let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+
+        // Both experts start as the knee snapshot's DiT.
+        let (knee, knee_vs) = SrModel::load(&snapshot_path(&stage1, 4, false), Device::Cpu).unwrap();
+        let base = knee_vs.variables();
+        let variables = trainer.vs.variables();
+        let key = "transformer_blocks.0.attn1.to_q.weight";
+        for k in 0..2 {
+            assert!(variables[&format!("experts.{k}.{key}")].equal(&base[&format!("transformer.{key}")]));
+        }
+        assert_eq!(knee.config.experts, None);
+        // Expert 1 (sigma below 0.5) trains; expert 0 is frozen.
+        assert!(trainer.params.keys().any(|k| k.starts_with("experts.1.")));
+        assert!(!trainer.params.keys().any(|k| k.starts_with("experts.0.")));
+        let draws: Vec<f64> = (0..20).map(|step| FlowDraw::new(&config, &trainer.model, step).unwrap().sigma).collect();
+        assert!(draws.iter().all(|s| (0.0..0.5).contains(s)), "{draws:?}");
+        assert_eq!(
+            FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed,
+            FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed
+        );
+        let before: Vec<(String, Tensor)> =
+            trainer.vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect();
+        trainer.step().unwrap();
+        let after = trainer.vs.variables();
+        let changed =
+            |prefix: &str| before.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, old)| !after[k].equal(old));
+        assert!(changed("experts.1.") && !changed("experts.0.") && !changed("vae."));
+        let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
+        assert!(log.lines().next().unwrap().starts_with("step,lr,loss_flow,loss,"), "{log}");
+    }
+
+    #[test]
+    fn a_stage_refuses_a_run_without_a_knee_and_an_expert_the_model_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        config.train.expert = Some(0);
+        let err = Trainer::new(&config, &options(dir.path())).err().expect("a model without experts").to_string();
+        assert!(err.contains("expert = 0, but model `student` has 0 expert(s)"), "{err}");
+        config.train.expert = None;
+        let stage1 = dir.path().join("stage1");
+        write_stage_one(dir.path(), &stage1);
+        // The same run, two validations in: no bend yet.
+        let mut esgf = EarlyStopping::new(crate::esgf::EsgfConfig::default()).unwrap();
+        esgf.observe(500, 1.0).unwrap();
+        esgf.observe(1000, 0.9).unwrap();
+        let metadata = HashMap::from([(
+            STATE_METADATA_KEY.to_string(),
+            serde_json::to_string(&RunState { step: 1000, esgf }).unwrap(),
+        )]);
+        let named = HashMap::from([("x".to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))]);
+        checkpoint::save_variables(named, &stage1.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
+        config.model.from = None;
+        config.model.knee_of = Some(stage1);
+        let err = Trainer::new(&config, &options(dir.path())).err().expect("no knee").to_string();
+        assert!(err.contains("has no knee yet (2 validation(s) up to step 1000)"), "{err}");
     }
 
     #[test]
