@@ -68,3 +68,45 @@ fn a_peer_file_is_counted_and_bad_requests_are_refused() {
         assert!(!out.status.success() && stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_model_with_an_lr_stem_steps_and_experts_is_counted_and_its_experts_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sana-sr-tiny.model.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tiny).unwrap()).unwrap();
+    config["transformer"]["in_channels"] = serde_json::json!(24);
+    config["lr_stem"] = serde_json::json!({"channels": [8, 8], "strides": [2, 2]});
+    config["sampler"] = serde_json::json!({"start": "noise", "steps": 4, "shift": 3.0});
+    config["experts"] =
+        serde_json::json!({"kind": "full", "bisection": {"count": 4, "anchor": 0.125, "log_snr": [-8.88, 7.04]}});
+    let path = dir.path().join("linearsr.model.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+
+    let out = sana_sr(&["inspect", path.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "lr stem",
+        "transformer, steps 2-4",
+        "experts 2-4",
+        "the sampler takes 4 step(s) from noise (flow shift 3)",
+        "0: sigma 0.777-1.000, 1: sigma 0.125-0.777, 2: sigma 0.061-0.125, 3: sigma 0.000-0.061",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    let report = json(&["inspect", path.to_str().unwrap(), "--json"], dir.path());
+    let stage = |name: &str| report["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(stage("encoder")["macs"], 0, "from noise the encoder does not run");
+    // Steps 2-4 are three more passes of the first step's DiT.
+    let first: u64 = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let name = s["name"].as_str().unwrap();
+            name.starts_with("transformer_blocks.") || name == "transformer embeddings" || name == "transformer output"
+        })
+        .map(|s| s["macs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stage("transformer, steps 2-4")["macs"].as_u64().unwrap(), 3 * first);
+}

@@ -103,6 +103,7 @@ fn bad_arguments_get_one_clear_line() {
         (&["upscale", "x.png", "--model", "nope"], "no model named `nope`"),
         (&["upscale", "x.png", "--model", "x.png"], "x.png: not a valid safetensors file"),
         (&["upscale", "x.png", "--tile", "8"], "tile size 8 is too small"),
+        (&["upscale", "x.png", "--steps", "0"], "0 sampler steps are outside 1..=1000"),
         (&["upscale", "x.png", "--device", "cuda:7"], "CUDA"),
     ];
     for (args, expected) in cases {
