@@ -1,6 +1,8 @@
 //! SANA-SR's one-step super-resolution: the LR image, resized to the output size, is encoded by the DC-AE into
 //! a compact latent; the linear-attention DiT runs once at a fixed timestep and its velocity gives the clean
-//! latent (flow matching); the DC-AE decodes it. Large images run in overlapping tiles.
+//! latent (flow matching); the DC-AE decodes it. Large images run in overlapping tiles. The same model may
+//! sample in several Euler steps ([`scheduler`]), and a LinearSR model starts from noise with the LR image
+//! entering through a stem and runs one of its SNR-based [`experts`] per step.
 //!
 //! [`Upscaler`] is the whole job in a few lines (see its example); [`SrModel`] is the differentiable model the
 //! trainer uses; [`ModelSource`] finds built-in and local models. A model file may also hold a peer network,

@@ -182,6 +182,7 @@ pub fn importance(
     measure: Importance,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
+    check_prunable(&model.config)?;
     let vars = vs.variables();
     let hr_size = (calibration.hr.size()[2], calibration.hr.size()[3]);
     match measure {

@@ -121,6 +121,10 @@ pub struct ModelInit {
     /// A new model, randomly initialised from this `SrModelConfig` JSON file (when `from` is absent).
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// With `config`: a model (file, built-in or local name) whose variables start the new model wherever
+    /// the name and the shape agree (e.g. a trained autoencoder under a new DiT); the rest starts random.
+    #[serde(default)]
+    pub weights_from: Option<String>,
     /// Another run's folder: start from the snapshot at its ESGF knee (a stage continuing the one before).
     #[serde(default)]
     pub knee_of: Option<PathBuf>,
@@ -312,6 +316,9 @@ impl TrainConfig {
             return Err("[model] needs exactly one of `from` (a model to fine-tune), `config` (a new one) or \
                         `knee_of` (a run whose knee snapshot starts this one)"
                 .into());
+        }
+        if m.weights_from.is_some() && m.config.is_none() {
+            return Err("[model] `weights_from` starts a new model (`config`) from another's weights".into());
         }
         let d = &self.data;
         if d.hr.is_empty()

@@ -463,6 +463,9 @@ fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::Var
                 })?;
                 let vs = nn::VarStore::new(device);
                 let model = SrModel::build(vs.root(), &model_config)?;
+                if let Some(source) = &config.model.weights_from {
+                    take_matching_weights(&vs, source, device)?;
+                }
                 Ok((model, vs))
             }
             (None, None, None) => unreachable!("the config is validated"),
@@ -485,6 +488,28 @@ fn build_model(config: &TrainConfig, device: Device) -> Result<(SrModel, nn::Var
             Ok((model, vs, None))
         }
     }
+}
+
+/// Copies into `vs` every weight of the SANA-SR model `source` whose name and shape it has too.
+fn take_matching_weights(vs: &nn::VarStore, source: &str, device: Device) -> Result<()> {
+    let (_, source_vs) = ModelSource::resolve(source)?.load(device)?;
+    let from = source_vs.variables();
+    let matching: HashMap<String, Tensor> = vs
+        .variables()
+        .into_iter()
+        .filter_map(|(name, var)| {
+            // Weights only: counters (a batch norm's `num_batches_tracked`) fit any model that has them.
+            let value = from.get(&name).filter(|v| var.is_floating_point() && v.size() == var.size())?;
+            Some((name, value.shallow_clone()))
+        })
+        .collect();
+    no_grad(|| {
+        let variables = vs.variables();
+        for (name, value) in matching {
+            variables[&name].shallow_clone().copy_(&value);
+        }
+    });
+    Ok(())
 }
 
 /// The model file of a run's ESGF knee: its snapshot at the knee of the validations its checkpoint records.
@@ -924,6 +949,32 @@ pixel_l1 = 1.0
         assert!(changed("experts.1.") && !changed("experts.0.") && !changed("vae."));
         let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
         assert!(log.lines().next().unwrap().starts_with("step,lr,loss_flow,loss,"), "{log}");
+    }
+
+    #[test]
+    fn a_new_model_takes_the_weights_that_fit_from_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        // The student with a third DiT block: the autoencoder and the first two blocks fit, the third does not.
+        let mut deeper = crate::testing::tiny_model_config("deeper");
+        deeper.transformer.num_layers = 3;
+        let path = dir.path().join("deeper.model.json");
+        std::fs::write(&path, serde_json::to_string(&deeper).unwrap()).unwrap();
+        config.model.from = None;
+        config.model.config = Some(path);
+        config.model.weights_from = Some(dir.path().join("student.safetensors").display().to_string());
+        let trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+        let (_, student_vs) = SrModel::load(&dir.path().join("student.safetensors"), Device::Cpu).unwrap();
+        let (student, new) = (student_vs.variables(), trainer.vs.variables());
+        let taken = new.iter().filter(|(name, var)| student.get(*name).is_some_and(|s| s.equal(var))).count();
+        let fitting = new.keys().filter(|name| student.contains_key(*name)).count();
+        assert_eq!(taken, fitting, "every variable that fits is taken");
+        assert!(new.keys().any(|name| name.starts_with("transformer.transformer_blocks.2.")));
+
+        // A peer network is not a SANA-SR model: refused by name.
+        config.model.weights_from = Some(dir.path().join("peer.safetensors").display().to_string());
+        let err = Trainer::new(&config, &options(&dir.path().join("other"))).err().expect("a peer").to_string();
+        assert!(err.contains("holds SRVGGNetCompact, a peer network"), "{err}");
     }
 
     #[test]
