@@ -26,20 +26,40 @@ pub struct LossWeights {
     /// true velocity `noise - x0` (what trains a model whose sampler starts from noise; see
     /// `[train] expert` for the noise levels).
     pub flow_matching: f64,
+    /// L1 of the autoencoder's reconstruction of the HR image (with `lr_skip`, its decoded detail added to the
+    /// resized LR image): what makes the encoder's HR latent the one the decoder turns back into the photo,
+    /// which the flow-matching target presumes.
+    pub autoencoder: f64,
 }
 
 impl Default for LossWeights {
     fn default() -> Self {
-        Self { pixel_l1: 1.0, pixel_l2: 0.0, edge: 0.0, latent_mse: 0.0, adversarial: 0.0, flow_matching: 0.0 }
+        Self {
+            pixel_l1: 1.0,
+            pixel_l2: 0.0,
+            edge: 0.0,
+            latent_mse: 0.0,
+            adversarial: 0.0,
+            flow_matching: 0.0,
+            autoencoder: 0.0,
+        }
     }
 }
 
 /// The names of the terms as logged, in the order [`LossWeights::weights`] returns them.
-pub const TERMS: [&str; 6] = ["loss_l1", "loss_l2", "loss_edge", "loss_latent", "loss_adv", "loss_flow"];
+pub const TERMS: [&str; 7] = ["loss_l1", "loss_l2", "loss_edge", "loss_latent", "loss_adv", "loss_flow", "loss_ae"];
 
 impl LossWeights {
-    pub fn weights(&self) -> [f64; 6] {
-        [self.pixel_l1, self.pixel_l2, self.edge, self.latent_mse, self.adversarial, self.flow_matching]
+    pub fn weights(&self) -> [f64; 7] {
+        [
+            self.pixel_l1,
+            self.pixel_l2,
+            self.edge,
+            self.latent_mse,
+            self.adversarial,
+            self.flow_matching,
+            self.autoencoder,
+        ]
     }
 }
 
