@@ -75,7 +75,7 @@ pub fn flow_match_schedule(steps: usize, shift: f64) -> Schedule {
     let shifted32 = |s: f32| -> f32 { shift as f32 * s / (1.0 + (shift - 1.0) as f32 * s) };
     let n = NUM_TRAIN_TIMESTEPS;
     // The training schedule's extremes, as torch computes them in float32 (`t / 1000` then the shift).
-    let sigma_max = f64::from(shifted32(n as f32 / n as f32));
+    let sigma_max = f64::from(shifted32(1.0)); // t = 1000 over 1000, exact in float32
     let sigma_min = f64::from(shifted32(1.0f32 / n as f32));
     let (first, last) = (sigma_max * n, sigma_min * n);
     let sigmas: Vec<f64> = (0..steps)

@@ -893,6 +893,21 @@ pixel_l1 = 1.0
         TrainOptions { run_dir: dir.join("run"), resume: false, device: Device::Cpu, stop_after: None }
     }
 
+    /// Copies of every variable of a store, to tell later which ones a step moved.
+    struct Snapshot(Vec<(String, Tensor)>);
+
+    impl Snapshot {
+        fn of(vs: &nn::VarStore) -> Self {
+            Self(vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect())
+        }
+
+        /// Whether any variable under `prefix` differs in `vs` now.
+        fn changed(&self, vs: &nn::VarStore, prefix: &str) -> bool {
+            let now = vs.variables();
+            self.0.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, old)| !now[k].equal(old))
+        }
+    }
+
     fn copies(tensors: &[(String, Tensor)]) -> Vec<Tensor> {
         tensors.iter().map(|(_, t)| t.detach().copy()).collect()
     }
@@ -945,12 +960,9 @@ pixel_l1 = 1.0
             FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed,
             FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed
         );
-        let before: Vec<(String, Tensor)> =
-            trainer.vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect();
+        let before = Snapshot::of(&trainer.vs);
         trainer.step().unwrap();
-        let after = trainer.vs.variables();
-        let changed =
-            |prefix: &str| before.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, old)| !after[k].equal(old));
+        let changed = |prefix: &str| before.changed(&trainer.vs, prefix);
         assert!(changed("experts.1.") && !changed("experts.0.") && !changed("vae."));
         let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
         assert!(log.lines().next().unwrap().starts_with("step,lr,loss_flow,loss,"), "{log}");
@@ -965,13 +977,10 @@ pixel_l1 = 1.0
         // starts at zero (`lr_skip`) and passes the encoder no gradient until its first update.
         config.optimizer.weight_decay = 0.0;
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
-        let before: Vec<(String, Tensor)> =
-            trainer.vs.variables().into_iter().map(|(k, t)| (k, t.detach().copy())).collect();
+        let before = Snapshot::of(&trainer.vs);
         trainer.step().unwrap();
         let report = trainer.step().unwrap();
-        let after = trainer.vs.variables();
-        let changed =
-            |prefix: &str| before.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, old)| !after[k].equal(old));
+        let changed = |prefix: &str| before.changed(&trainer.vs, prefix);
         assert!(changed("vae.encoder.") && changed("vae.decoder.") && !changed("transformer."));
         assert!(report.loss > 0.0);
         let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
