@@ -956,10 +956,12 @@ pixel_l1 = 1.0
         assert!(!trainer.params.keys().any(|k| k.starts_with("experts.0.")));
         let draws: Vec<f64> = (0..20).map(|step| FlowDraw::new(&config, &trainer.model, step).unwrap().sigma).collect();
         assert!(draws.iter().all(|s| (0.0..0.5).contains(s)), "{draws:?}");
-        assert_eq!(
-            FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed,
-            FlowDraw::new(&config, &trainer.model, 7).unwrap().noise_seed
-        );
+        // A draw depends on the run's seed and the step alone: other steps and other seeds draw otherwise.
+        let draw = |config: &TrainConfig, step| FlowDraw::new(config, &trainer.model, step).unwrap();
+        assert_ne!(draw(&config, 7).noise_seed, draw(&config, 8).noise_seed);
+        let mut reseeded = config.clone();
+        reseeded.train.seed += 1;
+        assert_ne!(draw(&config, 7).sigma, draw(&reseeded, 7).sigma);
         let before = Snapshot::of(&trainer.vs);
         trainer.step().unwrap();
         let changed = |prefix: &str| before.changed(&trainer.vs, prefix);
