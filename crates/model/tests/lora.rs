@@ -414,3 +414,111 @@ fn freezing_trains_the_adapters_only() -> AnyResult<()> {
     assert!(matches!(lora::set_trainable(&plain, Trainable::Adapters), Err(LoraError::NoAdapters)));
     Ok(())
 }
+
+/// The DiT fixture with 3 experts' adapters (rank 2, alpha 2) on its self-attention queries and Mix-FFN
+/// outputs: built new (its checkpoint has no adapters, and expert adapters are loaded as strictly as the
+/// weights), then given the checkpoint's weights.
+fn dit_with_experts() -> AnyResult<(SanaTransformer2DModel, nn::VarStore)> {
+    let (plain, plain_vs) = SanaTransformer2DModel::from_pretrained(&fixture(DIT), Device::Cpu)?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model =
+        lora::with_expert_adapters(&config(2, 2.0, &["attn1.to_q", "ff.conv_point"]), 3, || -> AnyResult<_> {
+            Ok(SanaTransformer2DModel::new(vs.root(), &plain.config)?)
+        })?;
+    let weights = plain_vs.variables();
+    no_grad(|| {
+        for (name, var) in vs.variables() {
+            if let Some(weight) = weights.get(&name) {
+                var.shallow_clone().copy_(weight);
+            }
+        }
+    });
+    Ok((model, vs))
+}
+
+#[test]
+fn expert_adapters_are_model_variables_that_start_as_the_shared_network() -> AnyResult<()> {
+    let inputs = dit_inputs();
+    let (plain, _) = SanaTransformer2DModel::from_pretrained(&fixture(DIT), Device::Cpu)?;
+    let (experts, vs) = dit_with_experts()?;
+    let names = vs.variables();
+    let adapter_names: Vec<&String> = names.keys().filter(|n| lora::expert_of_variable(n).is_some()).collect();
+    // Three blocks, two layers each, three experts, two factors.
+    assert_eq!(adapter_names.len(), 3 * 2 * 3 * 2);
+    assert_eq!(names["transformer_blocks.1.attn1.to_q.lora_A.expert_2.weight"].size(), [2, 24]);
+    assert_eq!(names["transformer_blocks.0.ff.conv_point.lora_B.expert_0.weight"].size(), [24, 2, 1, 1]);
+    assert!(!names.keys().any(|n| lora::is_adapter_variable(n)), "no adapter that trains and merges");
+    no_grad(|| {
+        let want = dit_forward(&plain, &inputs);
+        for k in 0..3 {
+            assert!(lora::with_active_expert(k, || dit_forward(&experts, &inputs)).equal(&want), "expert {k}");
+        }
+    });
+    Ok(())
+}
+
+#[test]
+fn each_expert_adds_its_own_update() -> AnyResult<()> {
+    let inputs = dit_inputs();
+    let (experts, vs) = dit_with_experts()?;
+    let names = vs.variables();
+    no_grad(|| {
+        let before: Vec<Tensor> =
+            (0..3).map(|k| lora::with_active_expert(k, || dit_forward(&experts, &inputs))).collect();
+        for (i, (name, b)) in names.iter().filter(|(n, _)| n.contains("lora_B.expert_1.")).enumerate() {
+            b.shallow_clone().copy_(&(spread(b, i as f64) * B_SIZE));
+            assert_eq!(lora::expert_of_variable(name), Some(1));
+        }
+        let after: Vec<Tensor> =
+            (0..3).map(|k| lora::with_active_expert(k, || dit_forward(&experts, &inputs))).collect();
+        assert!(after[0].equal(&before[0]) && after[2].equal(&before[2]), "experts 0 and 2 are untouched");
+        assert!(normalised_error(&after[1], &before[1]) > 100.0 * MERGE_BOUND, "expert 1 changed");
+    });
+    // One layer against the formula: expert 1's update alone is added to the layer's output.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = lora::with_expert_adapters(&config(3, 6.0, &["layer"]), 2, || {
+        Ok::<_, LoraError>(Layer::linear(vs.root() / "layer", 5, 4, true))
+    })?;
+    assert_eq!(layer.experts.len(), 2);
+    let x = Tensor::randn([2, 7, 5], (Kind::Float, Device::Cpu));
+    no_grad(|| {
+        for (k, expert) in layer.experts.iter().enumerate() {
+            expert.a.shallow_clone().copy_(&(spread(&expert.a, k as f64) * 0.4));
+            expert.b.shallow_clone().copy_(&(spread(&expert.b, -(k as f64)) * B_SIZE));
+        }
+        let base = x.linear(&layer.weight, layer.bias.as_ref());
+        for (k, expert) in layer.experts.iter().enumerate() {
+            let want = &base + x.matmul(&expert.a.tr()).matmul(&expert.b.tr()) * 2.0;
+            let err = normalised_error(&lora::with_active_expert(k, || layer.forward(&x)), &want);
+            assert!(err <= LAYER_BOUND, "expert {k}: {err:e}");
+            assert!(normalised_error(&want, &base) > 100.0 * LAYER_BOUND, "the update must matter");
+        }
+    });
+    Ok(())
+}
+
+#[test]
+#[should_panic(expected = "with_active_expert")]
+fn a_layer_with_expert_adapters_refuses_to_run_without_an_expert() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = lora::with_expert_adapters(&config(2, 2.0, &["layer"]), 2, || {
+        Ok::<_, LoraError>(Layer::linear(vs.root() / "layer", 3, 3, false))
+    })
+    .unwrap();
+    let _ = layer.forward(&Tensor::zeros([1, 3], (Kind::Float, Device::Cpu)));
+}
+
+#[test]
+fn expert_plans_do_not_nest_but_hold_training_adapters() -> AnyResult<()> {
+    let plan = config(2, 2.0, &["layer"]);
+    let nested =
+        lora::with_expert_adapters(&plan, 2, || lora::with_expert_adapters(&plan, 2, || Ok::<_, LoraError>(())));
+    assert!(matches!(nested, Err(LoraError::Nested)), "{nested:?}");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (layer, adapters) = lora::with_adapters(&plan, || {
+        lora::with_expert_adapters(&plan, 2, || Ok::<_, LoraError>(Layer::linear(vs.root() / "layer", 3, 3, false)))
+    })?;
+    assert_eq!((adapters.layers().len(), layer.experts.len()), (1, 2));
+    assert!(layer.adapter.is_some());
+    Ok(())
+}

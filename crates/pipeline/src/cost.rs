@@ -94,7 +94,11 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
             .enumerate()
             .map(|(k, (low, high))| format!("{k}: sigma {low:.3}-{high:.3}"))
             .collect();
-        notes.push(format!("experts by noise level, one DiT per step: {}", intervals.join(", ")));
+        let experts = match c.experts.as_ref().and_then(|e| e.lora.as_ref()) {
+            Some(lora) => format!("LoRA experts (rank {}) on one DiT, one adapter set per step", lora.rank),
+            None => "experts by noise level, one DiT per step".into(),
+        };
+        notes.push(format!("{experts}: {}", intervals.join(", ")));
     }
     let resize = Part::new("input resize", Cost::macs(resize_macs(c.input_resize, 3, input, output)));
     let (mut encoder, latent) = dc_ae::encoder(&c.vae, image);
@@ -119,12 +123,20 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     let output_part = transformer.iter().filter(|p| p.name == "proj_out").map(|p| p.cost).sum();
     stages.push(Part::new("transformer output", output_part));
     // LinearSR's parts: a pass of the DiT per further sampler step, and the other experts' DiTs (one DiT runs
-    // per step, so they add parameters, not MACs).
+    // per step, so they add parameters, not MACs), or the experts' adapters (one set runs at every step).
     let pass = cost::total(&transformer);
     let steps = c.sampler.steps as u64;
     let more_steps = Part::new(format!("transformer, steps 2-{steps}"), Cost::macs(pass.macs * (steps - 1)));
     let experts = c.experts.as_ref().and_then(|e| e.count().ok()).unwrap_or(1) as u64;
-    let more_experts = Part::new(format!("experts 2-{experts}"), Cost::params(pass.params * (experts - 1)));
+    let more_experts = match c.experts.as_ref().and_then(|e| e.lora.as_ref()) {
+        Some(lora) => {
+            let layers = sana_transformer::dense_layers(&c.transformer, latent, c.condition_tokens);
+            let set: Cost = layers.iter().filter(|l| lora.selects(&l.path)).map(|l| l.lora(lora.rank)).sum();
+            let cost = Cost { params: set.params * experts, macs: set.macs * steps };
+            Part::new(format!("expert adapters ({experts} sets)"), cost)
+        }
+        None => Part::new(format!("experts 2-{experts}"), Cost::params(pass.params * (experts - 1))),
+    };
     let extra = [more_steps, more_experts].into_iter().filter(|p| p.cost != Cost::default());
     stages.extend(extra.clone());
     stages.push(Part::new("decoder", cost::total(&decoder)));

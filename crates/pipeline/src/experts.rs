@@ -9,6 +9,7 @@
 //! The paper's log-SNR range is not stated in what is known of it: [`PAPER_LOG_SNR_RANGE`] is the range whose
 //! bisection gives back its published boundaries.
 
+use sana_sr_model::layers::lora::{self, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::scheduler;
@@ -27,6 +28,10 @@ pub const PAPER_ANCHOR_SIGMA: f64 = 0.125;
 pub enum ExpertKind {
     /// K full copies of the DiT, stored under `experts.{k}.` with diffusers' keys after it.
     Full,
+    /// One DiT (under `transformer.`) shared by K LoRA adapter sets, one per expert, on the layers that
+    /// [`ExpertsConfig::lora`] selects: `<layer>.lora_A.expert_{k}.weight` and `lora_B` beside each weight.
+    /// A step costs the DiT and one adapter set; the file holds the DiT once.
+    Lora,
 }
 
 /// Intervals from hierarchical bisection in log-SNR.
@@ -41,12 +46,16 @@ pub struct Bisection {
     pub log_snr: [f64; 2],
 }
 
-/// A model's experts, in its config: `{"kind": "full", "boundaries": [0.75, 0.5, 0.25]}` or
-/// `{"kind": "full", "bisection": {"count": 4, "anchor": 0.125, "log_snr": [-8.88, 7.04]}}`.
+/// A model's experts, in its config: `{"kind": "full", "boundaries": [0.75, 0.5, 0.25]}`,
+/// `{"kind": "full", "bisection": {"count": 4, "anchor": 0.125, "log_snr": [-8.88, 7.04]}}` or
+/// `{"kind": "lora", "lora": {"rank": 8, "alpha": 8}, "boundaries": [0.5]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpertsConfig {
     pub kind: ExpertKind,
+    /// The adapters of LoRA experts (rank, alpha, targets as a LoRA fine-tuning's); only with `kind = "lora"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     /// Noise levels where one expert hands over to the next, in (0, 1); any order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boundaries: Vec<f64>,
@@ -57,6 +66,11 @@ pub struct ExpertsConfig {
 impl ExpertsConfig {
     /// The boundaries as noise levels, from the highest down, after checking the config.
     pub fn sigma_boundaries(&self) -> Result<Vec<f64>, String> {
+        match (self.kind, &self.lora) {
+            (ExpertKind::Lora, None) => return Err("LoRA experts need a `lora` section (rank, alpha)".into()),
+            (ExpertKind::Full, Some(_)) => return Err("full experts take no `lora` section".into()),
+            _ => {}
+        }
         let mut sigmas = match (&self.boundaries[..], &self.bisection) {
             ([], Some(b)) => b.boundaries()?,
             ([_, ..], None) => self.boundaries.clone(),
@@ -80,6 +94,18 @@ impl ExpertsConfig {
     /// The routing rule of these experts.
     pub fn router(&self) -> Result<Router, String> {
         Ok(Router { boundaries: self.sigma_boundaries()? })
+    }
+
+    /// Whether the model variable `name` may train while expert `k` trains alone: not if it belongs to
+    /// another expert, nor, with LoRA experts, if it is the DiT that every expert shares.
+    pub fn trains_with_expert(&self, name: &str, k: usize) -> bool {
+        match self.kind {
+            ExpertKind::Full => match name.strip_prefix("experts.").and_then(|rest| rest.split_once('.')) {
+                Some((j, _)) => j == k.to_string(),
+                None => true,
+            },
+            ExpertKind::Lora => !name.starts_with("transformer.") || lora::expert_of_variable(name) == Some(k),
+        }
     }
 }
 
@@ -139,7 +165,7 @@ mod tests {
 
     fn paper() -> ExpertsConfig {
         let bisection = Bisection { count: 4, anchor: PAPER_ANCHOR_SIGMA, log_snr: PAPER_LOG_SNR_RANGE };
-        ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![], bisection: Some(bisection) }
+        ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries: vec![], bisection: Some(bisection) }
     }
 
     #[test]
@@ -178,7 +204,8 @@ mod tests {
 
     #[test]
     fn routing_at_and_around_every_boundary() {
-        let uniform = ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![0.25, 0.75, 0.5], bisection: None };
+        let uniform =
+            ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries: vec![0.25, 0.75, 0.5], bisection: None };
         let router = uniform.router().unwrap();
         assert_eq!(router.intervals(), [(0.75, 1.0), (0.5, 0.75), (0.25, 0.5), (0.0, 0.25)]);
         for (k, (low, high)) in router.intervals().into_iter().enumerate() {
@@ -198,7 +225,8 @@ mod tests {
 
     #[test]
     fn bad_splits_are_refused_naming_the_problem() {
-        let with = |boundaries: Vec<f64>| ExpertsConfig { kind: ExpertKind::Full, boundaries, bisection: None };
+        let with =
+            |boundaries: Vec<f64>| ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries, bisection: None };
         assert!(with(vec![]).sigma_boundaries().unwrap_err().contains("either"));
         assert!(with(vec![0.5, 1.0]).sigma_boundaries().unwrap_err().contains("inside (0, 1)"));
         assert!(with(vec![0.5, 0.5]).sigma_boundaries().unwrap_err().contains("repeat"));
@@ -213,5 +241,28 @@ mod tests {
         assert!(both.sigma_boundaries().unwrap_err().contains("not both"));
         let json = r#"{"kind": "full", "boundaries": [0.5], "gate": "learned"}"#;
         assert!(serde_json::from_str::<ExpertsConfig>(json).unwrap_err().to_string().contains("gate"));
+        let read = |json: &str| serde_json::from_str::<ExpertsConfig>(json).unwrap().sigma_boundaries();
+        assert!(read(r#"{"kind": "lora", "boundaries": [0.5]}"#).unwrap_err().contains("need a `lora` section"));
+        let lora = r#""lora": {"rank": 4, "alpha": 4}, "boundaries": [0.5]"#;
+        assert!(read(&format!(r#"{{"kind": "full", {lora}}}"#)).unwrap_err().contains("take no `lora`"));
+        assert_eq!(read(&format!(r#"{{"kind": "lora", {lora}}}"#)).unwrap(), [0.5]);
+    }
+
+    #[test]
+    fn an_expert_trains_alone_on_its_own_variables() {
+        let full = ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries: vec![0.5], bisection: None };
+        assert!(full.trains_with_expert("experts.1.transformer_blocks.0.attn1.to_q.weight", 1));
+        assert!(!full.trains_with_expert("experts.0.transformer_blocks.0.attn1.to_q.weight", 1));
+        assert!(!full.trains_with_expert("experts.10.proj_out.weight", 1));
+        assert!(full.trains_with_expert("lr_stem.layers.0.weight", 1));
+        let lora = ExpertsConfig {
+            kind: ExpertKind::Lora,
+            lora: Some(serde_json::from_str(r#"{"rank": 2, "alpha": 2}"#).unwrap()),
+            ..full
+        };
+        assert!(lora.trains_with_expert("transformer.transformer_blocks.0.attn1.to_q.lora_B.expert_1.weight", 1));
+        assert!(!lora.trains_with_expert("transformer.transformer_blocks.0.attn1.to_q.lora_B.expert_0.weight", 1));
+        assert!(!lora.trains_with_expert("transformer.transformer_blocks.0.attn1.to_q.weight", 1), "the shared DiT");
+        assert!(lora.trains_with_expert("condition", 1));
     }
 }

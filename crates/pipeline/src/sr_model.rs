@@ -16,12 +16,13 @@ use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig, DcAeError};
 use sana_sr_model::checkpoint::{self, CheckpointError};
+use sana_sr_model::layers::lora::{self, LoraError};
 use sana_sr_model::layers::variables;
 use sana_sr_model::lr_stem::{LrStem, LrStemConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
-use crate::experts::{ExpertsConfig, Router};
+use crate::experts::{ExpertKind, ExpertsConfig, Router};
 use crate::network::ModelConfig;
 use crate::scheduler::{self, Schedule};
 
@@ -48,6 +49,8 @@ pub enum ModelError {
     Autoencoder(#[from] DcAeError),
     #[error(transparent)]
     Transformer(#[from] SanaTransformerError),
+    #[error(transparent)]
+    Lora(#[from] LoraError),
 }
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -227,13 +230,20 @@ impl SrModel {
                 }
             });
         }
+        let dit = |name: &str| SanaTransformer2DModel::new(&p / name, &config.transformer);
         let (transformers, router) = match &config.experts {
-            None => (vec![SanaTransformer2DModel::new(&p / "transformer", &config.transformer)?], None),
+            None => (vec![dit("transformer")?], None),
             Some(experts) => {
                 let router = experts.router().map_err(ModelError::Config)?;
-                let dits = (0..router.intervals().len())
-                    .map(|k| SanaTransformer2DModel::new(&p / "experts" / k, &config.transformer))
-                    .collect::<std::result::Result<_, _>>()?;
+                let count = router.intervals().len();
+                let dits = match (experts.kind, &experts.lora) {
+                    (ExpertKind::Lora, Some(adapters)) => {
+                        vec![lora::with_expert_adapters(adapters, count, || -> Result<_> { Ok(dit("transformer")?) })?]
+                    }
+                    _ => (0..count)
+                        .map(|k| SanaTransformer2DModel::new(&p / "experts" / k, &config.transformer))
+                        .collect::<std::result::Result<_, _>>()?,
+                };
                 (dits, Some(router))
             }
         };
@@ -367,7 +377,12 @@ impl SrModel {
         let guidance = cfg.guidance_embeds.then(|| Tensor::zeros([batch], options));
         let condition = self.condition.to_kind(input.kind()).expand([batch, -1, -1], false);
         let expert = self.router.as_ref().map_or(0, |router| router.expert(sigma));
-        Ok(self.transformers[expert].forward(input, &condition, &timestep, None, guidance.as_ref())?)
+        let dit = |k: usize| self.transformers[k].forward(input, &condition, &timestep, None, guidance.as_ref());
+        Ok(match self.transformers.len() {
+            // One DiT: no experts, or LoRA experts, whose adapters the active expert picks.
+            1 => lora::with_active_expert(expert, || dit(0))?,
+            _ => dit(expert)?,
+        })
     }
 
     /// Scaled latent to the decoder's output: the image in [-1, 1] terms, or with `lr_skip` the detail that
@@ -407,9 +422,10 @@ impl SrModel {
         Ok(self.add_skip(self.decode(&self.restore(&start)?)?, lr))
     }
 
-    /// This model, which has one DiT, as SNR-based `experts` in a new store, each expert a copy of that DiT:
-    /// it computes what it computed before, and the experts can then train apart (LinearSR's expert stage
-    /// starts so, from the base stage's knee).
+    /// This model, which has one DiT, as SNR-based `experts` in a new store, each expert a copy of that DiT
+    /// (full experts), or that DiT with an untrained adapter set per expert (LoRA experts): it computes what it
+    /// computed before, and the experts can then train apart (LinearSR's expert stage starts so, from the base
+    /// stage's knee).
     pub fn with_experts(&self, vs: &nn::VarStore, experts: &ExpertsConfig) -> Result<(Self, nn::VarStore)> {
         if self.config.experts.is_some() {
             return Err(ModelError::Config(format!("model `{}` has experts already", self.config.name)));
@@ -423,9 +439,11 @@ impl SrModel {
             Some((_, key)) => format!("transformer.{key}"),
             None => name.to_string(),
         };
-        let values =
-            split_vs.variables().keys().map(|name| (name.clone(), base[&source(name)].shallow_clone())).collect();
-        checkpoint::copy_into_variables(split_vs.variables(), values)?;
+        // LoRA experts' adapters are new and keep their initial values.
+        let copied: HashMap<String, Tensor> =
+            split_vs.variables().into_iter().filter(|(name, _)| lora::expert_of_variable(name).is_none()).collect();
+        let values = copied.keys().map(|name| (name.clone(), base[&source(name)].shallow_clone())).collect();
+        checkpoint::copy_into_variables(copied, values)?;
         Ok((model, split_vs))
     }
 

@@ -50,30 +50,39 @@ fn the_report_counts_what_the_built_in_model_computes() {
 #[test]
 fn the_report_counts_the_lr_stem_every_step_and_every_expert() {
     let (network, _) = ModelSource::default_model().load_network(Device::Cpu).unwrap();
-    let mut config = network.as_sana().unwrap().config.clone();
-    config.lr_stem = Some(LrStemConfig { channels: vec![4, 8, 8], strides: vec![2, 2, 2] });
-    config.transformer.in_channels += 8;
-    config.sampler = SamplerConfig { start: Start::Noise, steps: 3, shift: 3.0 };
-    config.experts = Some(ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![0.5], bisection: None });
-    manual_seed(1);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let network = Network::Sana(SrModel::build(vs.root(), &config).unwrap());
-    let config = network.config();
-    let report = CostReport::new(&config, (20, 28), 4);
-    let resize = report.stage("input resize").unwrap().macs;
-    // The encoder does not run from noise; the stem, three DiT passes and the decoder do.
-    assert_eq!(report.stage("encoder").unwrap().macs, 0);
-    assert!(report.stage("lr stem").unwrap().macs > 0);
-    assert_eq!(traced(&network, (20, 28), 4), report.macs - resize);
-    assert_eq!(report.params, params(&vs));
-    let networks: u64 = report.networks.iter().map(|n| n.cost.params).sum();
-    assert_eq!(networks, report.params);
-    assert!(report.notes.iter().any(|n| n.contains("3 step(s) from noise")), "{:?}", report.notes);
-    assert!(
-        report.notes.iter().any(|n| n.contains("0: sigma 0.500-1.000, 1: sigma 0.000-0.500")),
-        "{:?}",
-        report.notes
-    );
+    let full = ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries: vec![0.5], bisection: None };
+    // LoRA experts on every layer that can be adapted, so that each of the DiT's dense layers is counted.
+    let lora = ExpertsConfig {
+        kind: ExpertKind::Lora,
+        lora: Some(serde_json::from_str(r#"{"rank": 3, "alpha": 3, "targets": ["*"]}"#).unwrap()),
+        ..full.clone()
+    };
+    for (experts, note) in [(full, "experts by noise level"), (lora, "LoRA experts (rank 3) on one DiT")] {
+        let mut config = network.as_sana().unwrap().config.clone();
+        config.lr_stem = Some(LrStemConfig { channels: vec![4, 8, 8], strides: vec![2, 2, 2] });
+        config.transformer.in_channels += 8;
+        config.sampler = SamplerConfig { start: Start::Noise, steps: 3, shift: 3.0 };
+        config.experts = Some(experts);
+        manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let network = Network::Sana(SrModel::build(vs.root(), &config).unwrap());
+        let config = network.config();
+        let report = CostReport::new(&config, (20, 28), 4);
+        let resize = report.stage("input resize").unwrap().macs;
+        // The encoder does not run from noise; the stem, three DiT passes and the decoder do.
+        assert_eq!(report.stage("encoder").unwrap().macs, 0);
+        assert!(report.stage("lr stem").unwrap().macs > 0);
+        assert_eq!(traced(&network, (20, 28), 4), report.macs - resize, "{note}");
+        assert_eq!(report.params, params(&vs), "{note}");
+        let networks: u64 = report.networks.iter().map(|n| n.cost.params).sum();
+        assert_eq!(networks, report.params);
+        assert!(report.notes.iter().any(|n| n.contains("3 step(s) from noise")), "{:?}", report.notes);
+        let intervals = format!(
+            "{note}, one {} per step: 0: sigma 0.500-1.000, 1: sigma 0.000-0.500",
+            if note.starts_with("LoRA") { "adapter set" } else { "DiT" }
+        );
+        assert!(report.notes.iter().any(|n| n.contains(&intervals)), "{:?}", report.notes);
+    }
 }
 
 #[test]

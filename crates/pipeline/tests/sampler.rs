@@ -3,6 +3,7 @@
 
 use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_data::Image;
+use sana_sr_model::layers::lora;
 use sana_sr_model::lr_stem::LrStemConfig;
 use sana_sr_pipeline::experts::{Bisection, ExpertKind, ExpertsConfig, PAPER_ANCHOR_SIGMA, PAPER_LOG_SNR_RANGE};
 use sana_sr_pipeline::scheduler;
@@ -18,8 +19,8 @@ fn built_in() -> (SrModel, nn::VarStore) {
 }
 
 /// The built-in model's config with an LR stem (8 channels onto its f8 latent grid), a noise start and, if
-/// asked, LinearSR's four experts.
-fn linearsr_config(experts: bool) -> SrModelConfig {
+/// asked, LinearSR's four experts of that kind (LoRA ones of rank 2 on the default layers).
+fn linearsr_config(experts: Option<ExpertKind>) -> SrModelConfig {
     let mut config = built_in().0.config;
     config.name = "linearsr-test".into();
     // The built-in model adds its decoder's detail to the resized input, and a new model's detail starts at
@@ -30,9 +31,24 @@ fn linearsr_config(experts: bool) -> SrModelConfig {
     config.sampler.start = Start::Noise;
     config.sampler.shift = 3.0;
     let bisection = Bisection { count: 4, anchor: PAPER_ANCHOR_SIGMA, log_snr: PAPER_LOG_SNR_RANGE };
-    config.experts =
-        experts.then(|| ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![], bisection: Some(bisection) });
+    config.experts = experts.map(|kind| ExpertsConfig {
+        kind,
+        lora: (kind == ExpertKind::Lora).then(|| serde_json::from_str(r#"{"rank": 2, "alpha": 2}"#).unwrap()),
+        boundaries: vec![],
+        bisection: Some(bisection),
+    });
     config
+}
+
+/// Gives LoRA experts' adapters random updates (they start at zero), so that the experts differ.
+fn differ(vs: &nn::VarStore) {
+    no_grad(|| {
+        for (name, b) in vs.variables() {
+            if name.contains(".lora_B.expert_") {
+                b.shallow_clone().copy_(&(Tensor::randn(b.size(), (Kind::Float, Device::Cpu)) * 0.05));
+            }
+        }
+    });
 }
 
 fn random_model(config: &SrModelConfig) -> (SrModel, nn::VarStore) {
@@ -96,7 +112,7 @@ fn steps_from_the_lr_latent_walk_evenly_down_from_the_model_timestep() {
 
 #[test]
 fn a_noise_start_is_seeded_and_runs_in_tiles() {
-    let (model, vs) = random_model(&linearsr_config(false));
+    let (model, vs) = random_model(&linearsr_config(None));
     let upscaler = Upscaler::new(model, vs);
     let photo = image(40, 24);
     let run = |seed: u64, tile: Option<u32>| {
@@ -114,7 +130,7 @@ fn a_noise_start_is_seeded_and_runs_in_tiles() {
 
 #[test]
 fn a_noise_start_follows_diffusers_schedule_and_the_stem_features_stay() {
-    let (model, _vs) = random_model(&linearsr_config(false));
+    let (model, _vs) = random_model(&linearsr_config(None));
     let schedule = model.schedule(4);
     assert_eq!(schedule, scheduler::flow_match_schedule(4, 3.0));
     let lr = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
@@ -135,44 +151,84 @@ fn a_noise_start_follows_diffusers_schedule_and_the_stem_features_stay() {
 
 #[test]
 fn each_step_runs_the_expert_of_its_noise_level() {
-    let (model, _vs) = random_model(&linearsr_config(true));
-    assert_eq!(model.transformers.len(), 4);
-    let router = model.router.as_ref().unwrap();
-    let input = Tensor::randn([1, 40, 4, 4], (Kind::Float, Device::Cpu));
-    no_grad(|| {
-        let condition = model.condition.expand([1, -1, -1], false);
-        let direct = |k: usize, t: f64| {
-            let timestep = Tensor::full([1], t * model.config.transformer.timestep_scale, (Kind::Float, Device::Cpu));
-            model.transformers[k].forward(&input, &condition, &timestep, None, None).unwrap()
-        };
-        for sigma in [0.95, 0.5, 0.1, 0.03] {
-            let k = router.expert(sigma);
-            let got = model.velocity(&input, sigma * 1000.0, sigma).unwrap();
-            assert!(got.equal(&direct(k, sigma * 1000.0)), "sigma {sigma}: expert {k}");
-            let other = (k + 1) % 4;
-            assert!(!got.equal(&direct(other, sigma * 1000.0)), "the experts differ");
-        }
-        // A 4-step schedule from noise with shift 3 has sigmas 1, 0.858, 0.602, 0.009: experts 0, 0, 1, 3.
-        let visited: Vec<usize> = model.schedule(4).sigmas[..4].iter().map(|&s| router.expert(s)).collect();
-        assert_eq!(visited, [0, 0, 1, 3]);
-    });
+    for kind in [ExpertKind::Full, ExpertKind::Lora] {
+        let (model, vs) = random_model(&linearsr_config(Some(kind)));
+        differ(&vs);
+        assert_eq!(model.transformers.len(), if kind == ExpertKind::Full { 4 } else { 1 });
+        let router = model.router.as_ref().unwrap();
+        let input = Tensor::randn([1, 40, 4, 4], (Kind::Float, Device::Cpu));
+        no_grad(|| {
+            let condition = model.condition.expand([1, -1, -1], false);
+            let direct = |k: usize, t: f64| {
+                let timestep =
+                    Tensor::full([1], t * model.config.transformer.timestep_scale, (Kind::Float, Device::Cpu));
+                let (dit, adapters) = match kind {
+                    ExpertKind::Full => (&model.transformers[k], 0),
+                    ExpertKind::Lora => (&model.transformers[0], k),
+                };
+                lora::with_active_expert(adapters, || dit.forward(&input, &condition, &timestep, None, None).unwrap())
+            };
+            for sigma in [0.95, 0.5, 0.1, 0.03] {
+                let k = router.expert(sigma);
+                let got = model.velocity(&input, sigma * 1000.0, sigma).unwrap();
+                assert!(got.equal(&direct(k, sigma * 1000.0)), "{kind:?}, sigma {sigma}: expert {k}");
+                let other = (k + 1) % 4;
+                assert!(!got.equal(&direct(other, sigma * 1000.0)), "{kind:?}: the experts differ");
+            }
+            // A 4-step schedule from noise with shift 3 has sigmas 1, 0.858, 0.602, 0.009: experts 0, 0, 1, 3.
+            let visited: Vec<usize> = model.schedule(4).sigmas[..4].iter().map(|&s| router.expert(s)).collect();
+            assert_eq!(visited, [0, 0, 1, 3]);
+        });
+    }
 }
 
 #[test]
 fn a_model_with_stem_and_experts_saves_and_loads_whole() {
-    let config = linearsr_config(true);
-    let (model, vs) = random_model(&config);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("linearsr.safetensors");
-    model.save(&vs, &path, Kind::Float).unwrap();
-    let names = vs.variables();
-    assert!(names.keys().any(|n| n.starts_with("experts.3.transformer_blocks.")));
-    assert!(names.keys().any(|n| n.starts_with("lr_stem.layers.2.")));
-    assert!(!names.keys().any(|n| n.starts_with("transformer.")), "experts replace the single DiT");
-    let (loaded, _loaded_vs) = SrModel::load(&path, Device::Cpu).unwrap();
-    assert_eq!(loaded.config, config);
+    for kind in [ExpertKind::Full, ExpertKind::Lora] {
+        let config = linearsr_config(Some(kind));
+        let (model, vs) = random_model(&config);
+        differ(&vs);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("linearsr.safetensors");
+        model.save(&vs, &path, Kind::Float).unwrap();
+        let names = vs.variables();
+        assert!(names.keys().any(|n| n.starts_with("lr_stem.layers.2.")));
+        match kind {
+            ExpertKind::Full => {
+                assert!(names.keys().any(|n| n.starts_with("experts.3.transformer_blocks.")));
+                assert!(!names.keys().any(|n| n.starts_with("transformer.")), "experts replace the single DiT");
+            }
+            ExpertKind::Lora => {
+                assert!(names.contains_key("transformer.transformer_blocks.0.attn1.to_q.lora_B.expert_3.weight"));
+                assert!(!names.keys().any(|n| n.starts_with("experts.")), "one DiT, shared");
+            }
+        }
+        let (loaded, _loaded_vs) = SrModel::load(&path, Device::Cpu).unwrap();
+        assert_eq!(loaded.config, config);
+        let lr = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        no_grad(|| assert!(loaded.forward(&lr).unwrap().equal(&model.forward(&lr).unwrap()), "{kind:?}"));
+    }
+}
+
+#[test]
+fn experts_made_from_a_model_compute_what_it_computed() {
+    let (model, vs) = random_model(&linearsr_config(None));
     let lr = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
-    no_grad(|| assert!(loaded.forward(&lr).unwrap().equal(&model.forward(&lr).unwrap())));
+    for kind in [ExpertKind::Full, ExpertKind::Lora] {
+        let experts = linearsr_config(Some(kind)).experts.unwrap();
+        let (split, split_vs) = model.with_experts(&vs, &experts).unwrap();
+        no_grad(|| {
+            let start = model.with_start_noise(model.encode_lr(&lr).unwrap(), 1);
+            assert!(split.sample(&start, 4).unwrap().equal(&model.sample(&start, 4).unwrap()), "{kind:?}");
+        });
+        let extra = SrModel::parameter_count(&split_vs) - SrModel::parameter_count(&vs);
+        let dit: i64 =
+            vs.variables().iter().filter(|(n, _)| n.starts_with("transformer.")).map(|(_, t)| t.numel() as i64).sum();
+        match kind {
+            ExpertKind::Full => assert_eq!(extra, 3 * dit),
+            ExpertKind::Lora => assert!(extra > 0 && extra < dit, "adapters: {extra} against a DiT of {dit}"),
+        }
+    }
 }
 
 #[test]
@@ -188,12 +244,13 @@ fn bad_sampler_requests_and_configs_are_refused() {
     let vs = nn::VarStore::new(Device::Cpu);
     let err = SrModel::build(vs.root(), &noise_without_stem).unwrap_err().to_string();
     assert!(err.contains("needs an LR stem"), "{err}");
-    let mut stem_without_channels = linearsr_config(false);
+    let mut stem_without_channels = linearsr_config(None);
     stem_without_channels.transformer.in_channels -= 8;
     let err = SrModel::build(vs.root(), &stem_without_channels).unwrap_err().to_string();
     assert!(err.contains("the LR stem adds 8"), "{err}");
-    let mut bad_experts = linearsr_config(false);
-    bad_experts.experts = Some(ExpertsConfig { kind: ExpertKind::Full, boundaries: vec![1.5], bisection: None });
+    let mut bad_experts = linearsr_config(None);
+    bad_experts.experts =
+        Some(ExpertsConfig { kind: ExpertKind::Full, lora: None, boundaries: vec![1.5], bisection: None });
     let err = SrModel::build(vs.root(), &bad_experts).unwrap_err().to_string();
     assert!(err.contains("inside (0, 1)"), "{err}");
 }

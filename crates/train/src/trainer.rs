@@ -201,7 +201,7 @@ impl Trainer {
             expert_interval(&model, k)?;
         }
         sana_sr_core::device::autotune_convolutions(options.device);
-        let params = select_trainable(config, &vs, adapters.is_some())?;
+        let params = select_trainable(config, &model, &vs, adapters.is_some())?;
         let mut optimizer =
             AdamW::new(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())), config.optimizer.clone());
         let mut ema = Ema::new(&params, config.train.ema_decay);
@@ -305,14 +305,22 @@ impl Trainer {
         let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial);
         // `terms`: every logged term with its weight, `[loss]`'s then the teachers'.
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
-            let sr = self.model.forward(&lr)?.to_kind(Kind::Float);
+            // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
+            // skips its decoder pass.
+            let w = &config.loss;
+            let image_terms = [w.pixel_l1, w.pixel_l2, w.edge, w.adversarial].iter().any(|&x| x > 0.0);
+            let sr = match image_terms || !self.teachers.is_empty() {
+                true => Some(self.model.forward(&lr)?.to_kind(Kind::Float)),
+                false => None,
+            };
             let flow = FlowDraw::new(config, &self.model, self.state.step)?;
-            let all = loss_terms(config, &self.model, &sr, &hr, &lr, adversarial, &flow)?;
+            let all = loss_terms(config, &self.model, sr.as_ref(), &hr, &lr, adversarial, &flow)?;
             let mut terms: Vec<(Tensor, f64)> =
                 self.active.iter().map(|&i| (all[i].shallow_clone(), self.weights[i])).collect();
             // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
             for teacher in &self.teachers {
-                terms.extend(teacher.terms(&sr, &teacher.target(&batch.lr)?));
+                let sr = sr.as_ref().expect("teachers make the output needed");
+                terms.extend(teacher.terms(sr, &teacher.target(&batch.lr)?));
             }
             Ok((sr, terms))
         })?;
@@ -324,7 +332,8 @@ impl Trainer {
         }
         self.optimizer.step(lr_rate);
         self.ema.update(&self.params);
-        if let Some(Adversarial { disc, optimizer, .. }) = self.adversarial.as_mut().filter(|_| use_adversarial) {
+        let adversarial = self.adversarial.as_mut().filter(|_| use_adversarial);
+        if let (Some(Adversarial { disc, optimizer, .. }), Some(sr)) = (adversarial, &sr) {
             optimizer.zero_grad();
             let d_loss = losses::discriminator_loss(&disc.forward(&hr), &disc.forward(&sr.detach()));
             d_loss.backward();
@@ -544,18 +553,22 @@ fn knee_snapshot(run_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The variables that train, by name; every other one is frozen (with `[train] expert`, the other experts too).
-fn select_trainable(config: &TrainConfig, vs: &nn::VarStore, with_adapters: bool) -> Result<HashMap<String, Tensor>> {
+fn select_trainable(
+    config: &TrainConfig,
+    model: &SrModel,
+    vs: &nn::VarStore,
+    with_adapters: bool,
+) -> Result<HashMap<String, Tensor>> {
     if with_adapters {
         lora::set_trainable(vs, lora::Trainable::Adapters)?;
     } else {
         for (name, var) in vs.variables() {
             if var.is_floating_point() {
-                let other_expert = config.train.expert.is_some_and(|k| {
-                    name.strip_prefix("experts.")
-                        .and_then(|rest| rest.split_once('.'))
-                        .is_some_and(|(j, _)| j != k.to_string())
-                });
-                let _ = var.set_requires_grad(config.train.trainable.includes(&name) && !other_expert);
+                let expert_alone = match (config.train.expert, &model.config.experts) {
+                    (Some(k), Some(experts)) => experts.trains_with_expert(&name, k),
+                    _ => true,
+                };
+                let _ = var.set_requires_grad(config.train.trainable.includes(&name) && expert_alone);
             }
         }
     }
@@ -662,8 +675,7 @@ fn expert_interval(model: &SrModel, k: usize) -> Result<(f64, f64)> {
 
 /// Flow matching on the HR latent `x0`: noised to the drawn level (`x_t = (1 - sigma) x0 + sigma noise`), with
 /// the LR stem's features when the model has a stem, the routed DiT's velocity against `noise - x0`.
-fn flow_matching(model: &SrModel, hr: &Tensor, lr: &Tensor, draw: &FlowDraw) -> Result<Tensor> {
-    let x0 = no_grad(|| model.encode(hr))?;
+fn flow_matching(model: &SrModel, x0: &Tensor, lr: &Tensor, draw: &FlowDraw) -> Result<Tensor> {
     let noise = seeded_noise(&x0.size(), draw.noise_seed).to_kind(x0.kind()).to_device(x0.device());
     let x_t = scheduler::add_noise(&x0, &noise, draw.sigma);
     let input = match &model.lr_stem {
@@ -671,42 +683,53 @@ fn flow_matching(model: &SrModel, hr: &Tensor, lr: &Tensor, draw: &FlowDraw) -> 
         None => x_t,
     };
     let velocity = model.velocity(&input, draw.sigma * scheduler::NUM_TRAIN_TIMESTEPS, draw.sigma)?;
-    Ok(losses::l2(&velocity, &scheduler::velocity(&x0, &noise)))
+    Ok(losses::l2(&velocity, &scheduler::velocity(x0, &noise)))
 }
 
-/// Every loss term (in the order of [`TERMS`]); inactive ones are computed only when cheap.
+/// Every loss term (in the order of [`TERMS`]), the inactive ones as zeros. `sr` is the pipeline's output,
+/// present when a term on the image is weighted.
 fn loss_terms(
     config: &TrainConfig,
     model: &SrModel,
-    sr: &Tensor,
+    sr: Option<&Tensor>,
     hr: &Tensor,
     lr: &Tensor,
     adversarial: Option<&Adversarial>,
     flow: &FlowDraw,
 ) -> Result<Vec<Tensor>> {
-    let zero = || Tensor::zeros([], (Kind::Float, sr.device()));
+    let zero = || Tensor::zeros([], (Kind::Float, hr.device()));
     let w = &config.loss;
+    // The HR latent, encoded once for the terms that take it: with its gradient for the autoencoder's
+    // reconstruction, detached as the latent and velocity targets.
+    let hr_latent = match (w.autoencoder > 0.0, w.latent_mse > 0.0 || w.flow_matching > 0.0) {
+        (true, _) => Some(model.encode(hr)?),
+        (false, true) => Some(no_grad(|| model.encode(hr))?),
+        (false, false) => None,
+    };
+    let target = || hr_latent.as_ref().expect("encoded for the terms that take it").detach();
     let latent = if w.latent_mse > 0.0 {
-        let target = no_grad(|| model.encode(hr))?;
-        losses::l2(&model.restore(&model.with_start_noise(model.encode_lr(lr)?, 0))?, &target)
+        losses::l2(&model.restore(&model.with_start_noise(model.encode_lr(lr)?, 0))?, &target())
     } else {
         zero()
     };
-    let adv = match adversarial {
-        Some(a) if w.adversarial > 0.0 => losses::generator_adversarial(&a.disc.forward(sr)),
+    let on_image = |term: fn(&Tensor, &Tensor) -> Tensor, weight: f64| match sr {
+        Some(sr) if weight > 0.0 => term(sr, hr),
+        _ => zero(),
+    };
+    let adv = match (adversarial, sr) {
+        (Some(a), Some(sr)) if w.adversarial > 0.0 => losses::generator_adversarial(&a.disc.forward(sr)),
         _ => zero(),
     };
     Ok(vec![
-        losses::l1(sr, hr),
-        losses::l2(sr, hr),
-        if w.edge > 0.0 { losses::edge(sr, hr) } else { zero() },
+        on_image(losses::l1, w.pixel_l1),
+        on_image(losses::l2, w.pixel_l2),
+        on_image(losses::edge, w.edge),
         latent,
         adv,
-        if w.flow_matching > 0.0 { flow_matching(model, hr, lr, flow)? } else { zero() },
-        if w.autoencoder > 0.0 {
-            losses::l1(&model.add_skip(model.decode(&model.encode(hr)?)?, lr), hr)
-        } else {
-            zero()
+        if w.flow_matching > 0.0 { flow_matching(model, &target(), lr, flow)? } else { zero() },
+        match (&hr_latent, w.autoencoder > 0.0) {
+            (Some(latent), true) => losses::l1(&model.add_skip(model.decode(latent)?, lr), hr),
+            _ => zero(),
         },
     ])
 }
@@ -903,8 +926,13 @@ pixel_l1 = 1.0
 
         /// Whether any variable under `prefix` differs in `vs` now.
         fn changed(&self, vs: &nn::VarStore, prefix: &str) -> bool {
+            self.changed_where(vs, |name| name.starts_with(prefix))
+        }
+
+        /// Whether any variable whose name `select` accepts differs in `vs` now.
+        fn changed_where(&self, vs: &nn::VarStore, select: impl Fn(&str) -> bool) -> bool {
             let now = vs.variables();
-            self.0.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, old)| !now[k].equal(old))
+            self.0.iter().filter(|(k, _)| select(k)).any(|(k, old)| !now[k].equal(old))
         }
     }
 
@@ -1013,6 +1041,34 @@ pixel_l1 = 1.0
         config.model.weights_from = Some(dir.path().join("peer.safetensors").display().to_string());
         let err = Trainer::new(&config, &options(&dir.path().join("other"))).err().expect("a peer").to_string();
         assert!(err.contains("holds SRVGGNetCompact, a peer network"), "{err}");
+    }
+
+    #[test]
+    fn a_lora_expert_stage_trains_its_adapters_alone_on_the_shared_dit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        let stage1 = dir.path().join("stage1");
+        write_stage_one(dir.path(), &stage1);
+        config.model.from = None;
+        config.model.knee_of = Some(stage1.clone());
+        let experts = r#"{"kind": "lora", "lora": {"rank": 2, "alpha": 2}, "boundaries": [0.5]}"#;
+        config.model.experts = Some(serde_json::from_str(experts).unwrap());
+        config.train.expert = Some(1);
+        config.loss = serde_json::from_str(r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#).unwrap();
+        let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+
+        // The shared DiT is the knee snapshot's and stays frozen; expert 1's adapters alone train.
+        let (_, knee_vs) = SrModel::load(&snapshot_path(&stage1, 4, false), Device::Cpu).unwrap();
+        let key = "transformer.transformer_blocks.0.attn1.to_q.weight";
+        assert!(trainer.vs.variables()[key].equal(&knee_vs.variables()[key]));
+        let expert = |name: &str| lora::expert_of_variable(name);
+        assert!(trainer.params.keys().any(|k| expert(k) == Some(1)));
+        assert!(trainer.params.keys().all(|k| expert(k) == Some(1) || !k.starts_with("transformer.")));
+        let before = Snapshot::of(&trainer.vs);
+        trainer.step().unwrap();
+        assert!(before.changed_where(&trainer.vs, |n| expert(n) == Some(1)));
+        assert!(!before.changed_where(&trainer.vs, |n| expert(n) == Some(0)));
+        assert!(!before.changed_where(&trainer.vs, |n| n.starts_with("transformer.") && expert(n).is_none()));
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Layer {
     pub op: Op,
     /// The low-rank update added to this layer's output, if a LoRA plan selected it when it was built.
     pub adapter: Option<LoraAdapter>,
+    /// LinearSR's LoRA experts: one more update per expert, of which the active one is added
+    /// ([`lora::with_expert_adapters`]); empty for most layers.
+    pub experts: Vec<LoraAdapter>,
 }
 
 impl Layer {
@@ -53,17 +56,20 @@ impl Layer {
         let weight = variables::var(&p, "weight", &[out_dim, in_dim], torch_uniform(in_dim));
         let bias = bias.then(|| variables::var(&p, "bias", &[out_dim], torch_uniform(in_dim)));
         let adapter = lora::attach(&p, &weight, Op::Linear);
-        Self { weight, bias, op: Op::Linear, adapter }
+        let experts = lora::attach_experts(&p, &[out_dim, in_dim], Op::Linear);
+        Self { weight, bias, op: Op::Linear, adapter, experts }
     }
 
     /// A square-kernel convolution.
     pub fn conv2d(p: nn::Path, in_ch: i64, out_ch: i64, kernel: i64, cfg: ConvConfig) -> Self {
         let fan_in = in_ch / cfg.groups * kernel * kernel;
-        let weight = variables::var(&p, "weight", &[out_ch, in_ch / cfg.groups, kernel, kernel], torch_uniform(fan_in));
+        let shape = [out_ch, in_ch / cfg.groups, kernel, kernel];
+        let weight = variables::var(&p, "weight", &shape, torch_uniform(fan_in));
         let bias = cfg.bias.then(|| variables::var(&p, "bias", &[out_ch], torch_uniform(fan_in)));
         let op = Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups };
         let adapter = lora::attach(&p, &weight, op);
-        Self { weight, bias, op, adapter }
+        let experts = lora::attach_experts(&p, &shape, op);
+        Self { weight, bias, op, adapter, experts }
     }
 
     /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
@@ -87,10 +93,16 @@ impl Layer {
         };
         // Every output element reduces over the rest of the weight's shape (in, or in/groups × k × k).
         cost::record_product(&y, self.weight.size()[1..].iter().product());
-        match &self.adapter {
+        let y = match &self.adapter {
             None => y,
-            Some(adapter) => y + adapter.forward(&x, self.op, cast),
+            Some(adapter) => y + adapter.forward(&x, self.op, &cast),
+        };
+        if self.experts.is_empty() {
+            return y;
         }
+        let k = lora::active_expert().expect("a layer with expert adapters runs inside `lora::with_active_expert`");
+        let expert = self.experts.get(k).unwrap_or_else(|| panic!("expert {k} of {}", self.experts.len()));
+        y + expert.forward(&x, self.op, &cast)
     }
 }
 

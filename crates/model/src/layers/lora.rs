@@ -15,6 +15,10 @@
 //! `<layer path>.lora_B.weight`, so [`save_adapters`] writes a file that reads like diffusers'
 //! `save_lora_weights` output.
 //!
+//! LinearSR's LoRA experts use the same machinery for another end: [`with_expert_adapters`] gives each selected
+//! layer K adapters, one per expert, that stay in the model (saved and loaded with its weights, never merged),
+//! and [`with_active_expert`] says whose update the layers add.
+//!
 //! Adapters are attached while a network is built, by a plan in force for the duration of a closure:
 //! [`with_adapters`] installs the plan on the current thread, and every `Layer` constructor called inside
 //! it (on this thread) consults it with the layer's variable path, which is the diffusers module name. No
@@ -42,15 +46,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::Path;
+use std::thread::LocalKey;
 
 use sana_sr_core::{nn, no_grad, Kind, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::Op;
 use crate::checkpoint::{self, CheckpointError};
+use crate::cost;
 
 /// Module names of the two factors, as in PEFT (`lora_A`, `lora_B`).
 const A_MODULE: &str = "lora_A";
@@ -71,7 +77,7 @@ pub enum LoraError {
     Config(String),
     #[error("LoRA target pattern(s) [{}] select no layer that can be adapted (grouped and depthwise convolutions never are); compare them with the layer paths, e.g. `transformer_blocks.0.attn1.to_q`", patterns.join(", "))]
     UnmatchedTargets { patterns: Vec<String> },
-    #[error("a LoRA plan is already in force on this thread: `with_adapters` calls do not nest")]
+    #[error("a LoRA plan of the same kind is already in force on this thread: `with_adapters` (or `with_expert_adapters`) calls do not nest")]
     Nested,
     #[error("the store has no LoRA adapters; was the network built inside `lora::with_adapters`?")]
     NoAdapters,
@@ -115,6 +121,12 @@ impl LoraConfig {
         self.alpha / self.rank as f64
     }
 
+    /// Whether a target pattern selects the layer at `path` (if it can be adapted at all: grouped
+    /// convolutions never are).
+    pub fn selects(&self, path: &str) -> bool {
+        self.targets.iter().any(|t| Target::new(t).matches(path))
+    }
+
     fn validate(&self) -> Result<()> {
         if self.rank < 1 {
             return Err(LoraError::Config(format!("rank must be at least 1, not {}", self.rank)));
@@ -151,14 +163,25 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    fn new(p: &nn::Path, weight: &Tensor, rank: i64, scale: f64) -> Self {
-        let shape = weight.size();
-        let mut a_shape = shape.clone();
+    /// The factors of a layer whose weight has `shape`, under `p`'s `lora_A`/`lora_B` modules (and, for an
+    /// expert's adapter, under the adapter's `name` inside them), made by `var`.
+    fn new(
+        p: &nn::Path,
+        name: Option<&str>,
+        shape: &[i64],
+        (rank, scale): (i64, f64),
+        var: impl Fn(&nn::Path, &str, &[i64], nn::Init) -> Tensor,
+    ) -> Self {
+        let module = |module: &str| match name {
+            Some(name) => p / module / name,
+            None => p / module,
+        };
+        let mut a_shape = shape.to_vec();
         a_shape[0] = rank;
         let mut b_shape = vec![shape[0], rank];
         b_shape.resize(shape.len(), 1);
-        let a = (p / A_MODULE).var("weight", &a_shape, A_INIT);
-        let b = (p / B_MODULE).var("weight", &b_shape, nn::Init::Const(0.0));
+        let a = var(&module(A_MODULE), "weight", &a_shape, A_INIT);
+        let b = var(&module(B_MODULE), "weight", &b_shape, nn::Init::Const(0.0));
         Self { a, b, scale }
     }
 
@@ -166,13 +189,19 @@ impl LoraAdapter {
     /// through `cast` as the layer's own weight is.
     pub(crate) fn forward(&self, x: &Tensor, op: Op, cast: impl Fn(&Tensor) -> Tensor) -> Tensor {
         let (a, b) = (cast(&self.a), cast(&self.b));
-        match op {
-            Op::Linear => (x.linear::<Tensor>(&a, None) * self.scale).linear::<Tensor>(&b, None),
+        let h = match op {
+            Op::Linear => x.linear::<Tensor>(&a, None),
             Op::Conv2d { stride, padding, .. } => {
-                let h = x.conv2d::<Tensor>(&a, None, [stride, stride], [padding, padding], [1, 1], 1);
-                (h * self.scale).conv2d::<Tensor>(&b, None, [1, 1], [0, 0], [1, 1], 1)
+                x.conv2d::<Tensor>(&a, None, [stride, stride], [padding, padding], [1, 1], 1)
             }
-        }
+        };
+        cost::record_product(&h, self.a.size()[1..].iter().product());
+        let y = match op {
+            Op::Linear => (h * self.scale).linear::<Tensor>(&b, None),
+            Op::Conv2d { .. } => (h * self.scale).conv2d::<Tensor>(&b, None, [1, 1], [0, 0], [1, 1], 1),
+        };
+        cost::record_product(&y, self.b.size()[1]);
+        y
     }
 
     fn shallow_clone(&self) -> Self {
@@ -218,7 +247,7 @@ impl Adapters {
     }
 }
 
-/// What a [`with_adapters`] call attaches, and what it attached so far.
+/// What a [`with_adapters`] (or [`with_expert_adapters`]) call attaches, and what it attached so far.
 struct Plan {
     targets: Vec<Target>,
     /// Per target, whether it selected a layer.
@@ -228,8 +257,53 @@ struct Plan {
     adapted: Vec<AdaptedLayer>,
 }
 
+impl Plan {
+    fn new(config: &LoraConfig) -> Self {
+        Self {
+            targets: config.targets.iter().map(|t| Target::new(t)).collect(),
+            used: vec![false; config.targets.len()],
+            rank: config.rank,
+            scale: config.scale(),
+            adapted: Vec::new(),
+        }
+    }
+
+    /// Whether the plan adapts the layer at `path` built for `op`, noting which targets selected it.
+    fn selects(&mut self, path: &str, op: Op) -> bool {
+        if matches!(op, Op::Conv2d { groups, .. } if groups != 1) {
+            return false;
+        }
+        let mut selected = false;
+        for (target, used) in self.targets.iter().zip(self.used.iter_mut()) {
+            if target.matches(path) {
+                *used = true;
+                selected = true;
+            }
+        }
+        selected
+    }
+
+    /// The patterns of `config` (whose plan this is) that selected no layer, as an error.
+    fn check_used(&self, config: &LoraConfig) -> Result<()> {
+        let unmatched: Vec<String> =
+            config.targets.iter().zip(&self.used).filter(|(_, &used)| !used).map(|(t, _)| t.clone()).collect();
+        match unmatched.is_empty() {
+            true => Ok(()),
+            false => Err(LoraError::UnmatchedTargets { patterns: unmatched }),
+        }
+    }
+}
+
+/// A plan in force and the number of experts it gives each selected layer (`None`: one plain adapter).
+type Slot = RefCell<Option<(Plan, Option<usize>)>>;
+
 thread_local! {
-    static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
+    /// The plan of [`with_adapters`]: adapters that train and then merge.
+    static PLAN: Slot = const { RefCell::new(None) };
+    /// The plan of [`with_expert_adapters`]: adapters that are part of the model.
+    static EXPERT_PLAN: Slot = const { RefCell::new(None) };
+    /// Whose adapters layers with expert adapters add ([`with_active_expert`]).
+    static ACTIVE_EXPERT: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// Builds a network with `build` while attaching LoRA adapters, as `config` says, to the `Layer`s built
@@ -246,77 +320,140 @@ pub fn with_adapters<T, E: From<LoraError>>(
     config: &LoraConfig,
     build: impl FnOnce() -> std::result::Result<T, E>,
 ) -> std::result::Result<(T, Adapters), E> {
-    config.validate()?;
-    let plan = Plan {
-        targets: config.targets.iter().map(|t| Target::new(t)).collect(),
-        used: vec![false; config.targets.len()],
-        rank: config.rank,
-        scale: config.scale(),
-        adapted: Vec::new(),
-    };
-    let guard = PlanGuard::install(plan)?;
-    let built = build();
-    let plan = guard.finish();
-    let built = built?;
-    let unmatched: Vec<String> =
-        config.targets.iter().zip(&plan.used).filter(|(_, &used)| !used).map(|(t, _)| t.clone()).collect();
-    if !unmatched.is_empty() {
-        return Err(LoraError::UnmatchedTargets { patterns: unmatched }.into());
-    }
+    let (built, plan) = run_plan(&PLAN, config, None, build)?;
     Ok((built, Adapters { layers: plan.adapted }))
 }
 
-/// Holds the thread's plan for one [`with_adapters`] call and removes it even if `build` panics.
-struct PlanGuard;
+/// Builds a network with `build` while giving each `Layer` that `config` selects `count` adapters of its own,
+/// one per expert: LinearSR's LoRA experts, adapter sets on one shared network. Expert k's factors are named
+/// `<layer>.lora_A.expert_{k}.weight` (PEFT's name for an adapter inside a module that holds several), are
+/// variables of the model like its weights (saved, loaded and counted with them) and start as every adapter
+/// does, B at zero, so that every expert first computes what the shared network does. A layer adds the
+/// active expert's update ([`with_active_expert`]). Such a build may run inside a [`with_adapters`] call
+/// (its adapters then train on top), not inside another of its kind.
+pub fn with_expert_adapters<T, E: From<LoraError>>(
+    config: &LoraConfig,
+    count: usize,
+    build: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    if count < 1 {
+        return Err(LoraError::Config("expert adapters need at least one expert".into()).into());
+    }
+    Ok(run_plan(&EXPERT_PLAN, config, Some(count), build)?.0)
+}
+
+/// Runs `build` with `config`'s plan installed in `slot`; what it built and the plan as it ended, after
+/// checking that every target selected a layer.
+fn run_plan<T, E: From<LoraError>>(
+    slot: &'static LocalKey<Slot>,
+    config: &LoraConfig,
+    experts: Option<usize>,
+    build: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<(T, Plan), E> {
+    config.validate()?;
+    let guard = PlanGuard::install(slot, (Plan::new(config), experts))?;
+    let built = build();
+    let plan = guard.finish();
+    let built = built?;
+    plan.check_used(config)?;
+    Ok((built, plan))
+}
+
+/// Runs `f` with the layers that hold expert adapters adding expert `k`'s update, then restores the previous
+/// choice, also when `f` panics.
+pub fn with_active_expert<T>(k: usize, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACTIVE_EXPERT.with(|e| e.set(self.0));
+        }
+    }
+    let _restore = Restore(ACTIVE_EXPERT.with(|e| e.replace(Some(k))));
+    f()
+}
+
+/// The expert whose adapters run, inside [`with_active_expert`].
+pub(crate) fn active_expert() -> Option<usize> {
+    ACTIVE_EXPERT.with(Cell::get)
+}
+
+/// Holds a thread's plan for one [`run_plan`] call and removes it even if `build` panics.
+struct PlanGuard(&'static LocalKey<Slot>);
 
 impl PlanGuard {
-    fn install(plan: Plan) -> Result<Self> {
-        PLAN.with_borrow_mut(|slot| match slot {
+    fn install(slot: &'static LocalKey<Slot>, plan: (Plan, Option<usize>)) -> Result<Self> {
+        slot.with_borrow_mut(|installed| match installed {
             Some(_) => Err(LoraError::Nested),
             None => {
-                *slot = Some(plan);
-                Ok(PlanGuard)
+                *installed = Some(plan);
+                Ok(PlanGuard(slot))
             }
         })
     }
 
     fn finish(self) -> Plan {
-        PLAN.with_borrow_mut(Option::take).expect("the plan stays installed until its guard finishes")
+        self.0.with_borrow_mut(Option::take).expect("the plan stays installed until its guard finishes").0
     }
 }
 
 impl Drop for PlanGuard {
     fn drop(&mut self) {
-        PLAN.with_borrow_mut(Option::take);
+        self.0.with_borrow_mut(Option::take);
     }
 }
 
-/// The adapter of the layer at `p` (whose base `weight` was just created for `op`), if a plan in force on
-/// this thread selects it; called by the `Layer` constructors.
+/// The adapter of the layer at `p` (whose base `weight` was just created for `op`), if a [`with_adapters`]
+/// plan in force on this thread selects it; called by the `Layer` constructors.
 pub(crate) fn attach(p: &nn::Path, weight: &Tensor, op: Op) -> Option<LoraAdapter> {
     PLAN.with_borrow_mut(|plan| {
-        let plan = plan.as_mut()?;
-        if matches!(op, Op::Conv2d { groups, .. } if groups != 1) {
-            return None;
-        }
+        let (plan, _) = plan.as_mut()?;
+        // Counting parameters (the weight is a placeholder): adapters that train are not part of the model.
         if super::variables::counting() {
             return None;
         }
-        let path = p.components().collect::<Vec<_>>().join(".");
-        let mut selected = false;
-        for (target, used) in plan.targets.iter().zip(plan.used.iter_mut()) {
-            if target.matches(&path) {
-                *used = true;
-                selected = true;
-            }
-        }
-        if !selected {
+        let path = layer_path(p);
+        if !plan.selects(&path, op) {
             return None;
         }
-        let adapter = LoraAdapter::new(p, weight, plan.rank, plan.scale);
+        let adapter = LoraAdapter::new(p, None, &weight.size(), (plan.rank, plan.scale), |p, name, shape, init| {
+            p.var(name, shape, init)
+        });
         plan.adapted.push(AdaptedLayer { path, weight: weight.shallow_clone(), adapter: adapter.shallow_clone() });
         Some(adapter)
     })
+}
+
+/// The expert adapters of the layer at `p` (whose weight has `shape`, for `op`), if a
+/// [`with_expert_adapters`] plan in force on this thread selects it; called by the `Layer` constructors.
+/// They are variables of the model ([`super::variables::var`]), checked against stored shapes and counted.
+pub(crate) fn attach_experts(p: &nn::Path, shape: &[i64], op: Op) -> Vec<LoraAdapter> {
+    EXPERT_PLAN.with_borrow_mut(|slot| {
+        let Some((plan, Some(count))) = slot.as_mut() else { return Vec::new() };
+        if !plan.selects(&layer_path(p), op) {
+            return Vec::new();
+        }
+        (0..*count)
+            .map(|k| LoraAdapter::new(p, Some(&expert_name(k)), shape, (plan.rank, plan.scale), super::variables::var))
+            .collect()
+    })
+}
+
+fn layer_path(p: &nn::Path) -> String {
+    p.components().collect::<Vec<_>>().join(".")
+}
+
+/// The name of expert `k`'s adapter inside a layer's `lora_A`/`lora_B` modules.
+fn expert_name(k: usize) -> String {
+    format!("expert_{k}")
+}
+
+/// The expert whose adapter a variable is a factor of (`….lora_A.expert_{k}.weight`), if it is one.
+pub fn expert_of_variable(name: &str) -> Option<usize> {
+    let rest = name.strip_suffix(".weight")?;
+    let (rest, adapter) = rest.rsplit_once('.')?;
+    let k = adapter.strip_prefix("expert_")?.parse().ok()?;
+    let (_, module) = rest.rsplit_once('.')?;
+    [A_MODULE, B_MODULE].contains(&module).then_some(k)
 }
 
 /// A target pattern of [`LoraConfig`], with a trailing `.` already turned into `.*`.
@@ -468,6 +605,13 @@ mod tests {
         assert!(!is_adapter_variable("x.lora_A.bias"));
         assert!(!is_adapter_variable("x.my_lora_A.weight"));
         assert!(!is_adapter_variable("lora_A.weight"), "an adapter always belongs to a layer");
+        assert!(!is_adapter_variable("x.to_q.lora_A.expert_0.weight"), "experts' adapters are the model's own");
+        assert_eq!(expert_of_variable("transformer.transformer_blocks.0.attn1.to_q.lora_A.expert_0.weight"), Some(0));
+        assert_eq!(expert_of_variable("x.conv_point.lora_B.expert_12.weight"), Some(12));
+        assert_eq!(expert_of_variable("x.to_q.lora_A.weight"), None);
+        assert_eq!(expert_of_variable("x.to_q.lora_C.expert_1.weight"), None);
+        assert_eq!(expert_of_variable("x.to_q.lora_A.expert_x.weight"), None);
+        assert_eq!(expert_of_variable("experts.1.to_q.weight"), None);
     }
 
     #[test]
