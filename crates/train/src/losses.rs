@@ -26,9 +26,9 @@ pub struct LossWeights {
     /// true velocity `noise - x0` (what trains a model whose sampler starts from noise; see
     /// `[train] expert` for the noise levels).
     pub flow_matching: f64,
-    /// L1 of the autoencoder's reconstruction of the HR image (with `lr_skip`, its decoded detail added to the
-    /// resized LR image): what makes the encoder's HR latent the one the decoder turns back into the photo,
-    /// which the flow-matching target presumes.
+    /// L1 of the autoencoder's reconstruction of the HR image: what makes the encoder's HR latent the one the
+    /// decoder turns back into the photo, which the flow-matching target presumes. Both terms need a model
+    /// without `lr_skip` (the trainer refuses one with it).
     pub autoencoder: f64,
 }
 

@@ -197,6 +197,14 @@ impl Trainer {
         let scale = degradation.config().scale as usize;
 
         let (model, vs, adapters) = build_model(config, options.device)?;
+        if model.config.lr_skip && (config.loss.flow_matching > 0.0 || config.loss.autoencoder > 0.0) {
+            return Err(TrainError::Setup(format!(
+                "[loss] flow_matching and autoencoder take the HR photo's latent as what the decoder turns into the \
+                 photo, but model `{}` has `lr_skip`: its decoder adds detail to the resized LR image, which depends on \
+                 the degradation that the HR latent does not carry; use a model that decodes whole images",
+                model.config.name
+            )));
+        }
         if let Some(k) = config.train.expert {
             expert_interval(&model, k)?;
         }
@@ -728,7 +736,7 @@ fn loss_terms(
         adv,
         if w.flow_matching > 0.0 { flow_matching(model, &target(), lr, flow)? } else { zero() },
         match (&hr_latent, w.autoencoder > 0.0) {
-            (Some(latent), true) => losses::l1(&model.add_skip(model.decode(latent)?, lr), hr),
+            (Some(latent), true) => losses::l1(&model.decode(latent)?, hr),
             _ => zero(),
         },
     ])
@@ -898,6 +906,18 @@ pixel_l1 = 1.0
         config
     }
 
+    /// [`tiny_run`] for the terms on the HR latent, weighted as `loss` says: its student decodes whole images
+    /// (no `lr_skip`).
+    fn tiny_latent_run(dir: &Path, loss: &str) -> TrainConfig {
+        let mut config = tiny_run(dir, "");
+        let mut model = crate::testing::tiny_model_config("student");
+        model.lr_skip = false;
+        let vs = nn::VarStore::new(Device::Cpu);
+        SrModel::build(vs.root(), &model).unwrap().save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
+        config.loss = serde_json::from_str(loss).unwrap();
+        config
+    }
+
     /// A random SRVGGNetCompact upscaling by `scale`, as a model file.
     fn write_peer(path: &Path, scale: i64) {
         let network = EsrganConfig::SrvggnetCompact(SrVggNetCompactConfig {
@@ -960,14 +980,13 @@ pixel_l1 = 1.0
     #[test]
     fn an_expert_stage_starts_from_the_knee_before_it_and_trains_its_expert_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tiny_run(dir.path(), "");
+        let mut config = tiny_latent_run(dir.path(), r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#);
         let stage1 = dir.path().join("stage1");
         write_stage_one(dir.path(), &stage1);
         config.model.from = None;
         config.model.knee_of = Some(stage1.clone());
         config.model.experts = Some(serde_json::from_str(r#"{"kind": "full", "boundaries": [0.5]}"#).unwrap());
         config.train.expert = Some(1);
-        config.loss = serde_json::from_str(r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#).unwrap();
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
 
         // Both experts start as the knee snapshot's DiT.
@@ -1001,10 +1020,8 @@ pixel_l1 = 1.0
     #[test]
     fn the_autoencoder_term_trains_the_autoencoder_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tiny_run(dir.path(), "");
-        config.loss = serde_json::from_str(r#"{"pixel_l1": 0.0, "autoencoder": 1.0}"#).unwrap();
-        // No weight decay, so that only a gradient moves a weight; two steps, since the decoder's detail
-        // starts at zero (`lr_skip`) and passes the encoder no gradient until its first update.
+        let mut config = tiny_latent_run(dir.path(), r#"{"pixel_l1": 0.0, "autoencoder": 1.0}"#);
+        // No weight decay, so that only a gradient moves a weight.
         config.optimizer.weight_decay = 0.0;
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
         let before = Snapshot::of(&trainer.vs);
@@ -1046,7 +1063,7 @@ pixel_l1 = 1.0
     #[test]
     fn a_lora_expert_stage_trains_its_adapters_alone_on_the_shared_dit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tiny_run(dir.path(), "");
+        let mut config = tiny_latent_run(dir.path(), r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#);
         let stage1 = dir.path().join("stage1");
         write_stage_one(dir.path(), &stage1);
         config.model.from = None;
@@ -1054,7 +1071,6 @@ pixel_l1 = 1.0
         let experts = r#"{"kind": "lora", "lora": {"rank": 2, "alpha": 2}, "boundaries": [0.5]}"#;
         config.model.experts = Some(serde_json::from_str(experts).unwrap());
         config.train.expert = Some(1);
-        config.loss = serde_json::from_str(r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#).unwrap();
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
 
         // The shared DiT is the knee snapshot's and stays frozen; expert 1's adapters alone train.
@@ -1079,6 +1095,13 @@ pixel_l1 = 1.0
         let err = Trainer::new(&config, &options(dir.path())).err().expect("a model without experts").to_string();
         assert!(err.contains("expert = 0, but model `student` has 0 expert(s)"), "{err}");
         config.train.expert = None;
+        // The terms on the HR latent need a decoder that makes the whole photo, not detail on the resized LR.
+        for loss in [r#"{"flow_matching": 1.0}"#, r#"{"autoencoder": 0.5}"#] {
+            let mut on_latent = config.clone();
+            on_latent.loss = serde_json::from_str(loss).unwrap();
+            let err = Trainer::new(&on_latent, &options(dir.path())).err().expect("lr_skip").to_string();
+            assert!(err.contains("model `student` has `lr_skip`"), "{err}");
+        }
         let stage1 = dir.path().join("stage1");
         write_stage_one(dir.path(), &stage1);
         // The same run, two validations in: no bend yet.
