@@ -977,16 +977,23 @@ pixel_l1 = 1.0
         checkpoint::save_variables(named, &run.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
     }
 
+    /// An expert stage in `dir`: expert 1 of `experts` trained alone by flow matching, from the knee of
+    /// [`write_stage_one`]'s run, which is returned too.
+    fn expert_stage(dir: &Path, experts: &str) -> (TrainConfig, PathBuf) {
+        let mut config = tiny_latent_run(dir, r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#);
+        let stage1 = dir.join("stage1");
+        write_stage_one(dir, &stage1);
+        config.model.from = None;
+        config.model.knee_of = Some(stage1.clone());
+        config.model.experts = Some(serde_json::from_str(experts).unwrap());
+        config.train.expert = Some(1);
+        (config, stage1)
+    }
+
     #[test]
     fn an_expert_stage_starts_from_the_knee_before_it_and_trains_its_expert_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tiny_latent_run(dir.path(), r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#);
-        let stage1 = dir.path().join("stage1");
-        write_stage_one(dir.path(), &stage1);
-        config.model.from = None;
-        config.model.knee_of = Some(stage1.clone());
-        config.model.experts = Some(serde_json::from_str(r#"{"kind": "full", "boundaries": [0.5]}"#).unwrap());
-        config.train.expert = Some(1);
+        let (config, stage1) = expert_stage(dir.path(), r#"{"kind": "full", "boundaries": [0.5]}"#);
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
 
         // Both experts start as the knee snapshot's DiT.
@@ -1063,14 +1070,8 @@ pixel_l1 = 1.0
     #[test]
     fn a_lora_expert_stage_trains_its_adapters_alone_on_the_shared_dit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = tiny_latent_run(dir.path(), r#"{"pixel_l1": 0.0, "flow_matching": 1.0}"#);
-        let stage1 = dir.path().join("stage1");
-        write_stage_one(dir.path(), &stage1);
-        config.model.from = None;
-        config.model.knee_of = Some(stage1.clone());
         let experts = r#"{"kind": "lora", "lora": {"rank": 2, "alpha": 2}, "boundaries": [0.5]}"#;
-        config.model.experts = Some(serde_json::from_str(experts).unwrap());
-        config.train.expert = Some(1);
+        let (config, stage1) = expert_stage(dir.path(), experts);
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
 
         // The shared DiT is the knee snapshot's and stays frozen; expert 1's adapters alone train.
