@@ -4,6 +4,7 @@
 # steps on the same pairs from the knee of one base stage (configs/linearsr-cpu-base.toml), then evaluated at
 # 1 and 4 sampler steps on ImageNet-ValSR and RealSR-LR4 beside bicubic.
 #   tools/experiments/linearsr_experts.sh [DATASETS_DIR]     (default ../shared/datasets)
+#   python3 tools/analysis/record_table.py out/eval/linearsr-experts/images.jsonl     (the table)
 # Runs go to runs/linearsr-cpu-*, the scores to out/eval/linearsr-experts; a run that is already there is
 # continued (--resume) or, when it has finished, kept.
 set -euo pipefail
@@ -85,8 +86,13 @@ for name in single snr2 snr4 uniform4; do
         methods+=(--method "model:$name@$steps=$run/model.safetensors@$steps")
     done
 done
+# Every image of ImageNet-ValSR; RealSR-LR4's first REALSR_IMAGES by name (20 by default: on 2 CPU cores one
+# of its photos takes about 10 s per method at 4x).
 out=out/eval/linearsr-experts
-resume=()
-[ -f "$out/images.jsonl" ] && resume=(--resume)
-"$bin" eval --datasets "$datasets" --sets ImageNet-ValSR,RealSR-LR4 "${methods[@]}" --device cpu --out "$out" \
-    "${resume[@]}"
+evaluate() { # SETS [OPTIONS]
+    local resume=()
+    [ -f "$out/images.jsonl" ] && resume=(--resume)
+    "$bin" eval --datasets "$datasets" --sets "$@" "${methods[@]}" --device cpu --out "$out" "${resume[@]}"
+}
+evaluate ImageNet-ValSR
+evaluate RealSR-LR4 --max-images "${REALSR_IMAGES:-20}"
