@@ -154,3 +154,26 @@ fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
         (read_image(dir.path().join("built-in.png")).unwrap(), read_image(dir.path().join("exported.png")).unwrap());
     assert_eq!(a.data, b.data, "the built-in model's float16 weights survive an export unchanged");
 }
+
+#[test]
+fn a_profile_shows_where_the_time_went() {
+    let dir = tempfile::tempdir().unwrap();
+    photo(dir.path(), "a.png", 20, 14);
+    photo(dir.path(), "b.png", 12, 18);
+    let out = sana_sr(&["upscale", "a.png", "b.png", "--device", "cpu", "--profile", "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    let seconds = |stage: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(stage))
+            .unwrap_or_else(|| panic!("{stage}: {text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let stages = ["load", "read", "resize", "encoder", "transformer", "decoder", "tiles", "output", "write", "other"];
+    let staged: f64 = stages.iter().map(|s| seconds(s)).sum();
+    // The stages add up to the total (each printed rounded to the millisecond).
+    assert!((staged - seconds("total")).abs() <= 0.0005 * (stages.len() + 1) as f64, "{text}");
+    assert!(seconds("encoder") > 0.0 && seconds("decoder") > 0.0, "{text}");
+    assert!(text.contains("peak memory"), "{text}");
+}

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod fuzz;
 pub mod interrupt;
 pub mod precision;
+pub mod profile;
 
 pub use device::{parse_device, DeviceError};
 pub use tch::{manual_seed, nn, no_grad, set_num_threads, Device, Kind, Tensor};

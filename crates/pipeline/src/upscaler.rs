@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use sana_sr_core::profile::stage;
 use sana_sr_core::{nn, no_grad, Device, Tensor};
 use sana_sr_data::tensor::{to_image, to_tensor};
 use sana_sr_data::Image;
@@ -194,7 +195,7 @@ impl Upscaler {
         go_on: &dyn Fn() -> Result<(), UpscaleError>,
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height as i64 * scale as i64, image.width as i64 * scale as i64);
-        let lr = sana_input(model, &to_tensor(&image.to_rgb(), self.device), out_h, out_w);
+        let lr = stage("resize", || sana_input(model, &to_tensor(&image.to_rgb(), self.device), out_h, out_w));
         let (per_token, patch) = (model.config.pixels_per_token(), model.config.transformer.patch_size);
         let per_stage = tiling.count(lr.size()[2] / per_token, lr.size()[3] / per_token);
         let total = 3 * per_stage;
@@ -207,29 +208,31 @@ impl Upscaler {
         // Each tile asks `go_on` first, so that a cancelled upscale stops within one tile.
         let encode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
-            Ok(model.encode_lr(t)?)
+            Ok(stage("encoder", || model.encode_lr(t))?)
         };
         let restore = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
-            Ok(model.sample(t, steps)?)
+            Ok(stage("transformer", || model.sample(t, steps))?)
         };
         let decode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
-            Ok(model.decode(t)?)
+            Ok(stage("decoder", || model.decode(t))?)
         };
-        let encoded = map_tiled(&lr, tiling, per_token, patch, encode, &mut tick)?;
+        // What the tiles cost beyond the networks (cutting, blending) is the stage `tiles`.
+        let encoded = stage("tiles", || map_tiled(&lr, tiling, per_token, patch, encode, &mut tick))?;
         // The start noise is drawn for the whole latent at once, so that tiles do not change it.
         let start = model.with_start_noise(encoded, options.seed);
-        let latent = map_tiled(&start, tiling, patch, patch, restore, &mut tick)?;
-        let decoded = map_tiled(&latent, tiling, patch, per_token, decode, &mut tick)?;
-        let sr = model.add_skip(decoded, &lr).narrow(2, 0, out_h).narrow(3, 0, out_w);
-        let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
-
-        let sr = match alpha(image) {
-            Some(alpha) => Tensor::cat(&[sr, model.resize_input(&to_tensor(&alpha, self.device), out_h, out_w)], 1),
-            None => sr,
-        };
-        Ok(to_image(&sr).expect("an NCHW tensor of one image"))
+        let latent = stage("tiles", || map_tiled(&start, tiling, patch, patch, restore, &mut tick))?;
+        let decoded = stage("tiles", || map_tiled(&latent, tiling, patch, per_token, decode, &mut tick))?;
+        stage("output", || {
+            let sr = model.add_skip(decoded, &lr).narrow(2, 0, out_h).narrow(3, 0, out_w);
+            let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
+            let sr = match alpha(image) {
+                Some(alpha) => Tensor::cat(&[sr, model.resize_input(&to_tensor(&alpha, self.device), out_h, out_w)], 1),
+                None => sr,
+            };
+            Ok(to_image(&sr).expect("an NCHW tensor of one image"))
+        })
     }
 
     /// A peer on the LR image in [0, 1] as it is (extended by [`PEER_PREPAD`]; tiles of LR pixels, `scale`
@@ -244,25 +247,28 @@ impl Upscaler {
         go_on: &dyn Fn() -> Result<(), UpscaleError>,
     ) -> Result<Image, UpscaleError> {
         let (out_h, out_w) = (image.height * scale as usize, image.width * scale as usize);
-        let (lr, (pad_y, pad_x)) = peer_input(&to_tensor(&image.to_rgb(), self.device));
+        let (lr, (pad_y, pad_x)) = stage("resize", || peer_input(&to_tensor(&image.to_rgb(), self.device)));
         let total = tiling.count(lr.size()[2], lr.size()[3]);
         let mut done = 0;
         let tick = || {
             done += 1;
             on_progress(Progress { done, total });
         };
-        let sr = map_tiled(&lr, tiling, 1, scale as i64, |t| go_on().map(|()| model.forward(t)), tick)?;
+        let network = |t: &Tensor| go_on().map(|()| stage("network", || model.forward(t)));
+        let sr = stage("tiles", || map_tiled(&lr, tiling, 1, scale as i64, network, tick))?;
         let (crop_y, crop_x) = (pad_y * scale as i64, pad_x * scale as i64);
-        let sr = sr.narrow(2, crop_y, out_h as i64).narrow(3, crop_x, out_w as i64).clamp(0.0, 1.0);
-        let sr = match alpha(image) {
-            Some(alpha) => {
-                let alpha = imresize_tensor(&to_tensor(&alpha, self.device), out_h, out_w)
-                    .expect("an NCHW batch to a non-empty size");
-                Tensor::cat(&[sr, alpha.clamp(0.0, 1.0)], 1)
-            }
-            None => sr,
-        };
-        Ok(to_image(&sr).expect("an NCHW tensor of one image"))
+        stage("output", || {
+            let sr = sr.narrow(2, crop_y, out_h as i64).narrow(3, crop_x, out_w as i64).clamp(0.0, 1.0);
+            let sr = match alpha(image) {
+                Some(alpha) => {
+                    let alpha = imresize_tensor(&to_tensor(&alpha, self.device), out_h, out_w)
+                        .expect("an NCHW batch to a non-empty size");
+                    Tensor::cat(&[sr, alpha.clamp(0.0, 1.0)], 1)
+                }
+                None => sr,
+            };
+            Ok(to_image(&sr).expect("an NCHW tensor of one image"))
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use sana_sr_core::profile;
 use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
 use sana_sr_pipeline::upscaler::{check_options, DEFAULT_TILE};
@@ -80,16 +81,46 @@ pub struct Args {
     /// line per image.
     #[arg(long)]
     json: bool,
+    /// At the end, print where the time went (seconds per stage over every image: load (the model), read, resize,
+    /// encoder, transformer, decoder, tiles, output, write) and the peak memory, on stderr.
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.profile {
+        return run_batch(args);
+    }
+    let started = Instant::now();
+    let (result, stages) = profile::profiled(|| run_batch(args));
+    print_profile(&stages, started.elapsed().as_secs_f64());
+    result
+}
+
+/// The profile's table: each stage's seconds and share of the command's wall time, the rest as `other`.
+fn print_profile(stages: &profile::Stages, wall: f64) {
+    eprintln!("{:<12} {:>9} {:>7}", "stage", "seconds", "share");
+    let staged: f64 = stages.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    let rows = stages.iter().map(|(name, d)| (*name, d.as_secs_f64())).chain([("other", (wall - staged).max(0.0))]);
+    for (name, seconds) in rows {
+        eprintln!("{name:<12} {seconds:>9.3} {:>6.1}%", 100.0 * seconds / wall);
+    }
+    eprintln!("{:<12} {wall:>9.3}", "total");
+    match profile::peak_resident_bytes() {
+        Some(bytes) => eprintln!("peak memory  {:.1} MB resident", bytes as f64 / 1e6),
+        None => eprintln!("peak memory  not reported by this system"),
+    }
+}
+
+fn run_batch(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let found = expand_inputs(&args.inputs, Expand { recursive: args.recursive, skip_earlier_outputs: true });
     let (target, format) = plan::target(args.output.as_deref(), args.format, args.quality, found.inputs.len())?;
     let source = ModelSource::resolve(&args.model)?;
     let model = source.label();
     let device = device_arg(&args.device)?;
-    let upscaler = Upscaler::load(&source, device).with_context(|| format!("cannot load model {model}"))?;
+    let upscaler = profile::stage("load", || Upscaler::load(&source, device))
+        .with_context(|| format!("cannot load model {model}"))?;
     let options =
         UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile), steps: args.steps, seed: args.seed };
     let scale = check_options(&upscaler.model.config(), &options)?;
@@ -199,7 +230,8 @@ impl Work<'_> {
         let (width, height) = image_size(&job.input)?;
         let scale = self.upscaler.scale(self.options)?;
         self.upscaler.check_output_size(width.into(), height.into(), scale)?;
-        let (image, metadata) = read_image_and_metadata(&job.input, &ReadOptions::default())?;
+        let (image, metadata) =
+            profile::stage("read", || read_image_and_metadata(&job.input, &ReadOptions::default()))?;
         let sr = {
             let _quiet = QuietPanics::install();
             self.upscaler.upscale_with_progress(&image, self.options, on_progress)?
@@ -211,7 +243,8 @@ impl Work<'_> {
         if let Some(folder) = job.output.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)?;
         }
-        write_image_with_metadata(&sr, &job.output, &WriteOptions { encoding, overwrite: self.overwrite }, &metadata)?;
+        let options = WriteOptions { encoding, overwrite: self.overwrite };
+        profile::stage("write", || write_image_with_metadata(&sr, &job.output, &options, &metadata))?;
         Ok([sr.width, sr.height])
     }
 }
