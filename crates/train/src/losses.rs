@@ -61,6 +61,12 @@ impl LossWeights {
             self.autoencoder,
         ]
     }
+
+    /// Whether a weighted term scores the pipeline's output image (pixel, edge and adversarial terms; the
+    /// latent, flow-matching and autoencoder terms do not need it).
+    pub fn on_output(&self) -> bool {
+        [self.pixel_l1, self.pixel_l2, self.edge, self.adversarial].iter().any(|&w| w > 0.0)
+    }
 }
 
 pub fn l1(a: &Tensor, b: &Tensor) -> Tensor {

@@ -315,9 +315,7 @@ impl Trainer {
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
             // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
             // skips its decoder pass.
-            let w = &config.loss;
-            let image_terms = [w.pixel_l1, w.pixel_l2, w.edge, w.adversarial].iter().any(|&x| x > 0.0);
-            let sr = match image_terms || !self.teachers.is_empty() {
+            let sr = match config.loss.on_output() || !self.teachers.is_empty() {
                 true => Some(self.model.forward(&lr)?.to_kind(Kind::Float)),
                 false => None,
             };
@@ -866,9 +864,7 @@ mod tests {
     /// student with the `[[teacher]]` tables `teachers`.
     fn tiny_run(dir: &Path, teachers: &str) -> TrainConfig {
         crate::testing::write_textured_pool(dir, 120, 112);
-        let model = crate::testing::tiny_model_config("student");
-        let vs = nn::VarStore::new(Device::Cpu);
-        SrModel::build(vs.root(), &model).unwrap().save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
+        write_student(dir, &crate::testing::tiny_model_config("student"));
         write_peer(&dir.join("peer.safetensors"), 4);
         let degradation = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/configs/realesrgan_x4plus.toml");
         let text = format!(
@@ -912,10 +908,15 @@ pixel_l1 = 1.0
         let mut config = tiny_run(dir, "");
         let mut model = crate::testing::tiny_model_config("student");
         model.lr_skip = false;
-        let vs = nn::VarStore::new(Device::Cpu);
-        SrModel::build(vs.root(), &model).unwrap().save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
+        write_student(dir, &model);
         config.loss = serde_json::from_str(loss).unwrap();
         config
+    }
+
+    /// A new random model of `config` as `dir/student.safetensors`, the model [`tiny_run`] trains.
+    fn write_student(dir: &Path, config: &SrModelConfig) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        SrModel::build(vs.root(), config).unwrap().save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
     }
 
     /// A random SRVGGNetCompact upscaling by `scale`, as a model file.
