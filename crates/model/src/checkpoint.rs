@@ -1,5 +1,6 @@
 //! Reading and writing diffusers-format checkpoints: `config.json` beside
 //! `diffusion_pytorch_model.safetensors`, or shards listed in `diffusion_pytorch_model.safetensors.index.json`.
+//! A transformers folder (the text encoder's: `model.safetensors` or its index) reads the same way.
 //!
 //! Weights go into a [`nn::VarStore`] whose variable names are the checkpoint's keys (the model code builds
 //! its paths with the reference's module names), so no renaming table exists. f32, f16 and bf16 on disk are
@@ -25,6 +26,9 @@ use crate::layers::{lora, variables};
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
 pub const INDEX_FILE: &str = "diffusion_pytorch_model.safetensors.index.json";
+/// The same two of the transformers layout.
+pub const TRANSFORMERS_WEIGHTS_FILE: &str = "model.safetensors";
+pub const TRANSFORMERS_INDEX_FILE: &str = "model.safetensors.index.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -36,7 +40,7 @@ pub enum CheckpointError {
     Index { path: PathBuf, reason: String },
     #[error("{path}: bad config: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("{path}: no `{WEIGHTS_FILE}` nor `{INDEX_FILE}` in this folder")]
+    #[error("{path}: no `{WEIGHTS_FILE}`, `{TRANSFORMERS_WEIGHTS_FILE}` nor their `.index.json` in this folder")]
     NoWeights { path: PathBuf },
     #[error("{path}: weight `{key}` is stored as {dtype:?}; only F32, F16, BF16 (and I64 counters) are supported")]
     UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
@@ -73,18 +77,19 @@ type Result<T> = std::result::Result<T, CheckpointError>;
 /// Stored tensor shapes by name, as a header lists them.
 pub type Shapes = HashMap<String, Vec<i64>>;
 
-/// The weight files of a checkpoint: a `.safetensors` file, an `.index.json`, or a diffusers model folder.
+/// The weight files of a checkpoint: a `.safetensors` file, an `.index.json`, or a diffusers or transformers
+/// model folder.
 pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_dir() {
-        let single = path.join(WEIGHTS_FILE);
-        let index = path.join(INDEX_FILE);
-        return if single.is_file() {
-            Ok(vec![single])
-        } else if index.is_file() {
-            shards_of_index(&index)
-        } else {
-            Err(CheckpointError::NoWeights { path: path.to_path_buf() })
-        };
+        for (single, index) in [(WEIGHTS_FILE, INDEX_FILE), (TRANSFORMERS_WEIGHTS_FILE, TRANSFORMERS_INDEX_FILE)] {
+            if path.join(single).is_file() {
+                return Ok(vec![path.join(single)]);
+            }
+            if path.join(index).is_file() {
+                return shards_of_index(&path.join(index));
+            }
+        }
+        return Err(CheckpointError::NoWeights { path: path.to_path_buf() });
     }
     if path.to_string_lossy().ends_with(".index.json") {
         return shards_of_index(path);

@@ -25,4 +25,5 @@ pub mod esrgan;
 pub mod layers;
 pub mod lr_stem;
 pub mod prune;
+pub mod text;
 pub mod transformers;

@@ -62,8 +62,8 @@ pub const MAX_NEW_PARAMETERS: u64 = 20_000_000_000;
 enum Plan {
     /// Loading: the shapes a file stores, by variable name.
     Stored { shapes: Shapes, requested: HashSet<String>, missing: Vec<String>, problem: Option<CheckpointError> },
-    /// Counting: nothing is allocated, the parameters are summed.
-    Count { parameters: u64, limit: u64 },
+    /// Counting: nothing is allocated, the parameters are summed and each variable's name and shape listed.
+    Count { parameters: u64, limit: u64, planned: Vec<(String, Vec<i64>)> },
 }
 
 thread_local! {
@@ -108,13 +108,22 @@ pub fn check_parameter_limit<T, E: From<CheckpointError>>(
     limit: u64,
     build: impl FnOnce() -> Result<T, E>,
 ) -> Result<(), E> {
-    let (counted, plan) = run(Plan::Count { parameters: 0, limit }, build);
+    let (counted, plan) = run(Plan::Count { parameters: 0, limit, planned: Vec::new() }, build);
     let Plan::Count { parameters, .. } = plan else { unreachable!("the plan given") };
     drop(counted?);
     if parameters > limit {
         return Err(CheckpointError::TooManyParameters { parameters, limit }.into());
     }
     Ok(())
+}
+
+/// The variables `build` would make, by full name with their shapes, in the order asked for; nothing is
+/// allocated, so a released config of billions of parameters is checked in milliseconds.
+pub fn planned_variables<T, E>(build: impl FnOnce() -> Result<T, E>) -> Result<Vec<(String, Vec<i64>)>, E> {
+    let (built, plan) = run(Plan::Count { parameters: 0, limit: u64::MAX, planned: Vec::new() }, build);
+    let Plan::Count { planned, .. } = plan else { unreachable!("the plan given") };
+    drop(built?);
+    Ok(planned)
 }
 
 /// Whether variables are being counted rather than made ([`check_parameter_limit`]).
@@ -158,7 +167,8 @@ fn admit(p: &nn::Path, name: &str, shape: &[i64]) -> bool {
                 }
             }
         }
-        Some(Plan::Count { parameters, limit }) => {
+        Some(Plan::Count { parameters, limit, planned }) => {
+            planned.push((p.path(name), shape.to_vec()));
             let numel = shape.iter().try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
             *parameters = numel.and_then(|n| parameters.checked_add(n)).unwrap_or(u64::MAX);
             (false, *parameters > *limit)
