@@ -170,10 +170,35 @@ fn a_profile_shows_where_the_time_went() {
             .unwrap_or_else(|| panic!("{stage}: {text}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let stages = ["load", "read", "resize", "encoder", "transformer", "decoder", "tiles", "output", "write", "other"];
+    let stages = [
+        "load",
+        "read",
+        "resize",
+        "condition",
+        "encoder",
+        "transformer",
+        "decoder",
+        "tiles",
+        "output",
+        "write",
+        "other",
+    ];
     let staged: f64 = stages.iter().map(|s| seconds(s)).sum();
     // The stages add up to the total (each printed rounded to the millisecond).
     assert!((staged - seconds("total")).abs() <= 0.0005 * (stages.len() + 1) as f64, "{text}");
     assert!(seconds("encoder") > 0.0 && seconds("decoder") > 0.0, "{text}");
     assert!(text.contains("peak memory"), "{text}");
+}
+
+#[test]
+fn tags_and_guidance_on_a_model_without_a_text_encoder_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    photo(dir.path(), "a.png", 20, 14);
+    for flags in [&["--tags", "building, sign"][..], &["--guidance", "4.5"][..]] {
+        let args: Vec<&str> = ["upscale", "a.png", "--device", "cpu", "--quiet"].iter().chain(flags).copied().collect();
+        let out = sana_sr(&args, dir.path());
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("has no text encoder"), "{flags:?}: {}", stderr(&out));
+        assert!(!dir.path().join("a_x4.png").exists(), "nothing is written");
+    }
 }

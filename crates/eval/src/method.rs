@@ -187,7 +187,7 @@ impl Model {
     }
 
     fn options(&self, scale: u32) -> UpscaleOptions {
-        UpscaleOptions { scale: Some(scale), tile: self.tile, steps: self.steps, seed: 0 }
+        UpscaleOptions { scale: Some(scale), tile: self.tile, steps: self.steps, ..Default::default() }
     }
 }
 

@@ -27,6 +27,11 @@ const TRANSFORMER_CLASS: &str = "SanaTransformer2DModel";
 /// Writes `model` (built in `vs`) as diffusers folders under `dir`, weights in `kind`.
 pub fn save(model: &SrModel, vs: &nn::VarStore, dir: &Path, kind: Kind) -> Result<(), ModelError> {
     let c = &model.config;
+    let Some(condition) = &model.condition else {
+        return Err(ModelError::Config(
+            "the model has a text encoder; only models with a stored condition are written as diffusers folders".into(),
+        ));
+    };
     if c.vae.encoder_block_hidden.is_some()
         || c.vae.decoder_block_hidden.is_some()
         || c.transformer.block_widths.is_some()
@@ -58,7 +63,7 @@ pub fn save(model: &SrModel, vs: &nn::VarStore, dir: &Path, kind: Kind) -> Resul
     }
     let json = serde_json::to_string_pretty(c).expect("configs serialize");
     std::fs::write(dir.join(MODEL_CONFIG_FILE), json).map_err(io(dir))?;
-    let condition = HashMap::from([("condition".to_string(), model.condition.shallow_clone())]);
+    let condition = HashMap::from([("condition".to_string(), condition.shallow_clone())]);
     checkpoint::save_variables(condition, &dir.join(CONDITION_FILE), kind, HashMap::new())?;
     Ok(())
 }

@@ -22,6 +22,7 @@ use sana_sr_model::lr_stem::{LrStem, LrStemConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig, SanaTransformerError};
 use serde::{Deserialize, Serialize};
 
+use crate::condition::{self, Condition, ConditionError, Conditioning, TextConfig, TextSide};
 use crate::experts::{ExpertKind, ExpertsConfig, Router};
 use crate::network::ModelConfig;
 use crate::scheduler::{self, Schedule};
@@ -51,6 +52,8 @@ pub enum ModelError {
     Transformer(#[from] SanaTransformerError),
     #[error(transparent)]
     Lora(#[from] LoraError),
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
 }
 
 type Result<T> = std::result::Result<T, ModelError>;
@@ -128,7 +131,7 @@ pub struct SrModelConfig {
     /// How the LR image is resized to the output size before the encoder (and under the detail).
     #[serde(default)]
     pub input_resize: InputResize,
-    /// Tokens of the stored condition embedding (SANA's null caption; LinearSR's tags).
+    /// Tokens of the condition: the stored embedding's, or with a text encoder the prompt's `max_length`.
     pub condition_tokens: i64,
     pub vae: AutoencoderDcConfig,
     pub transformer: SanaTransformerConfig,
@@ -140,6 +143,9 @@ pub struct SrModelConfig {
     /// LinearSR's SNR-based experts: one DiT per interval of noise levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts: Option<ExpertsConfig>,
+    /// A text encoder, whose prompt of the image's tags is the condition instead of a stored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextConfig>,
 }
 
 impl SrModelConfig {
@@ -184,6 +190,15 @@ impl SrModelConfig {
             return Err("the condition needs at least one token".into());
         }
         variables::check_sizes(&[("condition_tokens", self.condition_tokens)])?;
+        if let Some(text) = &self.text {
+            text.validate(self.transformer.caption_channels)?;
+            if text.max_length as i64 != self.condition_tokens {
+                return Err(format!(
+                    "condition_tokens {} is not the prompt's max_length {}",
+                    self.condition_tokens, text.max_length
+                ));
+            }
+        }
         if let Some(scale) = self.scales.iter().find(|&&s| s > MAX_SCALE) {
             return Err(format!("scale {scale} is over the limit of {MAX_SCALE}"));
         }
@@ -197,7 +212,8 @@ impl SrModelConfig {
     }
 }
 
-/// The networks of a model, built in one variable store under `vae`, `transformer` and `condition`.
+/// The networks of a model, built in one variable store under `vae`, `transformer` and `condition` (or
+/// `text_encoder`).
 #[derive(Debug)]
 pub struct SrModel {
     pub config: SrModelConfig,
@@ -207,8 +223,10 @@ pub struct SrModel {
     /// Which expert runs at a noise level; `None` without experts.
     pub router: Option<Router>,
     pub lr_stem: Option<LrStem>,
-    /// `[1, condition_tokens, caption_channels]`: the DiT's cross-attention input, the same for every image.
-    pub condition: Tensor,
+    /// `[1, condition_tokens, caption_channels]`: the DiT's cross-attention input, the same for every image;
+    /// `None` with a text encoder.
+    pub condition: Option<Tensor>,
+    pub text: Option<TextSide>,
 }
 
 impl SrModel {
@@ -253,7 +271,14 @@ impl SrModel {
             transformers,
             router,
             lr_stem: config.lr_stem.as_ref().map(|stem| LrStem::new(&p / "lr_stem", stem)),
-            condition: variables::var(&p, "condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
+            condition: config
+                .text
+                .is_none()
+                .then(|| variables::var(&p, "condition", &shape, nn::Init::Randn { mean: 0.0, stdev: 0.02 })),
+            text: match &config.text {
+                Some(text) => Some(TextSide::build(&p / "text_encoder", text, Path::new(&config.name))?),
+                None => None,
+            },
         })
     }
 
@@ -345,10 +370,15 @@ impl SrModel {
         self.sample(start, self.config.sampler.steps)
     }
 
+    /// [`Self::sample_with`] the model's own condition, unguided (with a text encoder: the untagged prompt).
+    pub fn sample(&self, start: &Tensor, steps: usize) -> Result<Tensor> {
+        self.sample_with(start, steps, &self.conditioning(None, 1.0)?)
+    }
+
     /// `steps` Euler steps down [`Self::schedule`] from `start` (the start latent, then the stem's features
     /// on channels, which stay as they are at every step) to the clean latent. One step from the LR latent
     /// is the one-step pipeline: the DiT's velocity through [`scheduler::clean_latent`].
-    pub fn sample(&self, start: &Tensor, steps: usize) -> Result<Tensor> {
+    pub fn sample_with(&self, start: &Tensor, steps: usize, conditioning: &Conditioning) -> Result<Tensor> {
         let latent_channels = self.config.vae.latent_channels;
         let features =
             self.lr_stem.is_some().then(|| start.narrow(1, latent_channels, start.size()[1] - latent_channels));
@@ -360,24 +390,68 @@ impl SrModel {
                 Some(features) => Tensor::cat(&[&x, features], 1),
                 None => x.shallow_clone(),
             };
-            let velocity = self.velocity(&input, timestep, sigma)?;
+            let velocity = self.velocity_with(&input, timestep, sigma, conditioning)?;
             x = scheduler::euler_step(&x, &velocity, sigma, next);
         }
         Ok(x)
     }
 
-    /// The DiT's velocity on `input` (the noisy latent and any stem features) at `timestep`, whose noise level
-    /// `sigma` picks the expert.
+    /// What the DiT reads besides the latent: the condition of `tags` (without a text encoder, the stored one,
+    /// and tags are refused) and, for a `guidance` scale over 1, the empty prompt's to guide against.
+    pub fn conditioning(&self, tags: Option<&str>, guidance: f64) -> Result<Conditioning> {
+        condition::check_guidance(guidance)?;
+        let no_text = || ConditionError::NoTextEncoder(self.config.name.clone());
+        match (&self.text, &self.condition) {
+            (Some(text), _) => {
+                let condition = text.condition(&text.config.prompt(tags))?;
+                let guidance = match guidance > 1.0 {
+                    true => Some((text.condition("")?, guidance)),
+                    false => None,
+                };
+                Ok(Conditioning { condition, guidance })
+            }
+            (None, Some(stored)) if tags.is_none() && guidance == 1.0 => {
+                Ok(Conditioning { condition: Condition { tokens: stored.shallow_clone(), mask: None }, guidance: None })
+            }
+            _ => Err(no_text().into()),
+        }
+    }
+
+    /// [`Self::velocity_with`] the model's own condition, unguided.
     pub fn velocity(&self, input: &Tensor, timestep: f64, sigma: f64) -> Result<Tensor> {
+        self.velocity_with(input, timestep, sigma, &self.conditioning(None, 1.0)?)
+    }
+
+    /// The DiT's velocity on `input` (the noisy latent and any stem features) at `timestep`, whose noise level
+    /// `sigma` picks the expert, under `conditioning`.
+    pub fn velocity_with(
+        &self,
+        input: &Tensor,
+        timestep: f64,
+        sigma: f64,
+        conditioning: &Conditioning,
+    ) -> Result<Tensor> {
+        let conditioned = self.conditioned_velocity(input, timestep, sigma, &conditioning.condition)?;
+        Ok(match &conditioning.guidance {
+            None => conditioned,
+            Some((empty, scale)) => {
+                let unconditioned = self.conditioned_velocity(input, timestep, sigma, empty)?;
+                &unconditioned + (&conditioned - &unconditioned) * *scale
+            }
+        })
+    }
+
+    fn conditioned_velocity(&self, input: &Tensor, timestep: f64, sigma: f64, condition: &Condition) -> Result<Tensor> {
         let batch = input.size()[0];
         let options = (input.kind(), input.device());
         let cfg = &self.config.transformer;
         // SANA's pipelines scale the timestep (and SANA-Sprint the guidance) before the model sees it.
         let timestep = Tensor::full([batch], timestep * cfg.timestep_scale, options);
         let guidance = cfg.guidance_embeds.then(|| Tensor::zeros([batch], options));
-        let condition = self.condition.to_kind(input.kind()).expand([batch, -1, -1], false);
+        let tokens = condition.tokens.to_kind(input.kind()).to_device(input.device()).expand([batch, -1, -1], false);
+        let mask = condition.mask.as_ref().map(|m| m.to_device(input.device()).expand([batch, -1], false));
         let expert = self.router.as_ref().map_or(0, |router| router.expert(sigma));
-        let dit = |k: usize| self.transformers[k].forward(input, &condition, &timestep, None, guidance.as_ref());
+        let dit = |k: usize| self.transformers[k].forward(input, &tokens, &timestep, mask.as_ref(), guidance.as_ref());
         Ok(match self.transformers.len() {
             // One DiT: no experts, or LoRA experts, whose adapters the active expert picks.
             1 => lora::with_active_expert(expert, || dit(0))?,

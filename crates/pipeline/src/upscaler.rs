@@ -13,6 +13,7 @@ use sana_sr_data::Image;
 
 use sana_sr_data::resize::matlab::imresize_tensor;
 
+use crate::condition::{self, ConditionError};
 use crate::network::{EsrganModel, ModelConfig, Network};
 use crate::sr_model::{ModelError, SrModel, SrModelConfig, MAX_STEPS};
 use crate::tiling::{map_tiled, Tiling};
@@ -63,7 +64,7 @@ pub enum UpscaleError {
 }
 
 /// How to upscale one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpscaleOptions {
     /// Upscaling factor; `None` is the model's own.
     pub scale: Option<u32>,
@@ -73,11 +74,15 @@ pub struct UpscaleOptions {
     pub steps: Option<usize>,
     /// Seed of the start noise of a model whose sampler starts from noise.
     pub seed: u64,
+    /// The image's tags, for a model with a text encoder (`None`: its untagged prompt).
+    pub tags: Option<String>,
+    /// Classifier-free guidance towards the tags' prompt, for a model with a text encoder (1 = none).
+    pub guidance: f64,
 }
 
 impl Default for UpscaleOptions {
     fn default() -> Self {
-        Self { scale: None, tile: Some(DEFAULT_TILE), steps: None, seed: 0 }
+        Self { scale: None, tile: Some(DEFAULT_TILE), steps: None, seed: 0, tags: None, guidance: 1.0 }
     }
 }
 
@@ -205,6 +210,8 @@ impl Upscaler {
             on_progress(Progress { done, total });
         };
         let steps = options.steps.unwrap_or(model.config.sampler.steps);
+        // Encoded once (and cached by the model), for every tile.
+        let conditioning = stage("condition", || model.conditioning(options.tags.as_deref(), options.guidance))?;
         // Each tile asks `go_on` first, so that a cancelled upscale stops within one tile.
         let encode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
@@ -212,7 +219,7 @@ impl Upscaler {
         };
         let restore = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
-            Ok(stage("transformer", || model.sample(t, steps))?)
+            Ok(stage("transformer", || model.sample_with(t, steps, &conditioning))?)
         };
         let decode = |t: &Tensor| -> Result<Tensor, UpscaleError> {
             go_on()?;
@@ -314,6 +321,7 @@ fn peer_input(lr: &Tensor) -> (Tensor, (i64, i64)) {
 pub fn check_options(config: &ModelConfig, options: &UpscaleOptions) -> Result<u32, UpscaleError> {
     let scale = checked_scale(config, options)?;
     checked_steps(config, options)?;
+    checked_prompt(config, options)?;
     tiling(config, options.tile, scale)?;
     Ok(scale)
 }
@@ -351,6 +359,16 @@ fn checked_steps(config: &ModelConfig, options: &UpscaleOptions) -> Result<(), U
         }
         (ModelConfig::Sana(_), Some(_)) => Ok(()),
     }
+}
+
+/// Tags and guidance need a text encoder; the guidance scale is checked whatever the model.
+fn checked_prompt(config: &ModelConfig, options: &UpscaleOptions) -> Result<(), UpscaleError> {
+    condition::check_guidance(options.guidance).map_err(ModelError::from)?;
+    let text = matches!(config, ModelConfig::Sana(c) if c.text.is_some());
+    if !text && (options.tags.is_some() || options.guidance != 1.0) {
+        return Err(ModelError::from(ConditionError::NoTextEncoder(config.name().to_string())).into());
+    }
+    Ok(())
 }
 
 fn tiling(config: &ModelConfig, tile: Option<u32>, scale: u32) -> Result<Tiling, UpscaleError> {

@@ -71,7 +71,7 @@ fn one_step_from_the_lr_latent_is_the_one_step_pipeline_bit_for_bit() {
         // The one-step pipeline written out: the DiT's velocity at the model's timestep, one Euler step to 0.
         let c = &model.config;
         let timestep = Tensor::full([1], c.timestep * c.transformer.timestep_scale, (Kind::Float, Device::Cpu));
-        let condition = model.condition.expand([1, -1, -1], false);
+        let condition = model.condition.as_ref().unwrap().expand([1, -1, -1], false);
         let velocity = model.transformers[0].forward(&latent, &condition, &timestep, None, None).unwrap();
         let one_step = scheduler::clean_latent(&latent, &velocity, c.timestep / 1000.0);
         assert!(model.sample(&model.encode_lr(&lr).unwrap(), 1).unwrap().equal(&one_step));
@@ -158,7 +158,7 @@ fn each_step_runs_the_expert_of_its_noise_level() {
         let router = model.router.as_ref().unwrap();
         let input = Tensor::randn([1, 40, 4, 4], (Kind::Float, Device::Cpu));
         no_grad(|| {
-            let condition = model.condition.expand([1, -1, -1], false);
+            let condition = model.condition.as_ref().unwrap().expand([1, -1, -1], false);
             let direct = |k: usize, t: f64| {
                 let timestep =
                     Tensor::full([1], t * model.config.transformer.timestep_scale, (Kind::Float, Device::Cpu));

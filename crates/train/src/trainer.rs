@@ -205,6 +205,13 @@ impl Trainer {
                 model.config.name
             )));
         }
+        if model.text.is_some() {
+            return Err(TrainError::Setup(format!(
+                "model `{}` has a text encoder: training with tags is not supported; train a model with a stored \
+                 condition",
+                model.config.name
+            )));
+        }
         if let Some(k) = config.train.expert {
             expert_interval(&model, k)?;
         }
@@ -974,7 +981,7 @@ pixel_l1 = 1.0
         assert_eq!(esgf.knee().unwrap().step, 4, "a piecewise-linear curve bends at its break");
         let state = serde_json::to_string(&RunState { step: 6, esgf }).unwrap();
         let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), state)]);
-        let named = HashMap::from([("model.condition".to_string(), model.condition.detach().copy())]);
+        let named = HashMap::from([("model.condition".to_string(), model.condition.as_ref().unwrap().detach().copy())]);
         checkpoint::save_variables(named, &run.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
     }
 

@@ -58,6 +58,14 @@ pub struct Args {
     /// image.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What the photo shows, comma-separated ("building, sign, text"), for a model with a text encoder: they
+    /// fill its prompt template. Without them it runs on its untagged prompt.
+    #[arg(long, value_name = "TAGS")]
+    tags: Option<String>,
+    /// Classifier-free guidance towards the tags' prompt, against the empty prompt, for a model with a text
+    /// encoder: each step then runs the DiT twice. 1 is none.
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    guidance: f64,
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU when there is one).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -121,8 +129,14 @@ fn run_batch(args: Args) -> anyhow::Result<()> {
     let device = device_arg(&args.device)?;
     let upscaler = profile::stage("load", || Upscaler::load(&source, device))
         .with_context(|| format!("cannot load model {model}"))?;
-    let options =
-        UpscaleOptions { scale: args.scale, tile: super::tile_arg(args.tile), steps: args.steps, seed: args.seed };
+    let options = UpscaleOptions {
+        scale: args.scale,
+        tile: super::tile_arg(args.tile),
+        steps: args.steps,
+        seed: args.seed,
+        tags: args.tags.clone(),
+        guidance: args.guidance,
+    };
     let scale = check_options(&upscaler.model.config(), &options)?;
     let (jobs, planning_failures) = plan::jobs(found.inputs, &target, format, scale);
     let mut failures: Vec<Failure> = found.failures.into_iter().chain(planning_failures).collect();

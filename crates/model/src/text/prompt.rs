@@ -63,7 +63,8 @@ impl PromptTokenizer {
     pub fn from_folder(dir: &Path) -> Result<Self> {
         let file = dir.join("tokenizer.json");
         let problem = |path: &Path, reason: String| PromptError::Tokenizer { path: path.to_path_buf(), reason };
-        let tokenizer = tokenizers::Tokenizer::from_file(&file).map_err(|e| problem(&file, e.to_string()))?;
+        let text = sana_sr_core::fs::read_text(&file).map_err(|e| problem(&file, e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| problem(&file, e.to_string()))?;
         let config_file = dir.join("tokenizer_config.json");
         let pad_token = match sana_sr_core::fs::read_text(&config_file) {
             Ok(text) => {
@@ -79,10 +80,22 @@ impl PromptTokenizer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "<pad>".to_string(),
             Err(e) => return Err(problem(&config_file, e.to_string())),
         };
+        Self::from_json(&json, &pad_token, &file)
+    }
+
+    /// A tokenizer from the content of a `tokenizer.json` (as a model file stores it); `origin` names it in errors.
+    pub fn from_json(json: &serde_json::Value, pad_token: &str, origin: &Path) -> Result<Self> {
+        let problem = |reason: String| PromptError::Tokenizer { path: origin.to_path_buf(), reason };
+        let tokenizer: tokenizers::Tokenizer =
+            serde_json::from_value(json.clone()).map_err(|e| problem(format!("not a tokenizer.json: {e}")))?;
         let pad_id = tokenizer
-            .token_to_id(&pad_token)
-            .ok_or_else(|| problem(&file, format!("the padding token `{pad_token}` is not in the vocabulary")))?;
-        Ok(Self { tokenizer, pad_id, pad_token, file })
+            .token_to_id(pad_token)
+            .ok_or_else(|| problem(format!("the padding token `{pad_token}` is not in the vocabulary")))?;
+        Ok(Self { tokenizer, pad_id, pad_token: pad_token.to_string(), file: origin.to_path_buf() })
+    }
+
+    pub fn pad_token(&self) -> &str {
+        &self.pad_token
     }
 
     /// Tokens with the special ones the tokenizer adds (`<bos>`), truncated to `max_length` and padded on the
