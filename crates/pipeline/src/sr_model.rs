@@ -400,7 +400,6 @@ impl SrModel {
     /// and tags are refused) and, for a `guidance` scale over 1, the empty prompt's to guide against.
     pub fn conditioning(&self, tags: Option<&str>, guidance: f64) -> Result<Conditioning> {
         condition::check_guidance(guidance)?;
-        let no_text = || ConditionError::NoTextEncoder(self.config.name.clone());
         match (&self.text, &self.condition) {
             (Some(text), _) => {
                 let condition = text.condition(&text.config.prompt(tags))?;
@@ -413,7 +412,7 @@ impl SrModel {
             (None, Some(stored)) if tags.is_none() && guidance == 1.0 => {
                 Ok(Conditioning { condition: Condition { tokens: stored.shallow_clone(), mask: None }, guidance: None })
             }
-            _ => Err(no_text().into()),
+            _ => Err(ConditionError::NoTextEncoder(self.config.name.clone()).into()),
         }
     }
 

@@ -86,16 +86,13 @@ impl PromptTokenizer {
     /// A tokenizer from the content of a `tokenizer.json` (as a model file stores it); `origin` names it in errors.
     pub fn from_json(json: &serde_json::Value, pad_token: &str, origin: &Path) -> Result<Self> {
         let problem = |reason: String| PromptError::Tokenizer { path: origin.to_path_buf(), reason };
-        let tokenizer: tokenizers::Tokenizer =
-            serde_json::from_value(json.clone()).map_err(|e| problem(format!("not a tokenizer.json: {e}")))?;
+        // Read from the value in place: a real tokenizer.json is tens of megabytes.
+        let tokenizer = <tokenizers::Tokenizer as serde::Deserialize>::deserialize(json)
+            .map_err(|e| problem(format!("not a tokenizer.json: {e}")))?;
         let pad_id = tokenizer
             .token_to_id(pad_token)
             .ok_or_else(|| problem(format!("the padding token `{pad_token}` is not in the vocabulary")))?;
         Ok(Self { tokenizer, pad_id, pad_token: pad_token.to_string(), file: origin.to_path_buf() })
-    }
-
-    pub fn pad_token(&self) -> &str {
-        &self.pad_token
     }
 
     /// Tokens with the special ones the tokenizer adds (`<bos>`), truncated to `max_length` and padded on the
