@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # and compute nothing: once in the full suite is enough.
 SUITES=(
     "--test dc_ae_parity --test sana_transformer_parity --test esrgan_parity --test lora --test lpips --test dists
-     --test basicsr_reference --test interpolate --test imresize --test gemma2_parity -- --skip sana_600m --skip sana_1600m"
+     --test basicsr_reference --test interpolate --test imresize --test gemma2_parity --test assemble
+     -- --skip sana_600m --skip sana_1600m"
     "--lib -- compare:: layers:: tiling:: resize:: degradations::filter optim::"
 )
 

@@ -341,12 +341,44 @@ pub trait Pretrained: Sized {
     }
 }
 
-/// Reads a model's `config.json` (a folder's, or the file itself).
+/// Reads a model's `config.json` (a folder's, or the file itself). Python's non-standard numbers are read as
+/// `null` ([`python_json`]).
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let file = if path.is_dir() { path.join(CONFIG_FILE) } else { path.to_path_buf() };
     let text =
         sana_sr_core::fs::read_text(&file).map_err(|source| CheckpointError::Io { path: file.clone(), source })?;
-    serde_json::from_str(&text).map_err(|e| CheckpointError::Config { path: file, reason: e.to_string() })
+    serde_json::from_str(&python_json(&text)).map_err(|e| CheckpointError::Config { path: file, reason: e.to_string() })
+}
+
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` that Python's `json.dump` writes (diffusers' scheduler
+/// configs hold `"lambda_min_clipped": -Infinity`) replaced by `null`, which JSON has; strings are left as they are.
+fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
+    const LITERALS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !LITERALS.iter().any(|literal| text.contains(literal)) {
+        return text.into();
+    }
+    let (mut out, mut rest) = (String::with_capacity(text.len()), text);
+    let (mut in_string, mut escaped) = (false, false);
+    'scan: while let Some(c) = rest.chars().next() {
+        if !in_string {
+            for literal in LITERALS {
+                if let Some(after) = rest.strip_prefix(literal) {
+                    out.push_str("null");
+                    rest = after;
+                    continue 'scan;
+                }
+            }
+        }
+        match (in_string, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => in_string = !in_string,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
 }
 
 /// Saves a model folder in the diffusers layout: `config.json` and the weights.
@@ -360,4 +392,19 @@ pub fn save_pretrained<C: Serialize>(dir: &Path, config: &C, vs: &nn::VarStore, 
 /// Saving replaces an earlier save of the same file (a training run's periodic checkpoint), atomically.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(sana_sr_core::fs::write_atomically(path, true, |file| file.write_all(bytes))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_json_reads_its_non_standard_numbers_as_null_outside_strings() {
+        let text = r#"{"a": -Infinity, "b": [NaN, Infinity, 1.5], "c": "NaN \" Infinity", "d": "x\\", "e": NaN}"#;
+        let value: serde_json::Value = serde_json::from_str(&python_json(text)).unwrap();
+        let want =
+            serde_json::json!({"a": null, "b": [null, null, 1.5], "c": "NaN \" Infinity", "d": "x\\", "e": null});
+        assert_eq!(value, want);
+        assert!(matches!(python_json(r#"{"a": 1}"#), std::borrow::Cow::Borrowed(_)));
+    }
 }

@@ -8,6 +8,7 @@
 //! trainer uses; [`ModelSource`] finds built-in and local models. A model file may also hold a peer network,
 //! one of Real-ESRGAN's released generators ([`network`]), which the upscaler runs directly on the LR image.
 
+pub mod assemble;
 pub mod condition;
 pub mod cost;
 pub mod diffusers;

@@ -9,6 +9,7 @@
 //! these formulas live; the pipeline and the trainer use the same functions.
 
 use sana_sr_core::Tensor;
+use serde::Deserialize;
 
 /// Timesteps run from 0 (clean) to this value (pure noise), as in every SANA config.
 pub const NUM_TRAIN_TIMESTEPS: f64 = 1000.0;
@@ -95,6 +96,127 @@ pub fn flow_match_schedule(steps: usize, shift: f64) -> Schedule {
     Schedule { sigmas: sigmas.into_iter().chain([0.0]).collect(), timesteps }
 }
 
+/// The scheduler of a diffusers pipeline folder (`scheduler/scheduler_config.json`), as far as a one-step model
+/// built from it reads it: where a training timestep index lies. SANA's pipelines ship one of two classes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "_class_name")]
+pub enum DiffusersScheduler {
+    /// SANA 1.0's: DPM-Solver++ on flow-matching sigmas, `flow_shift` 3 for the 1024px models.
+    #[serde(rename = "DPMSolverMultistepScheduler")]
+    DpmSolver {
+        #[serde(default)]
+        use_flow_sigmas: bool,
+        #[serde(default = "no_shift")]
+        flow_shift: f64,
+        #[serde(default = "thousand")]
+        num_train_timesteps: f64,
+        #[serde(flatten)]
+        options: ScheduleOptions,
+    },
+    #[serde(rename = "FlowMatchEulerDiscreteScheduler")]
+    FlowMatchEuler {
+        #[serde(default = "no_shift")]
+        shift: f64,
+        #[serde(default = "thousand")]
+        num_train_timesteps: f64,
+        #[serde(flatten)]
+        options: ScheduleOptions,
+    },
+}
+
+/// The options that replace a scheduler's sigmas by others; none is supported, so each must be off.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ScheduleOptions {
+    #[serde(default)]
+    use_karras_sigmas: bool,
+    #[serde(default)]
+    use_exponential_sigmas: bool,
+    #[serde(default)]
+    use_beta_sigmas: bool,
+    #[serde(default)]
+    use_lu_lambdas: bool,
+    #[serde(default)]
+    use_dynamic_shifting: bool,
+    #[serde(default)]
+    invert_sigmas: bool,
+    #[serde(default)]
+    shift_terminal: Option<f64>,
+}
+
+/// No shift of the noise levels: diffusers' default.
+pub(crate) fn no_shift() -> f64 {
+    1.0
+}
+
+fn thousand() -> f64 {
+    NUM_TRAIN_TIMESTEPS
+}
+
+impl DiffusersScheduler {
+    /// The timestep the DiT sees and the noise level the step uses at `index` after diffusers'
+    /// `set_timesteps(steps)`, as SANA-SR's training code takes them (`scheduler.timesteps[index]`,
+    /// `scheduler.sigmas[index]`), in the scheduler's own roundings: DPM-Solver computes its flow sigmas in float64
+    /// (numpy's `linspace(1, 1/1000, steps + 1)`, `1 - alpha`, the shift, reversed), gives the timesteps as
+    /// `sigma · 1000` *truncated to integers* and the sigmas in float32, so the two disagree (SANA-SR's index 900
+    /// of 1000 at flow shift 3: timestep 249, sigma 0.249792); the flow-matching Euler scheduler keeps both in
+    /// float32 ([`flow_match_schedule`]).
+    pub fn point(&self, steps: usize, index: usize) -> Result<(f64, f64), String> {
+        let (options, train) = match self {
+            Self::DpmSolver { options, num_train_timesteps, .. }
+            | Self::FlowMatchEuler { options, num_train_timesteps, .. } => (options, *num_train_timesteps),
+        };
+        let unsupported = [
+            ("use_karras_sigmas", options.use_karras_sigmas),
+            ("use_exponential_sigmas", options.use_exponential_sigmas),
+            ("use_beta_sigmas", options.use_beta_sigmas),
+            ("use_lu_lambdas", options.use_lu_lambdas),
+            ("use_dynamic_shifting", options.use_dynamic_shifting),
+            ("invert_sigmas", options.invert_sigmas),
+            ("shift_terminal", options.shift_terminal.is_some()),
+        ];
+        if let Some((name, _)) = unsupported.iter().find(|(_, on)| *on) {
+            return Err(format!("the scheduler's `{name}` changes its sigmas in a way sana-sr does not follow"));
+        }
+        if train != NUM_TRAIN_TIMESTEPS {
+            return Err(format!("the scheduler has {train} training timesteps; SANA's have {NUM_TRAIN_TIMESTEPS}"));
+        }
+        if index >= steps {
+            return Err(format!("timestep index {index} is not among the {steps} steps (0..{steps})"));
+        }
+        match *self {
+            Self::DpmSolver { use_flow_sigmas: false, .. } => Err(
+                "the DPM-Solver scheduler has no `use_flow_sigmas`: a variance-preserving schedule, not SANA's flow \
+                 matching"
+                    .into(),
+            ),
+            Self::DpmSolver { flow_shift, .. } => {
+                check_shift(flow_shift)?;
+                // Index i of the reversed array is entry `steps - i` of the linspace, whose last entry is exact.
+                let j = steps - index;
+                let alpha = match j == steps {
+                    true => 1.0 / train,
+                    false => j as f64 * ((1.0 / train - 1.0) / steps as f64) + 1.0,
+                };
+                let s = 1.0 - alpha;
+                let sigma = flow_shift * s / (1.0 + (flow_shift - 1.0) * s);
+                Ok(((sigma * train).trunc(), f64::from(sigma as f32)))
+            }
+            Self::FlowMatchEuler { shift, .. } => {
+                check_shift(shift)?;
+                let schedule = flow_match_schedule(steps, shift);
+                Ok((schedule.timesteps[index], schedule.sigmas[index]))
+            }
+        }
+    }
+}
+
+fn check_shift(shift: f64) -> Result<(), String> {
+    match shift.is_finite() && shift > 0.0 {
+        true => Ok(()),
+        false => Err(format!("the scheduler's shift {shift} is not a positive number")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +299,44 @@ mod tests {
         // A step to 0 is the one-step formula itself.
         let x_t = add_noise(&x0, &noise, 0.5);
         assert!(euler_step(&x_t, &v, 0.5, 0.0).equal(&clean_latent(&x_t, &v, 0.5)));
+    }
+
+    #[test]
+    fn training_points_equal_diffusers_schedulers() {
+        // tools/reference/make_sana_sr_stack_fixtures.py: `timesteps[i]` and `sigmas[i]` after
+        // `set_timesteps(1000)`. The computation repeats diffusers' float64 operations in their order, so the
+        // integer timesteps must be equal and the float32 sigmas equal to a float32 ulp (2^-23 relative, for the
+        // float32 rounding of the Euler scheduler's shift).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sana_sr_stack/schedulers.json");
+        let cases =
+            sana_sr_model::checkpoint::read_config::<Vec<serde_json::Value>>(std::path::Path::new(path)).unwrap();
+        assert_eq!(cases.len(), 5);
+        for case in &cases {
+            let scheduler: DiffusersScheduler = serde_json::from_value(case["config"].clone()).unwrap();
+            let steps = case["steps"].as_u64().unwrap() as usize;
+            let points: Vec<(usize, f64, f64)> = serde_json::from_value(case["points"].clone()).unwrap();
+            for (index, timestep, sigma) in points {
+                let (t, s) = scheduler.point(steps, index).unwrap();
+                assert!(
+                    (t - timestep).abs() <= timestep * 2f64.powi(-23),
+                    "{scheduler:?} at {index}: timestep {t} vs {timestep}"
+                );
+                assert!((s - sigma).abs() <= sigma * 2f64.powi(-23), "{scheduler:?} at {index}: sigma {s} vs {sigma}");
+            }
+        }
+    }
+
+    #[test]
+    fn schedulers_sana_sr_cannot_follow_are_refused_by_option() {
+        let read = |json: &str| serde_json::from_str::<DiffusersScheduler>(json).unwrap();
+        let karras = read(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "use_flow_sigmas": true, "use_karras_sigmas": true}"#,
+        );
+        assert!(karras.point(1000, 900).unwrap_err().contains("use_karras_sigmas"));
+        let vp = read(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#);
+        assert!(vp.point(1000, 900).unwrap_err().contains("use_flow_sigmas"));
+        let euler = read(r#"{"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0}"#);
+        assert!(euler.point(1000, 1000).unwrap_err().contains("index 1000"));
+        assert!(serde_json::from_str::<DiffusersScheduler>(r#"{"_class_name": "DDIMScheduler"}"#).is_err());
     }
 }

@@ -93,7 +93,7 @@ pub struct SamplerConfig {
     #[serde(default = "one_step")]
     pub steps: usize,
     /// diffusers' flow shift of a noise start's schedule (1: none; SANA samples with 3).
-    #[serde(default = "no_shift")]
+    #[serde(default = "scheduler::no_shift")]
     pub shift: f64,
 }
 
@@ -101,13 +101,9 @@ fn one_step() -> usize {
     1
 }
 
-fn no_shift() -> f64 {
-    1.0
-}
-
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self { start: Start::default(), steps: one_step(), shift: no_shift() }
+        Self { start: Start::default(), steps: one_step(), shift: scheduler::no_shift() }
     }
 }
 
@@ -125,6 +121,11 @@ pub struct SrModelConfig {
     pub scales: Vec<u32>,
     /// The flow-matching timestep (0 to 1000) at which the DiT sees the LR latent as a noisy latent.
     pub timestep: f64,
+    /// The noise level at `timestep` where it is not `timestep / 1000`: diffusers' DPM-Solver gives integer
+    /// timesteps beside float sigmas, so a model assembled from a SANA pipeline steps from the scheduler's sigma
+    /// while its DiT sees the truncated timestep ([`scheduler::DiffusersScheduler::point`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
     /// `true`: the decoder adds detail to the resized LR image instead of drawing the whole image.
     #[serde(default)]
     pub lr_skip: bool,
@@ -185,6 +186,11 @@ impl SrModelConfig {
         }
         if !(self.timestep > 0.0 && self.timestep <= scheduler::NUM_TRAIN_TIMESTEPS) {
             return Err(format!("timestep {} is outside (0, 1000]", self.timestep));
+        }
+        if let Some(sigma) = self.sigma {
+            if !(sigma > 0.0 && sigma <= 1.0) {
+                return Err(format!("sigma {sigma} is outside (0, 1]"));
+            }
         }
         if self.condition_tokens < 1 {
             return Err("the condition needs at least one token".into());
@@ -356,8 +362,12 @@ impl SrModel {
                 // The first timestep is the model's own exactly (a factor of 1.0), so one step is the one-step
                 // pipeline.
                 let first = self.config.timestep;
-                let timesteps: Vec<f64> = (0..steps).map(|k| first * ((steps - k) as f64 / steps as f64)).collect();
-                let sigmas = timesteps.iter().map(|&t| scheduler::sigma(t)).chain([0.0]).collect();
+                let fraction = |k: usize| (steps - k) as f64 / steps as f64;
+                let timesteps: Vec<f64> = (0..steps).map(|k| first * fraction(k)).collect();
+                let sigmas = match self.config.sigma {
+                    Some(sigma) => (0..steps).map(|k| sigma * fraction(k)).chain([0.0]).collect(),
+                    None => timesteps.iter().map(|&t| scheduler::sigma(t)).chain([0.0]).collect(),
+                };
                 Schedule { sigmas, timesteps }
             }
             Start::Noise => scheduler::flow_match_schedule(steps, self.config.sampler.shift),

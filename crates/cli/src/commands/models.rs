@@ -1,6 +1,7 @@
 //! `sana-sr models`: the models `upscale --model` accepts, built in and in the models folder;
 //! `sana-sr models export`: a training snapshot as a model file to ship (float16, described);
-//! `sana-sr models import`: a Real-ESRGAN network from its ncnn files into the models folder.
+//! `sana-sr models import`: a Real-ESRGAN network from its ncnn files into the models folder;
+//! `sana-sr models assemble`: SANA-SR from a diffusers Sana pipeline folder and a LoRA adapter.
 
 use std::path::PathBuf;
 
@@ -8,9 +9,10 @@ use anyhow::{bail, Context};
 use sana_sr_core::fs::same_file;
 use sana_sr_core::{Device, Kind};
 use sana_sr_model::esrgan::ncnn;
+use sana_sr_pipeline::assemble::{self, Parts};
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
-use sana_sr_pipeline::EsrganModel;
+use sana_sr_pipeline::{EsrganModel, SrModel};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +29,40 @@ enum Command {
     /// FILE.bin beside it, as NAME.safetensors in the models folder (weights float16 or float32 as stored);
     /// `scripts/fetch_peers.sh` fetches and imports the released ones.
     Import(ImportArgs),
+    /// Build SANA-SR from released parts: a diffusers Sana pipeline folder (transformer, vae, text_encoder,
+    /// tokenizer, scheduler) and a PEFT LoRA adapter of its transformer as SANA-SR's training code saves it
+    /// (merged into the weights). The model upscales x4 in one step at the scheduler's timestep index and takes
+    /// `upscale --tags`.
+    Assemble(AssembleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AssembleArgs {
+    /// The diffusers Sana pipeline folder, e.g. Sana_600M_1024px_diffusers.
+    #[arg(long, value_name = "DIR")]
+    pipeline: PathBuf,
+    /// A PEFT adapter file of the pipeline's transformer, its adapter_config.json beside it.
+    #[arg(long, value_name = "ADAPTER.safetensors")]
+    lora: Option<PathBuf>,
+    /// A DC-AE folder (diffusers AutoencoderDC) to use instead of the pipeline's vae/.
+    #[arg(long, value_name = "DIR")]
+    vae: Option<PathBuf>,
+    /// The one step's timestep, as an index into the scheduler's 1000 steps (SANA-SR's is 900).
+    #[arg(long, default_value_t = sana_sr_pipeline::assemble::SANA_SR_TIMESTEP_INDEX)]
+    timestep_index: usize,
+    /// The model's name (default: the output file's stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Store the weights in bfloat16: half the file; the text encoder is released in bfloat16 and loses
+    /// nothing, the DiT and the autoencoder lose float32's last digits.
+    #[arg(long)]
+    bf16: bool,
+    /// The model file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(Command::Export(args)) => export(args),
         Some(Command::Import(args)) => import(args),
+        Some(Command::Assemble(args)) => assemble(args),
         None => list(),
     }
 }
@@ -106,6 +143,35 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     EsrganModel::write_imported(imported, &name, &description, &output, args.overwrite)?;
     let storage = if half { "float16" } else { "float32" };
     println!("{} written ({name}: {architecture}, {storage})", output.display());
+    Ok(())
+}
+
+fn assemble(args: AssembleArgs) -> anyhow::Result<()> {
+    if args.output.exists() && !args.overwrite {
+        bail!("{} exists; pass --overwrite to replace it", args.output.display());
+    }
+    let mut inputs = vec![args.pipeline.clone()];
+    inputs.extend(args.lora.iter().chain(&args.vae).cloned());
+    if let Some(input) = inputs.iter().find(|input| same_file(&args.output, input) || args.output.starts_with(input)) {
+        bail!("the output {} would be written over or into the input {}", args.output.display(), input.display());
+    }
+    let name = match args.name {
+        Some(name) => name,
+        None => args.output.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+    };
+    let parts = Parts { pipeline: args.pipeline, lora: args.lora, vae: args.vae };
+    let progress = |stage: &str| eprintln!("{stage}...");
+    let (model, vs) = assemble::assemble(&parts, &name, args.timestep_index, &progress)
+        .with_context(|| format!("assembling SANA-SR from {}", parts.pipeline.display()))?;
+    let (kind, storage) = if args.bf16 { (Kind::BFloat16, "bfloat16") } else { (Kind::Float, "float32") };
+    eprintln!("writing {}...", args.output.display());
+    model.save(&vs, &args.output, kind).with_context(|| format!("writing {}", args.output.display()))?;
+    let parameters = SrModel::parameter_count(&vs) as f64 / 1e6;
+    println!(
+        "{} written ({name}: {parameters:.1}M parameters, {storage}; {})",
+        args.output.display(),
+        model.config.description
+    );
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! positions, soft-capped logits and, on every other layer, a sliding causal window → RMSNorm, residual;
 //! RMSNorm → GeGLU MLP → RMSNorm, residual) → final RMSNorm. Gemma's RMSNorm scales by (1 + w).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use sana_sr_core::{nn, Device, Kind, Tensor};
 use serde::{Deserialize, Serialize};
@@ -103,7 +104,7 @@ impl Gemma2Config {
     pub fn layer_type(&self, i: usize) -> LayerType {
         match &self.layer_types {
             Some(types) => types[i],
-            None if i % 2 == 0 => LayerType::SlidingAttention,
+            None if i.is_multiple_of(2) => LayerType::SlidingAttention,
             None => LayerType::FullAttention,
         }
     }
@@ -349,23 +350,48 @@ impl Pretrained for Gemma2Model {
         &self.config
     }
 
-    /// A transformers folder of `Gemma2Model` or of the causal LM around it (`gemma-2-2b-it` as released):
-    /// the latter's `model.` prefix is dropped, and its output head (tied to the embedding) is not needed.
+    /// A transformers folder of `Gemma2Model` or of the causal LM around it ([`EncoderWeights`]).
     fn from_pretrained(dir: &Path, device: Device) -> Result<(Self, nn::VarStore)> {
         let config: Gemma2Config = checkpoint::read_config(dir)?;
+        let weights = EncoderWeights::open(dir)?;
+        let vs = nn::VarStore::new(device);
+        let model = variables::with_stored_shapes(weights.shapes()?, || Self::new(vs.root(), &config))?;
+        checkpoint::copy_into(&vs, weights.tensors()?)?;
+        Ok((model, vs))
+    }
+}
+
+/// The weights of a transformers folder under the encoder's variable names: of `Gemma2Model`, or of the causal
+/// LM around it (`gemma-2-2b-it` as released), whose `model.` prefix is dropped and whose output head (tied to
+/// the embedding) is not needed.
+pub struct EncoderWeights {
+    files: Vec<PathBuf>,
+    causal_lm: bool,
+}
+
+impl EncoderWeights {
+    pub fn open(dir: &Path) -> Result<Self> {
         let files = checkpoint::weight_files(dir)?;
         let shapes = checkpoint::read_shapes(&files)?;
-        let prefixed = !shapes.is_empty() && shapes.keys().all(|k| k.starts_with("model.") || k == LM_HEAD);
-        let unprefix = |key: String| if prefixed { key["model.".len()..].to_string() } else { key };
-        let shapes = shapes.into_iter().filter(|(k, _)| k != LM_HEAD).map(|(k, s)| (unprefix(k), s)).collect();
-        let vs = nn::VarStore::new(device);
-        let model = variables::with_stored_shapes(shapes, || Self::new(vs.root(), &config))?;
-        let tensors = checkpoint::read_tensors(&files)?;
-        checkpoint::copy_into(
-            &vs,
-            tensors.into_iter().filter(|(k, _)| k != LM_HEAD).map(|(k, t)| (unprefix(k), t)).collect(),
-        )?;
-        Ok((model, vs))
+        let causal_lm = !shapes.is_empty() && shapes.keys().all(|k| k.starts_with("model.") || k == LM_HEAD);
+        Ok(Self { files, causal_lm })
+    }
+
+    /// The stored shapes, read from the headers alone.
+    pub fn shapes(&self) -> Result<checkpoint::Shapes> {
+        Ok(checkpoint::read_shapes(&self.files)?.into_iter().filter_map(|(k, s)| Some((self.rename(k)?, s))).collect())
+    }
+
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(checkpoint::read_tensors(&self.files)?.into_iter().filter_map(|(k, t)| Some((self.rename(k)?, t))).collect())
+    }
+
+    fn rename(&self, key: String) -> Option<String> {
+        match (self.causal_lm, key.strip_prefix("model.")) {
+            (true, _) if key == LM_HEAD => None,
+            (true, Some(name)) => Some(name.to_string()),
+            _ => Some(key),
+        }
     }
 }
 

@@ -3,5 +3,5 @@
 pub mod gemma2;
 pub mod prompt;
 
-pub use gemma2::{Gemma2Config, Gemma2Error, Gemma2Model};
+pub use gemma2::{EncoderWeights, Gemma2Config, Gemma2Error, Gemma2Model};
 pub use prompt::{PromptError, PromptStyle, PromptTokenizer, TextEncoder, Tokens};

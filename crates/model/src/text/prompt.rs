@@ -62,25 +62,28 @@ pub struct Tokens {
 impl PromptTokenizer {
     pub fn from_folder(dir: &Path) -> Result<Self> {
         let file = dir.join("tokenizer.json");
-        let problem = |path: &Path, reason: String| PromptError::Tokenizer { path: path.to_path_buf(), reason };
-        let text = sana_sr_core::fs::read_text(&file).map_err(|e| problem(&file, e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| problem(&file, e.to_string()))?;
-        let config_file = dir.join("tokenizer_config.json");
-        let pad_token = match sana_sr_core::fs::read_text(&config_file) {
-            Ok(text) => {
-                let config: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| problem(&config_file, e.to_string()))?;
-                // A plain string, or an added-token object with its `content`.
-                match &config["pad_token"] {
-                    serde_json::Value::String(token) => token.clone(),
-                    serde_json::Value::Object(token) => token["content"].as_str().unwrap_or("<pad>").to_string(),
-                    _ => "<pad>".to_string(),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "<pad>".to_string(),
-            Err(e) => return Err(problem(&config_file, e.to_string())),
+        let problem = |reason: String| PromptError::Tokenizer { path: file.clone(), reason };
+        let text = sana_sr_core::fs::read_text(&file).map_err(|e| problem(e.to_string()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
+        Self::from_json(&json, &Self::pad_token_of_folder(dir)?, &file)
+    }
+
+    /// The padding token a transformers tokenizer folder names in `tokenizer_config.json` (`<pad>` without one).
+    pub fn pad_token_of_folder(dir: &Path) -> Result<String> {
+        let file = dir.join("tokenizer_config.json");
+        let problem = |reason: String| PromptError::Tokenizer { path: file.clone(), reason };
+        let text = match sana_sr_core::fs::read_text(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok("<pad>".to_string()),
+            Err(e) => return Err(problem(e.to_string())),
         };
-        Self::from_json(&json, &pad_token, &file)
+        let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| problem(e.to_string()))?;
+        // A plain string, or an added-token object with its `content`.
+        Ok(match &config["pad_token"] {
+            serde_json::Value::String(token) => token.clone(),
+            serde_json::Value::Object(token) => token["content"].as_str().unwrap_or("<pad>").to_string(),
+            _ => "<pad>".to_string(),
+        })
     }
 
     /// A tokenizer from the content of a `tokenizer.json` (as a model file stores it); `origin` names it in errors.
