@@ -83,6 +83,8 @@ pub enum LoaderError {
     Degrade { path: PathBuf, source: DegradeError },
     #[error("a loader worker stopped unexpectedly")]
     WorkerGone,
+    #[error("{path}: cannot read the photo's tags: {source}")]
+    Tags { path: PathBuf, source: std::io::Error },
 }
 
 /// One batch: `hr` is `[B, 3, S, S]`, `lr` is `[B, 3, S / scale, S / scale]`, both in `[0, 1]`.
@@ -92,6 +94,8 @@ pub struct Batch {
     pub lr: Tensor,
     /// The pair indices (`seed`, index) the batch holds.
     pub indices: Vec<u64>,
+    /// Each pair's photo's tags ([`read_tags`]).
+    pub tags: Vec<Option<String>>,
 }
 
 /// One training pair, `[1, 3, S, S]` and `[1, 3, S / scale, S / scale]`.
@@ -99,6 +103,7 @@ pub struct Batch {
 pub struct Pair {
     pub hr: Tensor,
     pub lr: Tensor,
+    pub tags: Option<String>,
 }
 
 /// The recipe of pair `index`: which file, which crop, which augmentation, which degradation.
@@ -150,7 +155,7 @@ impl PairMaker {
             .degradation
             .degrade(&hr, &mut rng)
             .map_err(|source| LoaderError::Degrade { path: path.clone(), source })?;
-        Ok(Pair { hr, lr })
+        Ok(Pair { hr, lr, tags: read_tags(path)? })
     }
 }
 
@@ -254,6 +259,7 @@ impl Iterator for Loader {
                 hr: Tensor::cat(&hr, 0).to_device(self.config.device),
                 lr: Tensor::cat(&lr, 0).to_device(self.config.device),
                 indices: (first..first + pairs.len() as u64).collect(),
+                tags: pairs.into_iter().map(|p| p.tags).collect(),
             }
         }))
     }
@@ -266,6 +272,21 @@ impl Drop for Loader {
             let _ = worker.join();
         }
     }
+}
+
+/// The tags of a training photo, from the sidecar text file beside it with its stem (`photo.jpg`: `photo.txt`):
+/// its lines, trimmed, blank ones dropped, joined by `, ` (so `building, sign, text` on one line, or one tag per
+/// line); `None` without a sidecar or with an empty one. A model with a text encoder trains on the prompt of its
+/// photos' tags; other models ignore them.
+pub fn read_tags(photo: &Path) -> Result<Option<String>, LoaderError> {
+    let sidecar = photo.with_extension("txt");
+    let text = match std::fs::read_to_string(&sidecar) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LoaderError::Tags { path: sidecar, source }),
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    Ok((!lines.is_empty()).then(|| lines.join(", ")))
 }
 
 /// The images of a pool folder (the extensions of [`crate::io::IMAGE_EXTENSIONS`]), sorted by name so the pool order,

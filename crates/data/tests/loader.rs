@@ -2,7 +2,7 @@
 
 use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::io::{write_image, Encoding, WriteOptions};
-use sana_sr_data::loader::{pool_paths, Loader, LoaderConfig, LoaderError};
+use sana_sr_data::loader::{pool_paths, read_tags, Loader, LoaderConfig, LoaderError};
 use sana_sr_data::Image;
 
 fn make_pool(dir: &std::path::Path, sizes: &[(usize, usize)]) {
@@ -118,4 +118,24 @@ fn more_crop_tries_favour_detailed_crops() {
     // mostly on it (expected share 0.9 for positions uniform in [0, 304]): 1.8 times the detail, 1.3 bounds
     // what 64 seeded draws can stray to.
     assert!(mean(&best_of_4) > 1.3 * mean(&uniform), "best of 4: {}, uniform: {}", mean(&best_of_4), mean(&uniform));
+}
+
+#[test]
+fn each_pair_carries_its_photos_tags_from_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), &[(100, 100), (100, 100), (100, 100)]);
+    std::fs::write(dir.path().join("img0.txt"), "building, sign, text\n").unwrap();
+    std::fs::write(dir.path().join("img1.txt"), "  tree\n\nsky  \n").unwrap();
+    std::fs::write(dir.path().join("img2.txt"), " \n").unwrap();
+    let paths = pool_paths(dir.path()).unwrap();
+    assert_eq!(paths.len(), 3, "sidecars are not photos");
+    let config = LoaderConfig { gt_size: 96, batch_size: 3, num_workers: 2, seed: 1, ..LoaderConfig::default() };
+    let mut loader =
+        Loader::new(paths.clone(), Degradation::new(RealEsrganConfig::default()).unwrap(), config).unwrap();
+    let batch = loader.next().unwrap().unwrap();
+    // The epoch's shuffle decides which photo each pair is from; the tags follow the photo.
+    let mut tags = batch.tags.clone();
+    tags.sort();
+    assert_eq!(tags, [None, Some("building, sign, text".to_string()), Some("tree, sky".to_string())]);
+    assert_eq!(read_tags(&dir.path().join("img3.png")).unwrap(), None, "no sidecar, no tags");
 }

@@ -501,8 +501,32 @@ impl SrModel {
     /// image in [-1, 1] terms (what training calls; [`crate::Upscaler`] adds resizing, padding and tiles), with
     /// the model's own steps and, for a noise start, seed 0.
     pub fn forward(&self, lr: &Tensor) -> Result<Tensor> {
+        self.forward_with(lr, &self.conditioning(None, 1.0)?)
+    }
+
+    /// [`Self::forward`] under `conditioning` (one condition for the batch, or one per image: see
+    /// [`Self::batch_conditioning`]).
+    pub fn forward_with(&self, lr: &Tensor, conditioning: &Conditioning) -> Result<Tensor> {
         let start = self.with_start_noise(self.encode_lr(lr)?, 0);
-        Ok(self.add_skip(self.decode(&self.restore(&start)?)?, lr))
+        let latent = self.sample_with(&start, self.config.sampler.steps, conditioning)?;
+        Ok(self.add_skip(self.decode(&latent)?, lr))
+    }
+
+    /// The condition of a batch whose images have tags of their own (`tags[i]` for image i, e.g. a training
+    /// batch's): with a text encoder each image's prompt's, stacked on the batch dimension, unguided; without
+    /// one the stored condition, the tags unread (such a model has one condition for every image).
+    pub fn batch_conditioning(&self, tags: &[Option<String>]) -> Result<Conditioning> {
+        let Some(text) = &self.text else {
+            return self.conditioning(None, 1.0);
+        };
+        let conditions = tags
+            .iter()
+            .map(|tags| text.condition(&text.config.prompt(tags.as_deref())))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let stack = |part: fn(&Condition) -> Tensor| Tensor::cat(&conditions.iter().map(part).collect::<Vec<_>>(), 0);
+        let tokens = stack(|c| c.tokens.shallow_clone());
+        let mask = stack(|c| c.mask.as_ref().expect("a prompt's condition has a mask").shallow_clone());
+        Ok(Conditioning { condition: Condition { tokens, mask: Some(mask) }, guidance: None })
     }
 
     /// This model, which has one DiT, as SNR-based `experts` in a new store, each expert a copy of that DiT

@@ -218,13 +218,17 @@ pub enum Trainable {
     Dit,
     /// Those and the DC-AE encoder (OSEDiff adapts the encoder too).
     DitEncoder,
-    /// Everything, decoder included.
+    /// Everything, decoder included (a text encoder never trains).
     All,
 }
 
 impl Trainable {
     /// Whether the model variable `name` trains.
     pub fn includes(self, name: &str) -> bool {
+        // The text encoder stays frozen whatever trains (both papers keep SANA's Gemma-2 as released).
+        if name.starts_with("text_encoder.") {
+            return false;
+        }
         let dit = ["transformer.", "experts.", "lr_stem."].iter().any(|p| name.starts_with(p)) || name == "condition";
         match self {
             Self::Dit => dit,

@@ -26,6 +26,7 @@ use sana_sr_data::tensor::to_image;
 use sana_sr_model::checkpoint::{self, CheckpointError};
 use sana_sr_model::layers::lora::{self, Adapters};
 use sana_sr_model::layers::variables;
+use sana_sr_pipeline::condition::Conditioning;
 use sana_sr_pipeline::scheduler;
 use sana_sr_pipeline::sr_model::seeded_noise;
 use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
@@ -144,6 +145,8 @@ struct Validation {
     lr: Tensor,
     /// HR in [0, 1].
     hr: Tensor,
+    /// Each pair's photo's tags.
+    tags: Vec<Option<String>>,
 }
 
 /// A run in progress: the model and everything that trains it, the data, and the log.
@@ -202,13 +205,6 @@ impl Trainer {
                 "[loss] flow_matching and autoencoder take the HR photo's latent as what the decoder turns into the \
                  photo, but model `{}` has `lr_skip`: its decoder adds detail to the resized LR image, which depends on \
                  the degradation that the HR latent does not carry; use a model that decodes whole images",
-                model.config.name
-            )));
-        }
-        if model.text.is_some() {
-            return Err(TrainError::Setup(format!(
-                "model `{}` has a text encoder: training with tags is not supported; train a model with a stored \
-                 condition",
                 model.config.name
             )));
         }
@@ -315,6 +311,8 @@ impl Trainer {
         let batch = self.loader.next().expect("the loader never ends")?;
         let lr_rate = config.schedule.lr(self.state.step);
         let (lr, hr) = (upsampled(&self.model, &batch.lr, &batch.hr), &batch.hr * 2.0 - 1.0);
+        // A model with a text encoder reads each photo's tags (encoded once per prompt, the encoder frozen).
+        let conditioning = self.model.batch_conditioning(&batch.tags)?;
 
         let use_adversarial = self.state.step >= config.discriminator.start_step;
         let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial);
@@ -323,11 +321,12 @@ impl Trainer {
             // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
             // skips its decoder pass.
             let sr = match config.loss.on_output() || !self.teachers.is_empty() {
-                true => Some(self.model.forward(&lr)?.to_kind(Kind::Float)),
+                true => Some(self.model.forward_with(&lr, &conditioning)?.to_kind(Kind::Float)),
                 false => None,
             };
             let flow = FlowDraw::new(config, &self.model, self.state.step)?;
-            let all = loss_terms(config, &self.model, sr.as_ref(), &hr, &lr, adversarial, &flow)?;
+            let inputs = StepInputs { hr: &hr, lr: &lr, conditioning: &conditioning };
+            let all = loss_terms(config, &self.model, &inputs, sr.as_ref(), adversarial, &flow)?;
             let mut terms: Vec<(Tensor, f64)> =
                 self.active.iter().map(|&i| (all[i].shallow_clone(), self.weights[i])).collect();
             // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
@@ -439,7 +438,8 @@ impl Trainer {
                 let mut total = 0.0;
                 for start in (0..n).step_by(batch as usize) {
                     let len = (n - start).min(batch);
-                    let sr = model.forward(&val.lr.narrow(0, start, len))?;
+                    let tags = &val.tags[start as usize..(start + len) as usize];
+                    let sr = model.forward_with(&val.lr.narrow(0, start, len), &model.batch_conditioning(tags)?)?;
                     let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
                     total += match config.train.val_metric {
                         ValMetric::L1 => (sr - val.hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]),
@@ -643,7 +643,7 @@ fn validation_pairs(
         ..LoaderConfig::default()
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
-    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr })
+    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr, tags: batch.tags })
 }
 
 /// The LR batch resized to the HR batch's size (as the pipeline resizes for `model`), in [-1, 1].
@@ -688,15 +688,32 @@ fn expert_interval(model: &SrModel, k: usize) -> Result<(f64, f64)> {
 
 /// Flow matching on the HR latent `x0`: noised to the drawn level (`x_t = (1 - sigma) x0 + sigma noise`), with
 /// the LR stem's features when the model has a stem, the routed DiT's velocity against `noise - x0`.
-fn flow_matching(model: &SrModel, x0: &Tensor, lr: &Tensor, draw: &FlowDraw) -> Result<Tensor> {
+fn flow_matching(
+    model: &SrModel,
+    conditioning: &Conditioning,
+    x0: &Tensor,
+    lr: &Tensor,
+    draw: &FlowDraw,
+) -> Result<Tensor> {
     let noise = seeded_noise(&x0.size(), draw.noise_seed).to_kind(x0.kind()).to_device(x0.device());
     let x_t = scheduler::add_noise(&x0, &noise, draw.sigma);
     let input = match &model.lr_stem {
         Some(stem) => Tensor::cat(&[x_t, stem.forward(lr)], 1),
         None => x_t,
     };
-    let velocity = model.velocity(&input, draw.sigma * scheduler::NUM_TRAIN_TIMESTEPS, draw.sigma)?;
+    let velocity =
+        model.velocity_with(&input, draw.sigma * scheduler::NUM_TRAIN_TIMESTEPS, draw.sigma, conditioning)?;
     Ok(losses::l2(&velocity, &scheduler::velocity(x0, &noise)))
+}
+
+/// What one step's loss terms read of its batch.
+struct StepInputs<'a> {
+    /// HR in [-1, 1].
+    hr: &'a Tensor,
+    /// LR resized to the HR size, in [-1, 1].
+    lr: &'a Tensor,
+    /// The DiT's condition for each pair.
+    conditioning: &'a Conditioning,
 }
 
 /// Every loss term (in the order of [`TERMS`]), the inactive ones as zeros. `sr` is the pipeline's output,
@@ -704,12 +721,12 @@ fn flow_matching(model: &SrModel, x0: &Tensor, lr: &Tensor, draw: &FlowDraw) -> 
 fn loss_terms(
     config: &TrainConfig,
     model: &SrModel,
+    inputs: &StepInputs,
     sr: Option<&Tensor>,
-    hr: &Tensor,
-    lr: &Tensor,
     adversarial: Option<&Adversarial>,
     flow: &FlowDraw,
 ) -> Result<Vec<Tensor>> {
+    let StepInputs { hr, lr, conditioning } = *inputs;
     let zero = || Tensor::zeros([], (Kind::Float, hr.device()));
     let w = &config.loss;
     // The HR latent, encoded once for the terms that take it: with its gradient for the autoencoder's
@@ -721,7 +738,8 @@ fn loss_terms(
     };
     let target = || hr_latent.as_ref().expect("encoded for the terms that take it").detach();
     let latent = if w.latent_mse > 0.0 {
-        losses::l2(&model.restore(&model.with_start_noise(model.encode_lr(lr)?, 0))?, &target())
+        let start = model.with_start_noise(model.encode_lr(lr)?, 0);
+        losses::l2(&model.sample_with(&start, model.config.sampler.steps, conditioning)?, &target())
     } else {
         zero()
     };
@@ -739,7 +757,7 @@ fn loss_terms(
         on_image(losses::edge, w.edge),
         latent,
         adv,
-        if w.flow_matching > 0.0 { flow_matching(model, &target(), lr, flow)? } else { zero() },
+        if w.flow_matching > 0.0 { flow_matching(model, conditioning, &target(), lr, flow)? } else { zero() },
         match (&hr_latent, w.autoencoder > 0.0) {
             (Some(latent), true) => losses::l1(&model.decode(latent)?, hr),
             _ => zero(),
@@ -1030,6 +1048,62 @@ pixel_l1 = 1.0
         assert!(changed("experts.1.") && !changed("experts.0.") && !changed("vae."));
         let log = std::fs::read_to_string(dir.path().join("run/log.csv")).unwrap();
         assert!(log.lines().next().unwrap().starts_with("step,lr,loss_flow,loss,"), "{log}");
+    }
+
+    /// [`tiny_run`] whose student has a text encoder: the tiny Gemma-2 and tokenizer of the model crate's
+    /// fixtures, prompts of 12 tokens, `{tags}, sharp`.
+    fn tiny_text_run(dir: &Path) -> TrainConfig {
+        use sana_sr_model::checkpoint::Pretrained;
+        use sana_sr_model::text::Gemma2Model;
+        let config = tiny_run(dir, "");
+        let gemma = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/gemma2");
+        let tokenizer = std::fs::read_to_string(gemma.join("tokenizer/tokenizer.json")).unwrap();
+        let mut model = crate::testing::tiny_model_config("student");
+        model.transformer.caption_channels = 32;
+        model.condition_tokens = 12;
+        model.text = Some(sana_sr_pipeline::condition::TextConfig {
+            template: "{tags}, sharp".into(),
+            untagged: "sharp".into(),
+            max_length: 12,
+            lowercase: false,
+            instruction: None,
+            pad_token: "<pad>".into(),
+            tokenizer: serde_json::from_str(&tokenizer).unwrap(),
+            encoder: checkpoint::read_config(&gemma.join("sliding_gqa")).unwrap(),
+        });
+        let vs = nn::VarStore::new(Device::Cpu);
+        let student = SrModel::build(vs.root(), &model).unwrap();
+        let (_, encoder) = Gemma2Model::from_pretrained(&gemma.join("sliding_gqa"), Device::Cpu).unwrap();
+        let variables = vs.variables();
+        no_grad(|| {
+            for (name, value) in encoder.variables() {
+                variables[&format!("text_encoder.{name}")].shallow_clone().copy_(&value);
+            }
+        });
+        student.save(&vs, &dir.join("student.safetensors"), Kind::Float).unwrap();
+        config
+    }
+
+    #[test]
+    fn a_model_with_a_text_encoder_trains_on_its_photos_tags_and_keeps_the_encoder_frozen() {
+        // One step of the same run, with and without the photos' tag sidecars.
+        let step = |tagged: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = tiny_text_run(dir.path());
+            if tagged {
+                for (i, tags) in ["building, sign", "tree", "sky, cloud", "text", "", "dog"].iter().enumerate() {
+                    std::fs::write(dir.path().join(format!("pool/{i}.txt")), tags).unwrap();
+                }
+            }
+            let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+            assert!(!trainer.params.keys().any(|k| k.starts_with("text_encoder.")), "trainable = all, yet not Gemma");
+            let before = Snapshot::of(&trainer.vs);
+            trainer.step().unwrap();
+            assert!(before.changed(&trainer.vs, "transformer.") && !before.changed(&trainer.vs, "text_encoder."));
+            let dit = "transformer.transformer_blocks.0.attn2.to_k.weight";
+            trainer.vs.variables()[dit].detach().copy()
+        };
+        assert!(!step(true).equal(&step(false)), "the photos' tags reach the DiT");
     }
 
     #[test]
