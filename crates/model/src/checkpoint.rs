@@ -42,6 +42,8 @@ pub enum CheckpointError {
     Config { path: PathBuf, reason: String },
     #[error("{path}: no `{WEIGHTS_FILE}`, `{TRANSFORMERS_WEIGHTS_FILE}` nor their `.index.json` in this folder")]
     NoWeights { path: PathBuf },
+    #[error("{path}: no plain weights but the variants {} (`{WEIGHTS_FILE}` as `.<variant>.safetensors`); give the file of one instead of the folder", variants.join(", "))]
+    Variants { path: PathBuf, variants: Vec<String> },
     #[error("{path}: weight `{key}` is stored as {dtype:?}; only F32, F16, BF16 (and I64 counters) are supported")]
     UnsupportedDtype { path: PathBuf, key: String, dtype: Dtype },
     #[error("weight `{key}` has shape {found:?} in the checkpoint but the model expects {expected:?}; is this a checkpoint of another model or config?")]
@@ -78,7 +80,9 @@ type Result<T> = std::result::Result<T, CheckpointError>;
 pub type Shapes = HashMap<String, Vec<i64>>;
 
 /// The weight files of a checkpoint: a `.safetensors` file, an `.index.json`, or a diffusers or transformers
-/// model folder.
+/// model folder. A folder without plain weights may hold one variant of them (diffusers' and transformers'
+/// `variant`: `diffusion_pytorch_model.bf16.safetensors`, `model.safetensors.index.fp16.json`), which is read;
+/// of several variants none is chosen.
 pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_dir() {
         for (single, index) in [(WEIGHTS_FILE, INDEX_FILE), (TRANSFORMERS_WEIGHTS_FILE, TRANSFORMERS_INDEX_FILE)] {
@@ -89,7 +93,15 @@ pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
                 return shards_of_index(&path.join(index));
             }
         }
-        return Err(CheckpointError::NoWeights { path: path.to_path_buf() });
+        let mut variants = variant_files(path)?;
+        return match variants.len() {
+            0 => Err(CheckpointError::NoWeights { path: path.to_path_buf() }),
+            1 => match variants.pop_first().expect("one variant").1 {
+                index if index.to_string_lossy().ends_with(".json") => shards_of_index(&index),
+                single => Ok(vec![single]),
+            },
+            _ => Err(CheckpointError::Variants { path: path.to_path_buf(), variants: variants.into_keys().collect() }),
+        };
     }
     if path.to_string_lossy().ends_with(".index.json") {
         return shards_of_index(path);
@@ -99,6 +111,26 @@ pub fn weight_files(path: &Path) -> Result<Vec<PathBuf>> {
         return Err(CheckpointError::Io { path: path.to_path_buf(), source });
     }
     Ok(vec![path.to_path_buf()])
+}
+
+/// The variants of a folder's weights, by name, each its single file or its shard index.
+fn variant_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CheckpointError::Io { path: dir.into(), source })?;
+    let mut variants = BTreeMap::new();
+    for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        for stem in ["diffusion_pytorch_model", "model"] {
+            let index = name.strip_prefix(&format!("{stem}.safetensors.index.")).and_then(|v| v.strip_suffix(".json"));
+            // A shard of a sharded variant (`model.fp16-00001-of-00002.safetensors`) is not a variant itself.
+            let single = name
+                .strip_prefix(&format!("{stem}."))
+                .and_then(|v| v.strip_suffix(".safetensors"))
+                .filter(|v| !v.contains('.') && !v.contains("-of-"));
+            if let Some(variant) = index.or(single) {
+                variants.insert(variant.to_string(), dir.join(&name));
+            }
+        }
+    }
+    Ok(variants)
 }
 
 fn shards_of_index(index: &Path) -> Result<Vec<PathBuf>> {
@@ -397,6 +429,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_of_one_weights_variant_reads_it_and_of_several_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| std::fs::write(dir.path().join(name), b"").unwrap();
+        write("config.json");
+        write("diffusion_pytorch_model.bf16.safetensors");
+        assert_eq!(weight_files(dir.path()).unwrap(), [dir.path().join("diffusion_pytorch_model.bf16.safetensors")]);
+        write("model.fp16-00001-of-00002.safetensors");
+        write("model.fp16-00002-of-00002.safetensors");
+        let index = r#"{"weight_map": {"a": "model.fp16-00001-of-00002.safetensors", "b": "model.fp16-00002-of-00002.safetensors"}}"#;
+        std::fs::write(dir.path().join("model.safetensors.index.fp16.json"), index).unwrap();
+        let error = weight_files(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("variants bf16, fp16"), "{error}");
+        std::fs::remove_file(dir.path().join("diffusion_pytorch_model.bf16.safetensors")).unwrap();
+        assert_eq!(weight_files(dir.path()).unwrap().len(), 2, "the sharded variant's shards");
+        write("diffusion_pytorch_model.safetensors");
+        assert_eq!(weight_files(dir.path()).unwrap(), [dir.path().join("diffusion_pytorch_model.safetensors")]);
+    }
 
     #[test]
     fn python_json_reads_its_non_standard_numbers_as_null_outside_strings() {
