@@ -10,7 +10,9 @@ real configs cost a fraction of a second. The cases:
   - the tiny DC-AE and DiT configs of the parity fixtures (every branch: pixel (un)shuffle, batch norms,
     empty first stages, the quadratic attention on tiny maps, patch 2, q/k norms, guidance embeddings);
   - Real-ESRGAN x4plus (RRDBNet) and realesr-general-x4v3 (SRVGGNetCompact) on a 128² LR image (the
-    architectures of make_esrgan_fixtures.py).
+    architectures of make_esrgan_fixtures.py);
+  - Gemma-2 (transformers `Gemma2Model`, eager attention), SANA's text encoder: gemma-2-2b-it on one prompt of
+    300 tokens, and the tiny configs of make_gemma2_fixtures.py on 10.
 
 Writes crates/model/tests/fixtures/cost/cost_fixtures.json: per case the config, the input, the total
 parameters and MACs, and per module (the network's own module names, e.g. `down_blocks.1.0`,
@@ -33,6 +35,7 @@ OUT = ROOT / "crates/model/tests/fixtures/cost"
 sys.path.insert(0, str(HERE))
 from make_dc_ae_fixtures import CONFIGS as DC_AE_TINY, SANA_F32C32  # noqa: E402
 from make_esrgan_fixtures import RRDBNet, SRVGGNetCompact  # noqa: E402
+from make_gemma2_fixtures import REAL_CONFIG as GEMMA2_REAL, TINY as GEMMA2_TINY  # noqa: E402
 from make_sana_transformer_fixtures import REAL_COMMON, TINY as DIT_TINY  # noqa: E402
 
 CAPTION_TOKENS = 300
@@ -124,6 +127,21 @@ def esrgan_case(name, architecture, kwargs, size):
                 modules={m: dict(params=params_per[m], macs=macs_per.get(m, 0)) for m in modules})
 
 
+def gemma2_case(name, config, tokens):
+    from transformers import Gemma2Config, Gemma2Model
+
+    with torch.device("meta"):
+        model = Gemma2Model(Gemma2Config(**config)).eval()
+        model.config._attn_implementation = "eager"  # the reference of soft-capping; SDPA would count the same
+        modules = ["embed_tokens", "norm"] + [f"layers.{i}" for i in range(model.config.num_hidden_layers)]
+        ids = torch.zeros(1, tokens, dtype=torch.long)
+        mask = torch.ones(1, tokens, dtype=torch.long)
+        macs, macs_per = counted(lambda: model(input_ids=ids, attention_mask=mask), modules)
+    params, params_per = param_counts(model, "", modules)
+    return dict(name=name, network="gemma2", config=config, input=[tokens, 1], params=params, macs=macs,
+                modules={m: dict(params=params_per[m], macs=macs_per.get(m, 0)) for m in modules})
+
+
 def main():
     cases = []
     for side, sizes in (("encode", [(512, 512), (1024, 1024)]), ("decode", [(16, 16), (32, 32)])):
@@ -143,6 +161,9 @@ def main():
     general = dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
     cases.append(esrgan_case("realesrgan-x4plus 128", "rrdbnet", x4plus, (128, 128)))
     cases.append(esrgan_case("realesr-general-x4v3 128", "srvggnet_compact", general, (128, 128)))
+    cases.append(gemma2_case("gemma-2-2b-it 300 tokens", GEMMA2_REAL, CAPTION_TOKENS))
+    for name, spec in GEMMA2_TINY.items():
+        cases.append(gemma2_case(f"tiny gemma-2 {name}", spec["config"], 10))
 
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "cost_fixtures.json"

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use sana_sr_core::{nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig};
 use sana_sr_model::checkpoint::Pretrained;
-use sana_sr_model::cost::{self, dc_ae, esrgan, sana_transformer, Part};
+use sana_sr_model::cost::{self, dc_ae, esrgan, gemma2, sana_transformer, Part};
 use sana_sr_model::esrgan::{Esrgan, EsrganConfig};
+use sana_sr_model::text::{Gemma2Config, Gemma2Model};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig};
 use serde::Deserialize;
 
@@ -73,6 +74,10 @@ fn ours(case: &Case) -> Vec<Part> {
         "esrgan" => {
             let config: EsrganConfig = serde_json::from_value(case.config.clone()).unwrap();
             esrgan::esrgan(&config, size)
+        }
+        "gemma2" => {
+            let config: Gemma2Config = serde_json::from_value(case.config.clone()).unwrap();
+            gemma2::encoder(&config, case.input[0])
         }
         other => panic!("unknown network {other}"),
     }
@@ -193,6 +198,15 @@ fn the_count_is_what_built_networks_compute() {
         let guidance = c.guidance_embeds.then(|| Tensor::from_slice(&[0.5f32]));
         let (_, traced) = cost::count_macs(|| no_grad(|| dit.forward(&x, &text, &t, None, guidance.as_ref()).unwrap()));
         let parts = sana_transformer::transformer(c, latent, tokens);
+        assert_eq!(traced, cost::total(&parts).macs, "{name}");
+        assert_eq!(cost::total(&parts).params, built_params(&vs), "{name} params");
+    }
+    for name in ["sliding_gqa", "full_mha_bf16"] {
+        let (encoder, vs) = Gemma2Model::from_pretrained(&fixtures().join("gemma2").join(name), Device::Cpu).unwrap();
+        let ids = Tensor::from_slice(&[2i64, 7, 9, 11, 0, 0, 0]).unsqueeze(0);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 0, 0, 0]).unsqueeze(0);
+        let (_, traced) = cost::count_macs(|| no_grad(|| encoder.forward(&ids, &mask).unwrap()));
+        let parts = gemma2::encoder(encoder.config(), 7);
         assert_eq!(traced, cost::total(&parts).macs, "{name}");
         assert_eq!(cost::total(&parts).params, built_params(&vs), "{name} params");
     }

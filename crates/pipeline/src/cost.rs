@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use sana_sr_model::cost::{self, dc_ae, esrgan, sana_transformer, Cost, Part};
+use sana_sr_model::cost::{self, dc_ae, esrgan, gemma2, sana_transformer, Cost, Part};
 use serde::Serialize;
 
 use crate::network::{EsrganModelConfig, ModelConfig};
@@ -110,7 +110,14 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     }
     let transformer = sana_transformer::transformer(&c.transformer, latent, c.condition_tokens);
     let (decoder, _) = dc_ae::decoder(&c.vae, latent);
-    let condition = Cost::params((c.condition_tokens * c.transformer.caption_channels) as u64);
+    // The stored condition, or with a text encoder (no stored condition) Gemma-2 on one prompt.
+    let (condition, text) = match &c.text {
+        None => (Cost::params((c.condition_tokens * c.transformer.caption_channels) as u64), Vec::new()),
+        Some(text) => {
+            notes.push("the text encoder runs once per prompt (its condition is kept for every tile and image)".into());
+            (Cost::default(), gemma2::encoder(&text.encoder, text.max_length as i64))
+        }
+    };
 
     let is_block = |p: &Part| p.name.starts_with("transformer_blocks.");
     let embeddings: Vec<Part> = transformer.iter().filter(|p| !is_block(p) && p.name != "proj_out").cloned().collect();
@@ -144,6 +151,9 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     if !stem.is_empty() {
         stages.insert(2, Part::new("lr stem", cost::total(&stem)));
     }
+    if !text.is_empty() {
+        stages.insert(0, Part::new("text encoder", cost::total(&text)));
+    }
 
     let mut networks = vec![
         Part::new("vae.encoder", cost::total(&encoder)),
@@ -154,7 +164,11 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     if !stem.is_empty() {
         networks.push(Part::new("lr_stem", cost::total(&stem)));
     }
-    let mut modules = vec![resize];
+    if !text.is_empty() {
+        networks.push(Part::new("text_encoder", cost::total(&text)));
+    }
+    let mut modules = cost::prefixed("text_encoder", text);
+    modules.push(resize);
     modules.extend(cost::prefixed("vae.encoder", encoder));
     modules.extend(cost::prefixed("lr_stem", stem));
     modules.extend(cost::prefixed("transformer", transformer));

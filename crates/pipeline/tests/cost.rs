@@ -119,3 +119,20 @@ fn the_report_counts_what_a_peer_computes() {
         assert_eq!(report.params, params(&vs));
     }
 }
+
+#[test]
+fn the_report_counts_a_text_encoders_one_prompt() {
+    // The tiny SANA-SR stack of the assembly fixtures: Gemma-2 encodes the prompt once, on the first image.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sana_sr_stack");
+    let parts = sana_sr_pipeline::assemble::Parts { pipeline: fixtures.join("pipeline"), lora: None, vae: None };
+    let (model, vs) = sana_sr_pipeline::assemble::assemble(&parts, "tiny", 900, &|_| {}).unwrap();
+    let config = ModelConfig::Sana(model.config.clone());
+    let network = Network::Sana(model);
+    let report = CostReport::new(&config, (12, 16), 4);
+    let text = report.stage("text encoder").unwrap();
+    assert!(text.macs > 0 && report.networks.iter().any(|n| n.name == "text_encoder" && n.cost == text));
+    assert_eq!(report.params, params(&vs), "the text encoder's parameters, no stored condition");
+    let resize = report.stage("input resize").unwrap().macs;
+    assert_eq!(traced(&network, (12, 16), 4), report.macs - resize);
+    assert_eq!(traced(&network, (12, 16), 4), report.macs - resize - text.macs, "the prompt's condition is kept");
+}

@@ -21,6 +21,7 @@
 
 pub mod dc_ae;
 pub mod esrgan;
+pub mod gemma2;
 pub mod sana_transformer;
 
 use std::cell::Cell;

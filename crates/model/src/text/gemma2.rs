@@ -12,6 +12,7 @@ use sana_sr_core::{nn, Device, Kind, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError, Pretrained};
+use crate::cost;
 use crate::layers::{variables, Layer};
 
 #[derive(Debug, thiserror::Error)]
@@ -266,11 +267,14 @@ impl Attention {
         };
         let (k, v) = (repeat(k), repeat(v));
         let mut logits = q.matmul(&k.transpose(2, 3)) * self.scaling;
+        cost::record_product(&logits, self.head_dim);
         if let Some(cap) = self.softcap {
             logits = (logits / cap).tanh() * cap;
         }
         let weights = (logits + bias).softmax(-1, Kind::Float).to_kind(q.kind());
-        let out = weights.matmul(&v).transpose(1, 2).reshape([batch, length, self.heads * self.head_dim]);
+        let out = weights.matmul(&v);
+        cost::record_product(&out, length);
+        let out = out.transpose(1, 2).reshape([batch, length, self.heads * self.head_dim]);
         self.o_proj.forward(&out)
     }
 }
