@@ -202,3 +202,23 @@ fn tags_and_guidance_on_a_model_without_a_text_encoder_are_refused_by_name() {
         assert!(!dir.path().join("a_x4.png").exists(), "nothing is written");
     }
 }
+
+#[test]
+fn precision_runs_the_layers_in_bfloat16_and_refuses_names_it_has_not() {
+    let dir = tempfile::tempdir().unwrap();
+    photo(dir.path(), "cat.png", 40, 32);
+    for precision in ["f32", "bf16"] {
+        let output = format!("{precision}.png");
+        let out = sana_sr(&["upscale", "cat.png", "--precision", precision, "-o", &output], dir.path());
+        assert!(out.status.success(), "{precision}: {}", stderr(&out));
+    }
+    let (full, half) =
+        (read_image(dir.path().join("f32.png")).unwrap(), read_image(dir.path().join("bf16.png")).unwrap());
+    let mse =
+        half.data.iter().zip(&full.data).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / full.data.len() as f64;
+    let psnr = -10.0 * mse.log10();
+    assert!(psnr > 40.0 && psnr.is_finite(), "bf16 against f32: {psnr} dB");
+    let out = sana_sr(&["upscale", "cat.png", "--precision", "fp16"], dir.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("one of auto, f32, bf16, f16"), "{}", stderr(&out));
+}

@@ -4,11 +4,12 @@
 //! is float16 on CUDA, and bfloat16 is what training wants: float32's range, no loss scaling). Inside
 //! [`with_compute_kind`], every weight layer (`sana_sr_model::layers::Layer`) casts its input, weight and bias
 //! to the compute kind; the casts are differentiable, so gradients reach the float32 weights as float32.
-//! Norms and the linear-attention sums run in float32 as they do under autocast.
+//! Norms and the linear-attention sums run in float32 as they do under autocast. Inference picks its
+//! [`Precision`] the same way.
 
 use std::cell::Cell;
 
-use tch::Kind;
+use tch::{Device, Kind};
 
 thread_local! {
     static COMPUTE_KIND: Cell<Option<Kind>> = const { Cell::new(None) };
@@ -32,6 +33,79 @@ pub fn with_compute_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// The precision inference runs in (`--precision`): float32, or weight layers in bfloat16 or float16 (norms,
+/// the linear-attention sums and the flow-matching step staying in float32, as [`with_compute_kind`] does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// bfloat16 where the hardware computes it natively ([`native_bf16`]), float32 elsewhere.
+    Auto,
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub const NAMES: [&'static str; 4] = ["auto", "f32", "bf16", "f16"];
+
+    /// The compute kind on `device`: `None` is float32.
+    pub fn compute_kind(self, device: Device) -> Option<Kind> {
+        match self {
+            Self::F32 => None,
+            Self::Bf16 => Some(Kind::BFloat16),
+            Self::F16 => Some(Kind::Half),
+            Self::Auto => native_bf16(device).then_some(Kind::BFloat16),
+        }
+    }
+
+    /// What `auto` and the others come to on `device`, by name.
+    pub fn resolved_name(self, device: Device) -> &'static str {
+        match self.compute_kind(device) {
+            None => "f32",
+            Some(Kind::Half) => "f16",
+            Some(_) => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "f16" => Ok(Self::F16),
+            _ => Err(format!("`{name}` is not a precision (one of {})", Self::NAMES.join(", "))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let index = [Self::Auto, Self::F32, Self::Bf16, Self::F16].iter().position(|p| p == self).expect("listed");
+        f.write_str(Self::NAMES[index])
+    }
+}
+
+/// Whether `device` computes bfloat16 natively: a CUDA device (bfloat16 tensor cores since Ampere; older GPUs
+/// emulate it), or a CPU with AVX-512 BF16 or AMX, for which oneDNN has bfloat16 kernels (read from the
+/// kernel's CPU flags: Linux only, elsewhere `false`).
+pub fn native_bf16(device: Device) -> bool {
+    match device {
+        Device::Cuda(_) => true,
+        Device::Cpu => cpu_flags().iter().any(|flag| flag == "avx512_bf16" || flag == "amx_bf16"),
+        _ => false,
+    }
+}
+
+fn cpu_flags() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = info.lines().find_map(|line| line.strip_prefix("flags")).unwrap_or_default();
+    flags.trim_start_matches([' ', '\t', ':']).split_whitespace().map(str::to_string).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +124,18 @@ mod tests {
         assert_eq!(compute_kind(), None);
         std::thread::spawn(|| with_compute_kind(Some(Kind::Half), || ())).join().unwrap();
         assert_eq!(compute_kind(), None, "the setting is per thread");
+    }
+
+    #[test]
+    fn precisions_read_their_names_and_resolve_on_a_device() {
+        for name in Precision::NAMES {
+            assert_eq!(name.parse::<Precision>().unwrap().to_string(), name);
+        }
+        assert!("fp16".parse::<Precision>().unwrap_err().contains("auto, f32, bf16, f16"));
+        assert_eq!(Precision::Bf16.compute_kind(Device::Cpu), Some(Kind::BFloat16));
+        assert_eq!(Precision::F32.compute_kind(Device::Cuda(0)), None);
+        assert_eq!(Precision::Auto.compute_kind(Device::Cuda(0)), Some(Kind::BFloat16));
+        let auto = Precision::Auto.resolved_name(Device::Cpu);
+        assert_eq!(auto == "bf16", native_bf16(Device::Cpu));
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sana_sr_core::precision::Precision;
 use sana_sr_core::Device;
 use sana_sr_data::io::{read_image, IoError, IMAGE_EXTENSIONS};
 use sana_sr_data::resize::matlab::ResizeError;
@@ -56,9 +57,20 @@ pub enum SpecError {
     Steps { spec: String, reason: String },
 }
 
+/// How `model` methods run: on `device`, in tiles of `tile` output pixels (`None`: whole), weight layers in
+/// `precision`.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelRun {
+    pub device: Device,
+    pub tile: Option<u32>,
+    pub precision: Precision,
+}
+
 /// The method a command-line spec names: `bicubic`, `model` (the default sana-sr model), `model:NAME|PATH` or
-/// `model:LABEL=NAME|PATH` (run on `device` in tiles of `tile` output pixels, `None` whole; named after the model's config unless labelled), each with an optional `@STEPS` (sampler steps, named `NAME@STEPS`), `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
-pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dyn Method>, SpecError> {
+/// `model:LABEL=NAME|PATH` (run as `run` says; named after the model's config, with the precision when it is
+/// not float32, unless labelled), each with an optional `@STEPS` (sampler steps, named `NAME@STEPS`),
+/// `folder:DIR` (named after DIR's last component) or `folder:NAME=DIR`.
+pub fn from_spec(spec: &str, run: &ModelRun) -> Result<Box<dyn Method>, SpecError> {
     let error = || SpecError::Unknown(spec.to_owned());
     if spec == "bicubic" {
         return Ok(Box::new(Bicubic));
@@ -75,7 +87,7 @@ pub fn from_spec(spec: &str, device: Device, tile: Option<u32>) -> Result<Box<dy
             _ => (model, None),
         };
         let source = ModelSource::resolve(model).map_err(model_error)?;
-        let mut method = Model::load(&source, device, tile, steps).map_err(model_error)?;
+        let mut method = Model::load(&source, run, steps).map_err(model_error)?;
         if let Some(steps) = steps {
             let options = UpscaleOptions { steps: Some(steps), ..Default::default() };
             check_options(&method.upscaler.model.config(), &options)
@@ -157,37 +169,40 @@ fn timed(run: impl FnOnce() -> Result<Image, MethodError>) -> Result<SrOutput, M
     Ok(SrOutput { image, seconds: Some(start.elapsed().as_secs_f64()) })
 }
 
-/// A sana-sr model or an imported peer network run by the pipeline at the sample's scale, in tiles of `tile`
-/// output pixels (`None`: whole); timed per image.
+/// A sana-sr model or an imported peer network run by the pipeline at the sample's scale as a [`ModelRun`]
+/// says; timed per image.
 #[derive(Debug)]
 pub struct Model {
     name: String,
     upscaler: Upscaler,
-    tile: Option<u32>,
+    run: ModelRun,
     /// Sampler steps asked for; `None` is the model's own.
     steps: Option<usize>,
-    /// The model file's SHA-256, the tiling and any steps asked for: a label does not change the output,
-    /// other weights do.
+    /// The model file's SHA-256, the tiling, any steps asked for and a precision other than float32: a label
+    /// does not change the output, other weights do.
     identity: String,
 }
 
 impl Model {
-    pub fn load(
-        source: &ModelSource,
-        device: Device,
-        tile: Option<u32>,
-        steps: Option<usize>,
-    ) -> Result<Self, RegistryError> {
-        let upscaler = Upscaler::load(source, device)?;
-        let mut identity = format!("model sha256 {} tile {tile:?}", source.fingerprint()?);
+    pub fn load(source: &ModelSource, run: &ModelRun, steps: Option<usize>) -> Result<Self, RegistryError> {
+        let upscaler = Upscaler::load(source, run.device)?;
+        let mut identity = format!("model sha256 {} tile {:?}", source.fingerprint()?, run.tile);
         if let Some(steps) = steps {
             identity += &format!(" steps {steps}");
         }
-        Ok(Self { name: upscaler.model.name().to_string(), upscaler, tile, steps, identity })
+        let mut name = upscaler.model.name().to_string();
+        let precision = run.precision.resolved_name(run.device);
+        // Float32 keeps the identity it always had, so earlier records are reused.
+        if precision != "f32" {
+            identity += &format!(" precision {precision}");
+            name += &format!(" {precision}");
+        }
+        Ok(Self { name, upscaler, run: *run, steps, identity })
     }
 
     fn options(&self, scale: u32) -> UpscaleOptions {
-        UpscaleOptions { scale: Some(scale), tile: self.tile, steps: self.steps, ..Default::default() }
+        let (tile, precision) = (self.run.tile, self.run.precision);
+        UpscaleOptions { scale: Some(scale), tile, steps: self.steps, precision, ..Default::default() }
     }
 }
 
@@ -325,7 +340,12 @@ mod tests {
 
     #[test]
     fn specs_name_methods() {
-        let spec = |s: &str| from_spec(s, Device::Cpu, Some(sana_sr_pipeline::upscaler::DEFAULT_TILE));
+        let run = ModelRun {
+            device: Device::Cpu,
+            tile: Some(sana_sr_pipeline::upscaler::DEFAULT_TILE),
+            precision: Precision::F32,
+        };
+        let spec = |s: &str| from_spec(s, &run);
         assert_eq!(spec("bicubic").unwrap().name(), "bicubic");
         assert_eq!(spec("model").unwrap().name(), sana_sr_pipeline::DEFAULT_MODEL);
         assert_eq!(spec("model:sana-sr-tiny").unwrap().name(), "sana-sr-tiny");

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use sana_sr_core::precision::compute_kind;
 use sana_sr_core::{nn, no_grad, Tensor};
 use sana_sr_model::text::{
     Gemma2Config, Gemma2Error, Gemma2Model, PromptError, PromptStyle, PromptTokenizer, TextEncoder,
@@ -125,15 +126,17 @@ impl TextSide {
         Ok(Self { config: config.clone(), encoder, cache: Mutex::new(HashMap::new()) })
     }
 
-    /// The condition of `prompt`, encoded once.
+    /// The condition of `prompt`, encoded once (per compute kind: a bfloat16 upscale's condition is not a
+    /// float32 one's).
     pub fn condition(&self, prompt: &str) -> Result<Condition, ConditionError> {
+        let key = format!("{:?}\0{prompt}", compute_kind());
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hit) = cache.get(prompt) {
+        if let Some(hit) = cache.get(&key) {
             return Ok(hit.shallow_clone());
         }
         let (tokens, mask) = no_grad(|| self.encoder.encode(&[prompt]))?;
         let condition = Condition { tokens, mask: Some(mask) };
-        cache.insert(prompt.to_string(), condition.shallow_clone());
+        cache.insert(key, condition.shallow_clone());
         Ok(condition)
     }
 }

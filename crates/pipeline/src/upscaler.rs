@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use sana_sr_core::precision::{with_compute_kind, Precision};
 use sana_sr_core::profile::stage;
 use sana_sr_core::{nn, no_grad, Device, Tensor};
 use sana_sr_data::tensor::{to_image, to_tensor};
@@ -78,11 +79,21 @@ pub struct UpscaleOptions {
     pub tags: Option<String>,
     /// Classifier-free guidance towards the tags' prompt, for a model with a text encoder (1 = none).
     pub guidance: f64,
+    /// What the weight layers compute in.
+    pub precision: Precision,
 }
 
 impl Default for UpscaleOptions {
     fn default() -> Self {
-        Self { scale: None, tile: Some(DEFAULT_TILE), steps: None, seed: 0, tags: None, guidance: 1.0 }
+        Self {
+            scale: None,
+            tile: Some(DEFAULT_TILE),
+            steps: None,
+            seed: 0,
+            tags: None,
+            guidance: 1.0,
+            precision: Precision::default(),
+        }
     }
 }
 
@@ -175,10 +186,13 @@ impl Upscaler {
         let go_on = || if stopped.get() { Err(UpscaleError::Cancelled) } else { Ok(()) };
         // libtorch reports failures (chiefly running out of memory) by panicking through tch: turn them into
         // this image's error so that a batch goes on with the next file.
+        let compute_kind = options.precision.compute_kind(self.device);
         catch_unwind(AssertUnwindSafe(|| {
-            no_grad(|| match &self.model {
-                Network::Sana(model) => self.run(model, image, scale, options, &tiling, &mut on_progress, &go_on),
-                Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress, &go_on),
+            with_compute_kind(compute_kind, || {
+                no_grad(|| match &self.model {
+                    Network::Sana(model) => self.run(model, image, scale, options, &tiling, &mut on_progress, &go_on),
+                    Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress, &go_on),
+                })
             })
         }))
         .unwrap_or_else(|panic| Err(backend_error(panic)))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use sana_sr_core::precision::{with_compute_kind, Precision};
 use sana_sr_core::{nn, no_grad, Kind, Tensor};
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig};
@@ -31,6 +32,9 @@ pub struct Args {
     /// `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// What the convolutions and linear layers compute in, as `upscale --precision`.
+    #[arg(long, default_value = "f32", value_parser = super::precision_arg)]
+    precision: Precision,
 }
 
 enum Model {
@@ -63,6 +67,8 @@ struct Report<'a> {
     case: &'a str,
     #[serde(rename = "impl")]
     implementation: &'static str,
+    /// The compute precision `--precision` came to on the device.
+    precision: &'static str,
     median_s: f64,
     times_s: Vec<f64>,
     peak_rss_mib: u64,
@@ -109,22 +115,25 @@ pub fn run(args: Args) -> Result<()> {
         _ => unreachable!("every case pairs a model with an operation it has"),
     };
 
-    let times = no_grad(|| {
-        let _ = step(); // warm-up: allocator and oneDNN primitive caches
-        (0..args.repeats)
-            .map(|_| {
-                let start = Instant::now();
-                let out = step();
-                let _ = out.sum(Kind::Float).double_value(&[]); // wait for the device
-                start.elapsed().as_secs_f64()
-            })
-            .collect::<Vec<_>>()
+    let times = with_compute_kind(args.precision.compute_kind(device), || {
+        no_grad(|| {
+            let _ = step(); // warm-up: allocator and oneDNN primitive caches
+            (0..args.repeats)
+                .map(|_| {
+                    let start = Instant::now();
+                    let out = step();
+                    let _ = out.sum(Kind::Float).double_value(&[]); // wait for the device
+                    start.elapsed().as_secs_f64()
+                })
+                .collect::<Vec<_>>()
+        })
     });
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let report = Report {
         case: name,
         implementation: "sana-sr",
+        precision: args.precision.resolved_name(device),
         median_s: sorted[sorted.len() / 2],
         times_s: times,
         peak_rss_mib: peak_rss_mib(),

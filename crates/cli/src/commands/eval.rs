@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use sana_sr_core::fs::write_atomically;
+use sana_sr_core::precision::Precision;
 use sana_sr_data::io::{write_image, Encoding, WriteOptions};
 use sana_sr_eval::dataset::{self, KNOWN_SETS};
 use sana_sr_eval::harness::{self, Options};
+use sana_sr_eval::method::ModelRun;
 use sana_sr_eval::record::{Record, RECORD_FILE};
 use sana_sr_eval::{inputs, method, report};
 
@@ -58,6 +60,10 @@ pub struct Args {
     /// tiles) and take more memory; 0 runs every image whole.
     #[arg(long, default_value_t = sana_sr_pipeline::upscaler::DEFAULT_TILE)]
     tile: u32,
+    /// What `model` methods' weight layers compute in, as `upscale --precision`; a method not in f32 is
+    /// named with its precision (`sana-sr-compact bf16`) and scored afresh.
+    #[arg(long, default_value = "f32", value_parser = super::precision_arg)]
+    precision: Precision,
     /// Also write every set's LR inputs to DIR/<set>/<stem>.png (for running other tools on them).
     #[arg(long, value_name = "DIR")]
     export_lr: Option<PathBuf>,
@@ -95,11 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sets.push(set);
     }
     let device = super::device_arg(&args.device)?;
-    let mut methods = args
-        .methods
-        .iter()
-        .map(|spec| method::from_spec(spec, device, super::tile_arg(args.tile)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let run = ModelRun { device, tile: super::tile_arg(args.tile), precision: args.precision };
+    let mut methods = args.methods.iter().map(|spec| method::from_spec(spec, &run)).collect::<Result<Vec<_>, _>>()?;
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
             anyhow::bail!(

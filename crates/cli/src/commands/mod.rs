@@ -56,6 +56,11 @@ pub fn tile_arg(tile: u32) -> Option<u32> {
     (tile > 0).then_some(tile)
 }
 
+/// A `--precision` value: `auto`, `f32`, `bf16` or `f16`.
+pub fn precision_arg(name: &str) -> Result<sana_sr_core::precision::Precision, String> {
+    name.parse()
+}
+
 /// A `--device` value: `auto` is the first GPU when libtorch sees one, else the CPU; anything else as
 /// [`sana_sr_core::parse_device`] reads it.
 pub fn device_arg(name: &str) -> anyhow::Result<Device> {

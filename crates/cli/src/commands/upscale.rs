@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use sana_sr_core::precision::Precision;
 use sana_sr_core::profile;
 use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
@@ -69,6 +70,11 @@ pub struct Args {
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (the GPU when there is one).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// What the networks' convolutions and linear layers compute in: `f32`, `bf16`, `f16`, or `auto` (bf16 on
+    /// a GPU and on a CPU with AVX-512 BF16 or AMX, f32 elsewhere). Norms, the linear-attention sums and the
+    /// diffusion step stay in f32.
+    #[arg(long, default_value = "f32", value_parser = super::precision_arg)]
+    precision: Precision,
     /// Output format. Default: OUT's extension when OUT is a file, else png. 16-bit inputs give 16-bit PNG
     /// and TIFF.
     #[arg(long, value_enum)]
@@ -136,6 +142,7 @@ fn run_batch(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         tags: args.tags.clone(),
         guidance: args.guidance,
+        precision: args.precision,
     };
     let scale = check_options(&upscaler.model.config(), &options)?;
     let (jobs, planning_failures) = plan::jobs(found.inputs, &target, format, scale);
