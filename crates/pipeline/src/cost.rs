@@ -26,7 +26,7 @@ pub struct CostReport {
     pub params: u64,
     pub macs: u64,
     /// Parameters (and MACs) per network: `vae.encoder`, `vae.decoder`, `transformer` (every step and expert),
-    /// `condition`, and `lr_stem` when the model has one; a peer's one network.
+    /// `condition` (a text model: `text_encoder`), and `lr_stem` when the model has one; a peer's one network.
     pub networks: Vec<Part>,
     /// The stages in the order they run: `input resize`, `encoder`, (`lr stem`), `transformer embeddings`,
     /// every `transformer_blocks.{i}`, `transformer output` (the first step's DiT pass), (`transformer, steps
@@ -159,8 +159,12 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
         Part::new("vae.encoder", cost::total(&encoder)),
         Part::new("vae.decoder", cost::total(&decoder)),
         Part::new("transformer", pass + cost::total(&extra.clone().collect::<Vec<_>>())),
-        Part::new("condition", condition),
     ];
+    // A text model has no stored condition: its text encoder's part stands instead.
+    let stored_condition = c.text.is_none();
+    if stored_condition {
+        networks.push(Part::new("condition", condition));
+    }
     if !stem.is_empty() {
         networks.push(Part::new("lr_stem", cost::total(&stem)));
     }
@@ -174,7 +178,9 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     modules.extend(cost::prefixed("transformer", transformer));
     modules.extend(extra);
     modules.extend(cost::prefixed("vae.decoder", decoder));
-    modules.push(Part::new("condition", condition));
+    if stored_condition {
+        modules.push(Part::new("condition", condition));
+    }
     report(&c.name, "SANA-SR", scale, (input, output), networks, stages, modules, notes)
 }
 

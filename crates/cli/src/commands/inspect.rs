@@ -28,7 +28,7 @@ pub struct Args {
 
 /// What is counted, for the printed report (`sana_sr_model::cost` has the long form).
 const COUNTED: &str = "Counted: linear and convolution layers and attention's matrix products, MACs = PyTorch \
-FlopCounterMode's FLOPs / 2 (checked equal on DC-AE f32c32, Sana 600M/1600M and the Real-ESRGAN peers); the \
+FlopCounterMode's FLOPs / 2 (checked equal on DC-AE f32c32, Sana 600M/1600M, the Real-ESRGAN peers and Gemma-2); the \
 input resize as its resampling products. Not counted: biases, norms, activations, gates, softmax, residual \
 adds, shortcuts, pixel (un)shuffles (elementwise work). One untiled pass; tiles overlap and recompute a little.";
 
