@@ -84,8 +84,12 @@ impl std::str::FromStr for Precision {
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let index = [Self::Auto, Self::F32, Self::Bf16, Self::F16].iter().position(|p| p == self).expect("listed");
-        f.write_str(Self::NAMES[index])
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        })
     }
 }
 

@@ -47,13 +47,13 @@ pub struct Parts {
 }
 
 /// One network's weights, read when its turn comes: `prefix` is where they go in the model.
-struct Network {
+struct StoredNetwork {
     prefix: &'static str,
     shapes: Shapes,
     read: Box<dyn Fn() -> Result<HashMap<String, Tensor>>>,
 }
 
-impl Network {
+impl StoredNetwork {
     fn diffusers(prefix: &'static str, dir: &Path) -> Result<Self> {
         let files = checkpoint::weight_files(dir)?;
         let shapes = checkpoint::read_shapes(&files)?;
@@ -81,9 +81,9 @@ pub fn assemble(
     let vae_dir = parts.vae.clone().unwrap_or_else(|| pipeline.join("vae"));
     let config = model_config(parts, &vae_dir, name, timestep_index)?;
     let networks = [
-        Network::diffusers("vae.", &vae_dir)?,
-        Network::diffusers("transformer.", &pipeline.join("transformer"))?,
-        Network::text_encoder(&pipeline.join("text_encoder"))?,
+        StoredNetwork::diffusers("vae.", &vae_dir)?,
+        StoredNetwork::diffusers("transformer.", &pipeline.join("transformer"))?,
+        StoredNetwork::text_encoder(&pipeline.join("text_encoder"))?,
     ];
     let shapes: Shapes = networks
         .iter()
