@@ -338,9 +338,36 @@ pub fn save_tensors(
         })
         .collect();
     metadata.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::serialize(views, &Some(metadata))
-        .map_err(|e| CheckpointError::Corrupt { path: path.into(), reason: e.to_string() })?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.into(), reason };
+    let mut bytes = safetensors::serialize(views, &Some(metadata)).map_err(|e| corrupt(e.to_string()))?;
+    sort_header(&mut bytes).map_err(corrupt)?;
     Ok(sana_sr_core::fs::write_atomically(path, overwrite, |file| file.write_all(&bytes))?)
+}
+
+/// Rewrites a serialized file's JSON header with its keys in sorted order. safetensors writes `__metadata__` in a
+/// `HashMap`'s order, which differs from run to run, while one model saved twice must give the same bytes: a
+/// model file is known by its SHA-256 (an evaluation keys its scores by it). The entries are the same, so the
+/// header keeps its length and the data offsets stay valid.
+fn sort_header(bytes: &mut [u8]) -> std::result::Result<(), String> {
+    #[derive(serde::Deserialize, Serialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<BTreeMap<String, String>>,
+        #[serde(flatten)]
+        tensors: BTreeMap<String, serde_json::Value>,
+    }
+    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or("no header length")?;
+    let len = u64::from_le_bytes(len_bytes) as usize;
+    let region = bytes.get_mut(8..8 + len).ok_or("header longer than the file")?;
+    let header: Header = serde_json::from_slice(region.trim_ascii_end()).map_err(|e| e.to_string())?;
+    let sorted = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    if sorted.len() > region.len() {
+        return Err(format!("sorted header is {} bytes, the written one {}", sorted.len(), region.len()));
+    }
+    // safetensors pads its header with spaces to an 8-byte boundary; the same padding follows the sorted one.
+    region.fill(b' ');
+    region[..sorted.len()].copy_from_slice(&sorted);
+    Ok(())
 }
 
 /// A network that lives in a diffusers model folder: built from its `config.json`, weights in a store.
