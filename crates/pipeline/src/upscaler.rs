@@ -126,7 +126,10 @@ pub struct Upscaler {
 }
 
 impl Upscaler {
-    pub fn new(model: impl Into<Network>, weights: nn::VarStore) -> Self {
+    /// The weights are frozen: an upscaler never trains them, and frozen weights are cast to a low precision
+    /// once rather than at every call.
+    pub fn new(model: impl Into<Network>, mut weights: nn::VarStore) -> Self {
+        weights.freeze();
         let device = weights.device();
         Self { model: model.into(), _weights: weights, device }
     }

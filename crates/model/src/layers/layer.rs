@@ -5,8 +5,10 @@
 //! `[out, in/groups, kh, kw]`) and `bias` the same way whatever the operation. The constructors attach a LoRA
 //! adapter where a [`lora::with_adapters`] plan in force selects the layer's path.
 
+use std::sync::Mutex;
+
 use sana_sr_core::precision::compute_kind;
-use sana_sr_core::{nn, Tensor};
+use sana_sr_core::{nn, Kind, Tensor};
 
 use super::lora::{self, LoraAdapter};
 use super::variables;
@@ -46,6 +48,20 @@ pub struct Layer {
     /// LinearSR's LoRA experts: one more update per expert, of which the active one is added
     /// ([`lora::with_expert_adapters`]); empty for most layers.
     pub experts: Vec<LoraAdapter>,
+    /// The weight in the last compute kind it was cast to, while the weight does not train: inference under
+    /// mixed precision casts each weight once, not at every call (for a 600 M-parameter DiT the per-call cast
+    /// moves more memory than the bf16 products save).
+    cast: Mutex<Option<CastWeight>>,
+}
+
+#[derive(Debug)]
+struct CastWeight {
+    kind: Kind,
+    /// What tells that the weight is still the one that was cast: torch's version counter (bumped by every
+    /// in-place write, a checkpoint load included) and the storage it points to (replaced by `set_data`).
+    version: i64,
+    data: usize,
+    weight: Tensor,
 }
 
 impl Layer {
@@ -57,7 +73,7 @@ impl Layer {
         let bias = bias.then(|| variables::var(&p, "bias", &[out_dim], torch_uniform(in_dim)));
         let adapter = lora::attach(&p, &weight, Op::Linear);
         let experts = lora::attach_experts(&p, &[out_dim, in_dim], Op::Linear);
-        Self { weight, bias, op: Op::Linear, adapter, experts }
+        Self::new(weight, bias, Op::Linear, adapter, experts)
     }
 
     /// A square-kernel convolution.
@@ -69,7 +85,11 @@ impl Layer {
         let op = Op::Conv2d { stride: cfg.stride, padding: cfg.padding, groups: cfg.groups };
         let adapter = lora::attach(&p, &weight, op);
         let experts = lora::attach_experts(&p, &shape, op);
-        Self { weight, bias, op, adapter, experts }
+        Self::new(weight, bias, op, adapter, experts)
+    }
+
+    fn new(weight: Tensor, bias: Option<Tensor>, op: Op, adapter: Option<LoraAdapter>, experts: Vec<LoraAdapter>) -> Self {
+        Self { weight, bias, op, adapter, experts, cast: Mutex::new(None) }
     }
 
     /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
@@ -84,7 +104,11 @@ impl Layer {
             Some(kind) => t.to_kind(kind),
             None => t.shallow_clone(),
         };
-        let (x, weight, bias) = (cast(x), cast(&self.weight), self.bias.as_ref().map(cast));
+        let weight = match kind {
+            Some(kind) => self.weight_in(kind),
+            None => self.weight.shallow_clone(),
+        };
+        let (x, bias) = (cast(x), self.bias.as_ref().map(cast));
         let y = match self.op {
             Op::Linear => x.linear(&weight, bias.as_ref()),
             Op::Conv2d { stride, padding, groups } => {
@@ -103,6 +127,24 @@ impl Layer {
         let k = lora::active_expert().expect("a layer with expert adapters runs inside `lora::with_active_expert`");
         let expert = self.experts.get(k).unwrap_or_else(|| panic!("expert {k} of {}", self.experts.len()));
         y + expert.forward(&x, self.op, &cast)
+    }
+
+    /// The weight in `kind`: cast at every call while it trains (the cast is part of the graph that takes its
+    /// gradient back to float32), else cast once and kept until the weight changes.
+    fn weight_in(&self, kind: Kind) -> Tensor {
+        if self.weight.requires_grad() {
+            return self.weight.to_kind(kind);
+        }
+        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
+        let mut cast = self.cast.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*cast {
+            Some(c) if (c.kind, c.version, c.data) == (kind, version, data) => c.weight.shallow_clone(),
+            _ => {
+                let weight = self.weight.to_kind(kind);
+                *cast = Some(CastWeight { kind, version, data, weight: weight.shallow_clone() });
+                weight
+            }
+        }
     }
 }
 
@@ -157,5 +199,25 @@ mod tests {
             v
         };
         assert_eq!(names, ["dw.bias", "dw.weight", "lin.bias", "lin.weight"]);
+    }
+
+    #[test]
+    fn a_frozen_weight_is_cast_once_and_again_after_it_changes() {
+        use sana_sr_core::{no_grad, precision::with_compute_kind};
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let lin = Layer::linear(vs.root() / "lin", 8, 4, true);
+        vs.freeze();
+        let x = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
+        let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16);
+        let run = || with_compute_kind(Some(Kind::BFloat16), || lin.forward(&x));
+        // The same operations on the same bf16 operands: equal, not close.
+        let want = || bf16(&x).linear(&bf16(&lin.weight), Some(&bf16(lin.bias.as_ref().unwrap())));
+        assert!(run().equal(&want()));
+        let kept = lin.weight_in(Kind::BFloat16).data_ptr();
+        assert_eq!(lin.weight_in(Kind::BFloat16).data_ptr(), kept, "the second call reuses the cast");
+        // A weight written in place (as a checkpoint load writes it) is cast afresh.
+        no_grad(|| lin.weight.shallow_clone().copy_(&(&lin.weight * 2.0)));
+        assert!(run().equal(&want()));
+        assert_ne!(lin.weight_in(Kind::BFloat16).data_ptr(), kept);
     }
 }
