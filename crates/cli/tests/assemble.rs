@@ -40,6 +40,8 @@ fn an_assembled_sana_sr_upscales_as_its_python_forward_pass_to_the_8_bit_level()
         let guidance = how["guidance"].as_f64().unwrap().to_string();
         let mut args =
             vec!["upscale", path(&lr), "--model", "sana-sr-tiny.safetensors", "-o", &output, "--guidance", &guidance];
+        // The reference is float32; `auto` would be bf16 on a CPU with AMX.
+        args.extend(["--precision", "f32"]);
         if let Some(tags) = how["tags"].as_str() {
             args.extend(["--tags", tags]);
         }

@@ -37,7 +37,7 @@ pub fn with_compute_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
 /// the linear-attention sums and the flow-matching step staying in float32, as [`with_compute_kind`] does).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
-    /// bfloat16 where the hardware computes it natively ([`native_bf16`]), float32 elsewhere.
+    /// bfloat16 where the hardware makes it faster ([`native_bf16`]), float32 elsewhere.
     Auto,
     #[default]
     F32,
@@ -93,13 +93,15 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// Whether `device` computes bfloat16 natively: a CUDA device (bfloat16 tensor cores since Ampere; older GPUs
-/// emulate it), or a CPU with AVX-512 BF16 or AMX, for which oneDNN has bfloat16 kernels (read from the
-/// kernel's CPU flags: Linux only, elsewhere `false`).
+/// Whether bfloat16 is faster than float32 on `device`: a CUDA device (bfloat16 tensor cores since Ampere;
+/// older GPUs emulate it), or a CPU with AMX, whose tile units oneDNN's bfloat16 kernels use (read from the
+/// kernel's CPU flags: Linux only, elsewhere `false`). AVX-512 BF16 alone is not enough: on such a Xeon without
+/// AMX, bfloat16 was measured slower than float32 (the 600 M DiT at 16×16 latents: 2.35 s against 1.93 s;
+/// docs/benchmarks.md), with AMX twice as fast.
 pub fn native_bf16(device: Device) -> bool {
     match device {
         Device::Cuda(_) => true,
-        Device::Cpu => cpu_flags().iter().any(|flag| flag == "avx512_bf16" || flag == "amx_bf16"),
+        Device::Cpu => cpu_flags().iter().any(|flag| flag == "amx_bf16"),
         _ => false,
     }
 }

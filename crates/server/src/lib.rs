@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sana_sr_core::Device;
+use sana_sr_core::{precision::Precision, Device};
 use sana_sr_pipeline::ModelSource;
 pub use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,8 @@ pub struct Config {
     /// The model a job runs when it names none; loaded before the service answers.
     pub model: ModelSource,
     pub device: Device,
+    /// What the networks compute in (`sana-sr upscale --precision`).
+    pub precision: Precision,
     /// Jobs that run at once, each on one image in tiles.
     pub workers: usize,
     /// Jobs that may wait for a worker (uploads in progress included); past it a request gets 429.
@@ -58,6 +60,7 @@ impl Config {
         Self {
             model,
             device,
+            precision: Precision::Auto,
             workers: 1,
             max_queue: 16,
             max_upload_bytes: 50 << 20,
@@ -132,7 +135,7 @@ impl AppState {
             .map_err(|source| ServeError::TempDir { path: config.temp_dir.clone(), source })?;
         let models = Catalogue::new(&config.model)?;
         let default = models.default_model();
-        let queue = Queue::new(config.workers, config.max_queue, &default.entry.name, &default.source, config.device)?;
+        let queue = Queue::new(config.workers, config.max_queue, &default.entry.name, &default.source, config.device, config.precision)?;
         Ok(Arc::new(Self {
             models,
             queue,

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
-use sana_sr_core::Device;
+use sana_sr_core::{precision::Precision, Device};
 use sana_sr_data::io::{read_image_and_metadata, write_image_with_metadata, Encoding, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
-use sana_sr_pipeline::{ModelSource, UpscaleError, Upscaler};
+use sana_sr_pipeline::{ModelSource, UpscaleError, UpscaleOptions, Upscaler};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -56,13 +56,14 @@ pub struct Place {
 
 impl Queue {
     /// The queue and `workers` threads, each with `model` (named `name`) loaded on `device` (blocking:
-    /// seconds per worker).
+    /// seconds per worker), upscaling in `precision`.
     pub fn new(
         workers: usize,
         max_queue: usize,
         name: &str,
         model: &ModelSource,
         device: Device,
+        precision: Precision,
     ) -> Result<Self, crate::ServeError> {
         let (work, receiver) = mpsc::channel();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -71,7 +72,7 @@ impl Queue {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || work_forever(&receiver, loaded, device))?;
+                .spawn(move || work_forever(&receiver, loaded, device, precision))?;
         }
         Ok(Self {
             places: Arc::new(Semaphore::new(max_queue)),
@@ -182,7 +183,12 @@ enum JobError {
 }
 
 /// A worker thread: takes jobs until the queue is dropped, loading each model the first time a job names it.
-fn work_forever(receiver: &Mutex<mpsc::Receiver<Work>>, mut loaded: HashMap<String, Upscaler>, device: Device) {
+fn work_forever(
+    receiver: &Mutex<mpsc::Receiver<Work>>,
+    mut loaded: HashMap<String, Upscaler>,
+    device: Device,
+    precision: Precision,
+) {
     loop {
         let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(Work { job, model, input, folder, done }) = next else { return };
@@ -195,7 +201,7 @@ fn work_forever(receiver: &Mutex<mpsc::Receiver<Work>>, mut loaded: HashMap<Stri
         };
         // A panic fails the job, not the worker.
         let result = upscaler.and_then(|upscaler| {
-            catch_unwind(AssertUnwindSafe(|| run(&job, upscaler, &input, &folder)))
+            catch_unwind(AssertUnwindSafe(|| run(&job, upscaler, precision, &input, &folder)))
                 .unwrap_or_else(|panic| Err(JobError::Panicked(format!("{panic:?}"))))
         });
         drop(input);
@@ -205,10 +211,11 @@ fn work_forever(receiver: &Mutex<mpsc::Receiver<Work>>, mut loaded: HashMap<Stri
 
 /// One job on a worker's thread: decode, upscale (stopping at the next tile once cancelled), encode with the
 /// upload's colour profile, EXIF and resolution carried over as `upscale` carries them.
-fn run(job: &Job, upscaler: &Upscaler, input: &Path, folder: &Path) -> Result<Output, JobError> {
+fn run(job: &Job, upscaler: &Upscaler, precision: Precision, input: &Path, folder: &Path) -> Result<Output, JobError> {
     let (image, metadata) = read_image_and_metadata(input, &ReadOptions::default())
         .map_err(|error| JobError::Read(crate::upload::as_upload(&error, input, &job.file_name)))?;
-    let upscaled = upscaler.upscale_interruptible(&image, &job.spec.options(), |progress| {
+    let options = UpscaleOptions { precision, ..job.spec.options() };
+    let upscaled = upscaler.upscale_interruptible(&image, &options, |progress| {
         job.progress(progress);
         if job.cancel.is_cancelled() {
             ControlFlow::Break(())

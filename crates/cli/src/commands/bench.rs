@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// What the convolutions and linear layers compute in, as `upscale --precision`.
-    #[arg(long, default_value = "f32", value_parser = super::precision_arg)]
+    #[arg(long, default_value = "auto", value_parser = super::precision_arg)]
     precision: Precision,
 }
 
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
     sana_sr_core::set_num_threads(args.threads);
     sana_sr_core::manual_seed(0);
 
-    let vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(device);
     let step: Box<dyn Fn() -> Tensor> = match (model, op) {
         (Model::DcAe, Op::Encode) => {
             let ae = AutoencoderDc::new(vs.root(), &AutoencoderDcConfig::dc_ae_f32c32_sana_1_0())?;
@@ -115,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => unreachable!("every case pairs a model with an operation it has"),
     };
 
+    vs.freeze(); // as an upscaler's weights are: cast to the precision once
     let times = with_compute_kind(args.precision.compute_kind(device), || {
         no_grad(|| {
             let _ = step(); // warm-up: allocator and oneDNN primitive caches

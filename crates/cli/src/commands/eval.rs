@@ -61,7 +61,8 @@ pub struct Args {
     #[arg(long, default_value_t = sana_sr_pipeline::upscaler::DEFAULT_TILE)]
     tile: u32,
     /// What `model` methods' weight layers compute in, as `upscale --precision`; a method not in f32 is
-    /// named with its precision (`sana-sr-compact bf16`) and scored afresh.
+    /// named with its precision (`sana-sr-compact bf16`) and scored afresh. f32 by default, unlike `upscale`:
+    /// scores then do not depend on the machine's CPU.
     #[arg(long, default_value = "f32", value_parser = super::precision_arg)]
     precision: Precision,
     /// Also write every set's LR inputs to DIR/<set>/<stem>.png (for running other tools on them).

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use anyhow::Context;
+use sana_sr_core::precision::Precision;
 use sana_sr_pipeline::registry::{ModelSource, DEFAULT_MODEL};
 use sana_sr_server::{CancellationToken, Config};
 
@@ -21,6 +22,9 @@ pub struct Args {
     /// `auto` (the first GPU, else the CPU), `cpu`, `cuda`, `cuda:N`.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// What the networks compute in, as `upscale --precision`.
+    #[arg(long, default_value = "auto", value_parser = super::precision_arg)]
+    precision: Precision,
     /// Jobs run at once (default: one, the device's).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     workers: u64,
@@ -44,6 +48,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = ModelSource::resolve(&args.model)?;
     let mut config = Config::new(model, super::device_arg(&args.device)?);
+    config.precision = args.precision;
     config.workers = args.workers as usize;
     config.max_queue = args.max_queue as usize;
     config.max_upload_bytes = args.max_upload_mb << 20;
