@@ -1,7 +1,10 @@
-"""Runs every benchmark case for sana-sr and for diffusers/PyTorch, alternating, each in its own process
-(so peak memory is per case), and prints a markdown table with the ratio ours/PyTorch.
+"""Runs every benchmark case for sana-sr and for diffusers/PyTorch eager in float32 and in bfloat16 (autocast),
+alternating, each in its own process (so peak memory is per case), and prints a markdown table with the
+speed-ups: PyTorch's time over sana-sr's (above 1: sana-sr is faster).
 
-Usage: .venv/bin/python tools/bench/compare.py [--threads 2] [--repeats 3] [--cases a,b] [--bin target/release/sana-sr]
+Usage: .venv/bin/python tools/bench/compare.py [--threads 2] [--repeats 3] [--cases a,b]
+           [--precision auto[,f32,...]] [--device cpu] [--bin target/release/sana-sr]
+With several precisions, sana-sr runs once per precision (a row each) against the same PyTorch runs.
 """
 
 import argparse
@@ -32,18 +35,24 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--bin", default="target/release/sana-sr")
+    parser.add_argument("--precision", default="auto", help="sana-sr's --precision (auto, f32, bf16, f16), comma-separated")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    common = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    common = ["--threads", str(args.threads), "--repeats", str(args.repeats), "--device", args.device]
     with tempfile.TemporaryDirectory() as configs:
         subprocess.run([args.bin, "bench", "--write-configs", configs], check=True)
-        print("| case | sana-sr (s) | PyTorch (s) | ratio ours/PyTorch | sana-sr peak RSS (MiB) | PyTorch peak RSS (MiB) |")
-        print("|---|---|---|---|---|---|")
+        print("| case | sana-sr (s) | PyTorch f32 (s) | PyTorch bf16 (s) | PyTorch f32 / sana-sr | "
+              "PyTorch bf16 / sana-sr | peak RSS (MiB): sana-sr, PyTorch f32, bf16 |")
+        print("|---|---|---|---|---|---|---|")
         for case in args.cases.split(","):
-            ours = run_json([args.bin, "bench", "--case", case, *common])
-            ref = run_json([sys.executable, str(HERE / "reference.py"), configs, case, *common])
-            ratio = ours["median_s"] / ref["median_s"]
-            print(f"| {case} | {ours['median_s']:.3f} | {ref['median_s']:.3f} | {ratio:.2f} | "
-                  f"{ours['peak_rss_mib']} | {ref['peak_rss_mib']} |", flush=True)
+            refs = [run_json([sys.executable, str(HERE / "reference.py"), configs, case, "--precision", p, *common])
+                    for p in ("f32", "bf16")]
+            for precision in args.precision.split(","):
+                ours = run_json([args.bin, "bench", "--case", case, "--precision", precision, *common])
+                speedups = " | ".join(f"{ref['median_s'] / ours['median_s']:.2f}" for ref in refs)
+                peaks = ", ".join(str(r["peak_rss_mib"]) for r in (ours, *refs))
+                print(f"| {case} ({precision}: {ours['precision']}) | {ours['median_s']:.3f} | "
+                      f"{refs[0]['median_s']:.3f} | {refs[1]['median_s']:.3f} | {speedups} | {peaks} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ def main() -> None:
     parser.add_argument("--size", default="300x250", help="the photo's top-left crop, WxH")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--binary", type=Path, default=ROOT / "target/release/sana-sr")
+    parser.add_argument("--device", help="upscale's --device (default: its own, auto)")
+    parser.add_argument("--precision", help="upscale's --precision (default: its own, auto)")
     args = parser.parse_args()
+    options = [arg for name in ("device", "precision") if getattr(args, name) for arg in (f"--{name}", getattr(args, name))]
 
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,7 +43,7 @@ def main() -> None:
         for _ in range(args.runs):
             for model in args.models:
                 out = Path(tmp) / "out.png"
-                command = [str(args.binary), "upscale", str(photo), "-o", str(out), "--overwrite", "--model", model]
+                command = [str(args.binary), "upscale", str(photo), "-o", str(out), "--overwrite", "--model", model, *options]
                 start = time.perf_counter()
                 subprocess.run(command, check=True, capture_output=True)
                 seconds[model].append(time.perf_counter() - start)
