@@ -153,6 +153,39 @@ fn forward_matches_diffusers_and_the_mask_matters() {
     })
 }
 
+/// bf16 inference (`--precision bf16`: weight layers in bfloat16, norms and the attention sums in float32)
+/// against the same float32 reference. Rounding a float32 to bf16 moves it by up to 2^15 ulps (8 of its 24
+/// significant bits are kept), in a sign that looks random, and every weight layer rounds its weight and its
+/// input. How far such moves reach the output is the network's own sensitivity, measured alongside: every
+/// weight and input moved by one ulp in a random-looking pattern moves the output by `e1` (normalised). Errors
+/// this small act linearly, so rounding to bf16 gives about 2^15·sqrt(2)·`e1`; the bound is 2^16·`e1`. The error
+/// must also exceed float32's bound many times over, or the layers did not run in bf16.
+#[test]
+fn bf16_inference_stays_within_bf16_rounding_of_diffusers() {
+    use sana_sr_core::precision::with_compute_kind;
+    no_grad(|| {
+        for name in TINY {
+            let case = Case::load(name);
+            let mask = case.input("encoder_attention_mask");
+            let full = case.forward(Some(mask)).unwrap();
+            let half = with_compute_kind(Some(Kind::BFloat16), || case.forward(Some(mask)).unwrap());
+            let mut nudged = Case::load(name);
+            for (_, mut w) in nudged.vs.variables().into_iter().filter(|(_, w)| w.is_floating_point()) {
+                w.copy_(&nudge_by_one_ulp(&w));
+            }
+            for key in ["hidden_states", "encoder_hidden_states"] {
+                let moved = nudge_by_one_ulp(nudged.input(key));
+                nudged.inputs.insert(key.to_string(), moved);
+            }
+            let e1 = normalised_error(&nudged.forward(Some(mask)).unwrap(), &full);
+            let err = normalised_error(&half, &case.expected["output"]);
+            println!("{name:>20} bf16 forward normalised error {err:.3e}, one-ulp sensitivity {e1:.3e}, ratio {:.0}", err / e1);
+            assert!(err <= 65536.0 * e1, "{name}: {err:e} over 2^16 × {e1:e}");
+            assert!(err > 10.0 * BOUND, "{name}: {err:e} is float32's error: the layers did not run in bf16");
+        }
+    })
+}
+
 #[test]
 fn save_pretrained_then_from_pretrained_gives_the_same_model() {
     no_grad(|| {

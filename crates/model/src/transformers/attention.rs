@@ -130,13 +130,14 @@ impl CrossAttention {
         // [B, T, inner] → [B, heads, T, head_dim]
         let per_head = |t: Tensor| t.unflatten(2, [heads, -1]).transpose(1, 2);
         let kind = q.kind();
-        // The bias must have the logits' kind (it is float32 beside bfloat16 projections under mixed precision).
+        // The bias must have the logits' kind (it is float32 beside bfloat16 projections under mixed precision),
+        // and so must the values: a query-key norm returns float32 queries and keys beside bfloat16 values.
         let key_bias = key_bias.map(|bias| bias.to_kind(kind));
-        let (q, k) = (per_head(q), per_head(k));
+        let (q, k, v) = (per_head(q), per_head(k.to_kind(kind)), per_head(v.to_kind(kind)));
         // Q Kᵀ and A V: each [B, heads, N, L] products over head_dim.
         cost::record(|| 2 * (q.numel() * k.size()[2] as usize) as u64);
         let out =
-            Tensor::scaled_dot_product_attention(&q, &k, &per_head(v), key_bias.as_ref(), 0.0, false, None, false);
+            Tensor::scaled_dot_product_attention(&q, &k, &v, key_bias.as_ref(), 0.0, false, None, false);
         self.proj.to_out.forward(&out.transpose(1, 2).flatten(2, 3).to_kind(kind))
     }
 }
