@@ -117,6 +117,43 @@ fn the_bound_passes_a_one_ulp_nudge_and_fails_one_wrong_weight() {
     }
 }
 
+/// bf16 inference (`--precision bf16`: weight layers in bfloat16, norms and the attention sums in float32)
+/// against diffusers' float32 latent and reconstruction. `--precision f16` rounds exactly the same tensors (every
+/// weight layer's weight and input), keeping 11 significant bits where bf16 keeps 8; errors this small act
+/// linearly, so bf16's error is about 2^3 = 8 times f16's, the ratio of the two roundings, whatever the depth
+/// and the attention's amplification. The bound is 16 times f16's error; above 2 times it, or the layers did
+/// not run in bf16 (a run in f32 or f16 gives a ratio near 0 or 1). Measured: ratios 8.1-9.7.
+///
+/// Not on `unshuffle`: its encoder's linear attention divides by key sums that nearly vanish in that random
+/// model (the ~400x amplification of the bound above), so f16 already moves its latent by 7% (normalised) and
+/// rounding errors there are far from linear (bf16/f16 ratios 1.7 on the latent, 125 on the reconstruction).
+#[test]
+fn bf16_inference_stays_within_eight_times_the_f16_rounding() {
+    use sana_sr_core::precision::with_compute_kind;
+    for name in ["lpb0_conv", "lpb0_unshuffle"] {
+        let (model, _vs) = load_tiny(name);
+        let io = read(&fixtures().join(name), "io.safetensors");
+        let errors = |kind| {
+            no_grad(|| {
+                with_compute_kind(Some(kind), || {
+                    let latent = model.encode(&io["image"]).unwrap();
+                    let reconstruction = model.decode(&io["latent"]).unwrap();
+                    [
+                        normalised_error(&latent, &io["latent"]),
+                        normalised_error(&reconstruction, &io["reconstruction"]),
+                    ]
+                })
+            })
+        };
+        let (half, bf16) = (errors(Kind::Half), errors(Kind::BFloat16));
+        for (stage, (h, b)) in ["latent", "reconstruction"].into_iter().zip(half.into_iter().zip(bf16)) {
+            println!("{name:>15} {stage:<15} bf16 {b:.3e}, f16 {h:.3e}, ratio {:.1}", b / h);
+            assert!(b <= 16.0 * h, "{name}/{stage}: bf16 error {b:e} over 16 x f16's {h:e}");
+            assert!(b > 2.0 * h, "{name}/{stage}: bf16 error {b:e} is not bf16's rounding (f16's is {h:e})");
+        }
+    }
+}
+
 #[test]
 fn tiny_unshuffle_matches_diffusers_module_by_module() {
     check_tiny_fixture("unshuffle");
