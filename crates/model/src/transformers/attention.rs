@@ -138,6 +138,6 @@ impl CrossAttention {
         cost::record(|| 2 * (q.numel() * k.size()[2] as usize) as u64);
         let out =
             Tensor::scaled_dot_product_attention(&q, &k, &v, key_bias.as_ref(), 0.0, false, None, false);
-        self.proj.to_out.forward(&out.transpose(1, 2).flatten(2, 3).to_kind(kind))
+        self.proj.to_out.forward(&out.transpose(1, 2).flatten(2, 3))
     }
 }
