@@ -187,6 +187,11 @@ impl Model {
     pub fn load(source: &ModelSource, run: &ModelRun, steps: Option<usize>) -> Result<Self, RegistryError> {
         let upscaler = Upscaler::load(source, run.device)?;
         let mut identity = format!("model sha256 {} tile {:?}", source.fingerprint()?, run.tile);
+        // Tiles were once all `tile` long; equal tiles just long enough give other outputs on a tiled image,
+        // so scores made before them are not reused.
+        if run.tile.is_some() {
+            identity += " equal";
+        }
         if let Some(steps) = steps {
             identity += &format!(" steps {steps}");
         }

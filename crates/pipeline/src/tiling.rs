@@ -16,7 +16,7 @@ use sana_sr_core::{Device, Kind, Tensor};
 /// Tile layout along both axes, in cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
-    /// Side of a tile; a grid no longer than this along an axis is not cut along it.
+    /// Longest side of a tile; a grid no longer than this along an axis is not cut along it.
     pub tile: i64,
     /// Cells shared by neighbouring tiles, at least; must be more than twice `margin`.
     pub overlap: i64,
@@ -38,15 +38,35 @@ impl Tiling {
         Self { tile: i64::MAX, overlap: 0, margin: 0 }
     }
 
-    /// Start cells of the tiles along an axis of `cells` cells (each tile `min(tile, cells)` long): the fewest
-    /// tiles whose overlaps are all at least `overlap`, spread evenly, the last one ending on the edge.
-    pub fn starts(&self, cells: i64) -> Vec<i64> {
+    /// How many tiles an axis of `cells` cells is cut into: the fewest of at most `tile` cells whose overlaps
+    /// are all at least `overlap`.
+    fn count_along(&self, cells: i64) -> i64 {
         if cells <= self.tile {
-            return vec![0];
+            return 1;
         }
         let stride = self.tile - self.overlap;
-        let count = (cells - self.overlap + stride - 1) / stride;
-        let span = cells - self.tile;
+        (cells - self.overlap + stride - 1) / stride
+    }
+
+    /// Length of every tile along an axis of `cells` cells: the whole axis in one tile, else the shortest at
+    /// which that many tiles still overlap by `overlap`. Equal tiles just long enough: an axis a little longer
+    /// than one tile is not computed nearly twice over (300 cells in tiles of at most 256 overlapping by 64
+    /// are two tiles of 182, not of 256).
+    pub fn len(&self, cells: i64) -> i64 {
+        let count = self.count_along(cells);
+        (cells + (count - 1) * self.overlap + count - 1) / count
+    }
+
+    /// Start cells of the tiles along an axis of `cells` cells (each [`Self::len`] long), spread evenly, the last
+    /// one ending on the edge.
+    pub fn starts(&self, cells: i64) -> Vec<i64> {
+        let count = self.count_along(cells);
+        if count == 1 {
+            return vec![0];
+        }
+        // Rounded starts move each step by the floor or the ceiling of `span / (count - 1)`, which `len`
+        // keeps within `len - overlap`.
+        let span = cells - self.len(cells);
         (0..count).map(|i| (i * span + (count - 1) / 2) / (count - 1)).collect()
     }
 
@@ -76,7 +96,7 @@ pub fn map_tiled<E>(
         on_tile();
         return Ok(out);
     }
-    let (tile_rows, tile_cols) = (tiling.tile.min(rows), tiling.tile.min(cols));
+    let (tile_rows, tile_cols) = (tiling.len(rows), tiling.len(cols));
     let mut sum: Option<Tensor> = None;
     let mut weight_sum: Option<Tensor> = None;
     for &r in &row_starts {
@@ -129,21 +149,25 @@ mod tests {
     #[test]
     fn tiles_cover_the_axis_with_at_least_the_overlap() {
         let tiling = Tiling { tile: 8, overlap: 2, margin: 0 };
-        assert_eq!(tiling.starts(8), [0]);
-        assert_eq!(tiling.starts(5), [0]);
-        assert_eq!(tiling.starts(14), [0, 6]);
-        assert_eq!(tiling.starts(15), [0, 4, 7]);
+        assert_eq!((tiling.starts(8), tiling.len(8)), (vec![0], 8));
+        assert_eq!((tiling.starts(5), tiling.len(5)), (vec![0], 5));
+        assert_eq!((tiling.starts(14), tiling.len(14)), (vec![0, 6], 8));
+        assert_eq!((tiling.starts(15), tiling.len(15)), (vec![0, 4, 8], 7));
+        assert_eq!((tiling.starts(9), tiling.len(9)), (vec![0, 3], 6));
         for cells in 9..100 {
-            let starts = tiling.starts(cells);
+            let (starts, len) = (tiling.starts(cells), tiling.len(cells));
+            assert!(len <= tiling.tile, "{cells}: tiles of {len}");
             assert_eq!(starts[0], 0);
-            assert_eq!(starts.last().unwrap() + tiling.tile, cells, "last tile ends on the edge");
+            assert_eq!(starts.last().unwrap() + len, cells, "last tile ends on the edge");
             for pair in starts.windows(2) {
-                let shared = pair[0] + tiling.tile - pair[1];
-                assert!(shared >= tiling.overlap && pair[1] > pair[0], "{cells}: {starts:?}");
+                let shared = pair[0] + len - pair[1];
+                assert!(shared >= tiling.overlap && pair[1] > pair[0], "{cells}: {starts:?} of {len}");
             }
-            // The fewest tiles: one tile fewer could not reach the edge with every overlap kept.
             let n = starts.len() as i64;
+            // The fewest tiles: one tile fewer could not reach the edge with every overlap kept.
             assert!((n - 1) * (tiling.tile - tiling.overlap) + tiling.overlap < cells, "{cells}: {starts:?}");
+            // The shortest: one cell less and n tiles could not keep every overlap.
+            assert!(n * (len - 1) - (n - 1) * tiling.overlap < cells, "{cells}: {starts:?} of {len}");
         }
     }
 

@@ -69,7 +69,7 @@ pub enum UpscaleError {
 pub struct UpscaleOptions {
     /// Upscaling factor; `None` is the model's own.
     pub scale: Option<u32>,
-    /// Tile side in output pixels (rounded down to whole latent tokens); `None` runs every stage whole.
+    /// Largest tile side in output pixels (rounded down to whole latent tokens); `None` runs every stage whole.
     pub tile: Option<u32>,
     /// Sampler steps of a SANA-SR model; `None` is the model's own (peers run in one pass and take none).
     pub steps: Option<usize>,

@@ -97,7 +97,7 @@ impl fmt::Display for State {
 pub struct Spec {
     pub model: String,
     pub scale: u32,
-    /// Tile side in output pixels.
+    /// Largest tile side in output pixels.
     pub tile: u32,
     /// The result's format, as a file extension (`png`, `jpg`, `webp`).
     pub format: String,

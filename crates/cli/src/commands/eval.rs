@@ -55,9 +55,8 @@ pub struct Args {
     /// Device for `model` methods: `cpu`, `cuda`, `cuda:N` or `auto`.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Tile side in output pixels for `model` methods, as `upscale --tile`: larger tiles recompute less of
-    /// their overlaps (a Real-ESRGAN peer spends ~2.4x its whole-image time on a 350x250 photo in 1024-pixel
-    /// tiles) and take more memory; 0 runs every image whole.
+    /// Largest tile side in output pixels for `model` methods, as `upscale --tile`: larger tiles recompute
+    /// less of their overlaps and take more memory; 0 runs every image whole.
     #[arg(long, default_value_t = sana_sr_pipeline::upscaler::DEFAULT_TILE)]
     tile: u32,
     /// What `model` methods' weight layers compute in, as `upscale --precision`; a method not in f32 is

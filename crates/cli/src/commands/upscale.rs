@@ -47,8 +47,8 @@ pub struct Args {
     /// A built-in model, a model in the models folder, or a model file; `sana-sr models` lists them.
     #[arg(short, long, default_value = DEFAULT_MODEL, value_name = "NAME|PATH")]
     model: String,
-    /// Tile side in output pixels: large images run in overlapping tiles of this size to bound memory
-    /// (lower it if memory runs out); 0 runs every image whole.
+    /// Largest tile side in output pixels: large images run in equal overlapping tiles of at most this size to
+    /// bound memory (lower it if memory runs out); 0 runs every image whole.
     #[arg(long, default_value_t = DEFAULT_TILE, value_name = "N")]
     tile: u32,
     /// Sampler steps of a diffusion model (default: the model's own, 1 for the built-in model); more steps
