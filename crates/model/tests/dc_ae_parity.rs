@@ -138,10 +138,7 @@ fn bf16_inference_stays_within_eight_times_the_f16_rounding() {
                 with_compute_kind(Some(kind), || {
                     let latent = model.encode(&io["image"]).unwrap();
                     let reconstruction = model.decode(&io["latent"]).unwrap();
-                    [
-                        normalised_error(&latent, &io["latent"]),
-                        normalised_error(&reconstruction, &io["reconstruction"]),
-                    ]
+                    [normalised_error(&latent, &io["latent"]), normalised_error(&reconstruction, &io["reconstruction"])]
                 })
             })
         };

@@ -179,7 +179,10 @@ fn bf16_inference_stays_within_bf16_rounding_of_diffusers() {
             }
             let e1 = normalised_error(&nudged.forward(Some(mask)).unwrap(), &full);
             let err = normalised_error(&half, &case.expected["output"]);
-            println!("{name:>20} bf16 forward normalised error {err:.3e}, one-ulp sensitivity {e1:.3e}, ratio {:.0}", err / e1);
+            println!(
+                "{name:>20} bf16 forward normalised error {err:.3e}, one-ulp sensitivity {e1:.3e}, ratio {:.0}",
+                err / e1
+            );
             assert!(err <= 65536.0 * e1, "{name}: {err:e} over 2^16 × {e1:e}");
             assert!(err > 10.0 * BOUND, "{name}: {err:e} is float32's error: the layers did not run in bf16");
         }

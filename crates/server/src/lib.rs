@@ -135,7 +135,14 @@ impl AppState {
             .map_err(|source| ServeError::TempDir { path: config.temp_dir.clone(), source })?;
         let models = Catalogue::new(&config.model)?;
         let default = models.default_model();
-        let queue = Queue::new(config.workers, config.max_queue, &default.entry.name, &default.source, config.device, config.precision)?;
+        let queue = Queue::new(
+            config.workers,
+            config.max_queue,
+            &default.entry.name,
+            &default.source,
+            config.device,
+            config.precision,
+        )?;
         Ok(Arc::new(Self {
             models,
             queue,

@@ -88,7 +88,13 @@ impl Layer {
         Self::new(weight, bias, op, adapter, experts)
     }
 
-    fn new(weight: Tensor, bias: Option<Tensor>, op: Op, adapter: Option<LoraAdapter>, experts: Vec<LoraAdapter>) -> Self {
+    fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        op: Op,
+        adapter: Option<LoraAdapter>,
+        experts: Vec<LoraAdapter>,
+    ) -> Self {
         Self { weight, bias, op, adapter, experts, cast: Mutex::new(None) }
     }
 

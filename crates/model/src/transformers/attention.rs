@@ -136,8 +136,7 @@ impl CrossAttention {
         let (q, k, v) = (per_head(q), per_head(k.to_kind(kind)), per_head(v.to_kind(kind)));
         // Q Kᵀ and A V: each [B, heads, N, L] products over head_dim.
         cost::record(|| 2 * (q.numel() * k.size()[2] as usize) as u64);
-        let out =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, key_bias.as_ref(), 0.0, false, None, false);
+        let out = Tensor::scaled_dot_product_attention(&q, &k, &v, key_bias.as_ref(), 0.0, false, None, false);
         self.proj.to_out.forward(&out.transpose(1, 2).flatten(2, 3))
     }
 }
