@@ -76,13 +76,15 @@ fn lora_merge_never_writes_over_what_it_reads() {
     assert_eq!(std::fs::read(cwd.join("base.safetensors")).unwrap(), b"the base model");
 }
 
-/// The built-in model written to `dir/name` after `edit` changed its config and tensors.
+/// The built-in sana-sr-compact written to `dir/name` after `edit` changed its config and tensors: unpruned,
+/// so that every block has the config's widths and a deeper config asks for blocks the file lacks.
 fn edited_model(
     dir: &Path,
     name: &str,
     edit: impl FnOnce(&mut serde_json::Value, &mut HashMap<String, Tensor>),
 ) -> PathBuf {
-    let (mut tensors, mut metadata) = read_tensors_from_bytes(BUILTIN_MODELS[0].bytes, Path::new("built-in")).unwrap();
+    let built_in = BUILTIN_MODELS.iter().find(|m| m.name == "sana-sr-compact").unwrap();
+    let (mut tensors, mut metadata) = read_tensors_from_bytes(built_in.bytes, Path::new("built-in")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&metadata[CONFIG_METADATA_KEY]).unwrap();
     edit(&mut config, &mut tensors);
     metadata.insert(CONFIG_METADATA_KEY.into(), config.to_string());

@@ -170,6 +170,10 @@ fn model_files_round_trip_and_refuse_other_checkpoints() {
     // Weights of another config: a shape mismatch that names the key.
     let mut other = model.config.clone();
     other.transformer.num_layers += 1;
+    // A pruned model lists each block's widths: the new block repeats the last one's.
+    if let Some(widths) = &mut other.transformer.block_widths {
+        widths.push(*widths.last().unwrap());
+    }
     let other_vs = nn::VarStore::new(Device::Cpu);
     let bigger = SrModel::build(other_vs.root(), &other).unwrap();
     let (tensors, _) = sana_sr_model::checkpoint::read_tensors_from_bytes(&bytes, &path).unwrap();

@@ -192,15 +192,16 @@ fn list() -> anyhow::Result<()> {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         sources.push((name, ModelSource::File(file)));
     }
-    println!("{:<28} {:<15} {:>8} {:>11} {:>9}  description", "model", "architecture", "scales", "parameters", "size");
+    println!("{:<36} {:<15} {:>8} {:>11} {:>9}  description", "model", "architecture", "scales", "parameters", "size");
     for (label, source) in &sources {
         let label = printable(label);
         match source.info() {
             Ok(info) => {
                 let scales: Vec<String> = info.config.scales().iter().map(|s| format!("x{s}")).collect();
-                let marker = if label.starts_with(DEFAULT_MODEL) { "*" } else { " " };
+                let is_default = matches!(source, ModelSource::Builtin(m) if m.name == DEFAULT_MODEL);
+                let marker = if is_default { "*" } else { " " };
                 println!(
-                    "{marker}{label:<27} {:<15} {:>8} {:>10.2}M {:>7.1}MB  {}",
+                    "{marker}{label:<35} {:<15} {:>8} {:>10.2}M {:>7.1}MB  {}",
                     info.config.architecture(),
                     scales.join(","),
                     info.parameters as f64 / 1e6,
@@ -208,7 +209,7 @@ fn list() -> anyhow::Result<()> {
                     printable(info.config.description())
                 );
             }
-            Err(err) => println!(" {label:<27} unreadable: {}", printable(&err.to_string())),
+            Err(err) => println!(" {label:<35} unreadable: {}", printable(&err.to_string())),
         }
     }
     println!(
