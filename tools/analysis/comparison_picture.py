@@ -5,11 +5,14 @@ the ground truth it was made from. Every method upscales the region with `CONTEX
 that no method sees a cut-off border where the crop is taken), and the picture shows, per row, the LR region
 nearest-upscaled | each method | GT (a grey cell where there is none).
 
+    D=../shared/datasets I=$D/ImageNet-ValSR
     SANA_SR_MODELS=data/peers/models .venv/bin/python tools/analysis/comparison_picture.py \\
-        --case "$D/RealSRSet+5images/ppt3.png@60,40" \\
-        --case "$D/ImageNet-ValSR/lq/ILSVRC2012_val_00000067.png@20,30=$D/ImageNet-ValSR/gt/ILSVRC2012_val_00000067.png" \\
-        --method bicubic --method "x4plus=realesrgan-x4plus" --method "sana-sr-compact=sana-sr-compact" \\
-        -o docs/comparison.png
+        --case "$I/lq/ILSVRC2012_val_00000219.png@8,8=$I/gt/ILSVRC2012_val_00000219.png" \\
+        --case "$I/lq/ILSVRC2012_val_00000079.png@8,8=$I/gt/ILSVRC2012_val_00000079.png" \\
+        --case "$D/RealSRSet+5images/ppt3.png@8,178" --case "$D/RealSet65/supermarket1.jpeg@18,88" \\
+        --case "$D/RealSRSet+5images/foreman.png@78,6" --case "$D/RealSRSet+5images/tiger.png@150,196" \\
+        --method bicubic --method "x4plus=realesrgan-x4plus" --method "general-x4v3=realesr-general-x4v3" \\
+        --method "sana-sr (built in)=sana-sr-compact-pruned" -o docs/comparison.png
 
 `bicubic` is Pillow's (the cubic kernel with a = -0.5 that MATLAB's `imresize` uses); every other method is a
 model `sana-sr upscale --model` takes. Needs Pillow in the venv and a release build.
