@@ -10,7 +10,7 @@ use sana_sr_core::{nn, Kind, Tensor};
 
 use super::channel_norm::{ChannelNorm, NormType};
 use crate::cost;
-use crate::layers::{ConvConfig, Layer};
+use crate::layers::{linear_attention, ConvConfig, Layer};
 
 /// Added to the normaliser of both attention forms (`eps=1e-15`, the reference's default, which the DC-AE
 /// keeps).
@@ -123,24 +123,6 @@ impl SanaMultiscaleLinearAttention {
             h
         }
     }
-}
-
-/// `q`, `k`, `v`: `[batch, heads, head_dim, pixels]`. The reference appends a row of ones to the values so
-/// that its pair of matmuls also yields the normaliser `1ᵀ kᵀ q`; here the normaliser is the keys summed over
-/// the pixels, times the queries: the same products, without copying the values into a taller tensor (that
-/// copy of a strided view took a third of the attention's time on a CPU). The recorded MACs are the
-/// reference's: the key sums count as the ones row's products.
-fn linear_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-    let (_, _, head_dim, pixels) = v.size4().expect("[batch, heads, head_dim, pixels]");
-    let vk = v.matmul(&k.transpose(-1, -2));
-    cost::record_product(&vk, pixels);
-    let numerator = vk.matmul(q);
-    cost::record_product(&numerator, head_dim);
-    let key_sums = k.sum_dim_intlist(-1, true, k.kind());
-    cost::record_product(&key_sums, pixels);
-    let normaliser = key_sums.transpose(-1, -2).matmul(q);
-    cost::record_product(&normaliser, head_dim);
-    numerator / (normaliser + EPS)
 }
 
 /// The same attention with the `[pixels, pixels]` score matrix formed explicitly, normalised over the keys

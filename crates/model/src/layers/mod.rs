@@ -3,6 +3,7 @@
 mod activation;
 mod glumbconv;
 mod layer;
+mod linear_attention;
 pub mod lora;
 mod norm;
 pub mod variables;
@@ -10,4 +11,5 @@ pub mod variables;
 pub use activation::Activation;
 pub use glumbconv::GluMbConv;
 pub use layer::{ConvConfig, Layer, Op};
+pub use linear_attention::linear_attention;
 pub use norm::{BatchNorm2d, LayerNorm, RmsNorm};

@@ -7,12 +7,10 @@ use sana_sr_core::{nn, Kind, Tensor};
 
 use super::config::QkNorm;
 use crate::cost;
-use crate::layers::{Layer, RmsNorm};
+use crate::layers::{linear_attention, Layer, RmsNorm};
 
 /// Epsilon of `norm_q`/`norm_k` (the `eps=1e-5` default of diffusers `Attention`).
 const QK_NORM_EPS: f64 = 1e-5;
-/// Added to the linear attention's normaliser (`SanaLinearAttnProcessor2_0`).
-const LINEAR_ATTENTION_EPS: f64 = 1e-15;
 
 /// The projections of one diffusers `Attention`.
 #[derive(Debug)]
@@ -71,8 +69,8 @@ impl AttentionProjections {
 }
 
 /// ReLU linear attention over the image tokens: per head,
-/// `out_n = Σ_m v_m (φk_m·φq_n) / (Σ_m φk_m·φq_n + 1e-15)` with `φ = relu`, computed as
-/// `([V; 1] Kᵀ) Q` in float32 (the reference's trick of appending a row of ones to V for the normaliser).
+/// `out_n = Σ_m v_m (φk_m·φq_n) / (Σ_m φk_m·φq_n + 1e-15)` with `φ = relu`, in float32
+/// ([`linear_attention`]).
 #[derive(Debug)]
 pub struct LinearSelfAttention {
     pub proj: AttentionProjections,
@@ -91,16 +89,9 @@ impl LinearSelfAttention {
         // [B, N, inner] → [B, heads, head_dim, N]
         let per_head = |t: Tensor| t.transpose(1, 2).unflatten(1, [heads, -1]);
         let q = per_head(q).relu().to_kind(Kind::Float);
-        let k = per_head(k).transpose(2, 3).relu().to_kind(Kind::Float);
+        let k = per_head(k).relu().to_kind(Kind::Float);
         let v = per_head(v).to_kind(Kind::Float);
-        let ones = Tensor::ones_like(&v.narrow(2, 0, 1));
-        let v = Tensor::cat(&[v, ones], 2);
-        let scores = v.matmul(&k); // [B, heads, head_dim + 1, head_dim]
-        cost::record_product(&scores, k.size()[2]);
-        let out = scores.matmul(&q); // [B, heads, head_dim + 1, N]
-        cost::record_product(&out, q.size()[2]);
-        let head_dim = out.size()[2] - 1;
-        let out = out.narrow(2, 0, head_dim) / (out.narrow(2, head_dim, 1) + LINEAR_ATTENTION_EPS);
+        let out = linear_attention(&q, &k, &v);
         let out = out.flatten(1, 2).transpose(1, 2).to_kind(kind);
         let out = self.proj.to_out.forward(&out);
         if kind == Kind::Half {
