@@ -12,8 +12,8 @@ use super::channel_norm::{ChannelNorm, NormType};
 use crate::cost;
 use crate::layers::{linear_attention, ConvConfig, Layer};
 
-/// Added to the normaliser of both attention forms (`eps=1e-15`, the reference's default, which the DC-AE
-/// keeps).
+/// Added to the quadratic form's normaliser (`eps=1e-15`, the reference's default, which the DC-AE keeps; the
+/// linear form's is the same).
 const EPS: f64 = 1e-15;
 
 /// One extra scale of `to_qkv_multiscale`: a `kernel_size` depthwise conv over the concatenated q, k, v
