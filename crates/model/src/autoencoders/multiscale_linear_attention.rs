@@ -10,11 +10,7 @@ use sana_sr_core::{nn, Kind, Tensor};
 
 use super::channel_norm::{ChannelNorm, NormType};
 use crate::cost;
-use crate::layers::{linear_attention, ConvConfig, Layer};
-
-/// Added to the quadratic form's normaliser (`eps=1e-15`, the reference's default, which the DC-AE keeps; the
-/// linear form's is the same).
-const EPS: f64 = 1e-15;
+use crate::layers::{linear_attention, ConvConfig, Layer, NORMALISER_EPS};
 
 /// One extra scale of `to_qkv_multiscale`: a `kernel_size` depthwise conv over the concatenated q, k, v
 /// channels, then a 1×1 conv mixing channels within each of the `3 * heads` groups (diffusers
@@ -132,7 +128,7 @@ fn quadratic_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     let scores = k.transpose(-1, -2).matmul(q);
     cost::record_product(&scores, head_dim);
     let scores = scores.to_kind(Kind::Float);
-    let scores = &scores / (scores.sum_dim_intlist(2, true, Kind::Float) + EPS);
+    let scores = &scores / (scores.sum_dim_intlist(2, true, Kind::Float) + NORMALISER_EPS);
     let out = v.matmul(&scores.to_kind(v.kind()));
     cost::record_product(&out, scores.size()[2]);
     out

@@ -5,8 +5,9 @@ use sana_sr_core::Tensor;
 
 use crate::cost;
 
-/// Added to the normaliser (`eps=1e-15` in both of diffusers' processors).
-const EPS: f64 = 1e-15;
+/// Added to the normaliser (`eps=1e-15` in both of diffusers' processors; the DC-AE's quadratic form of the
+/// same attention adds it too).
+pub const NORMALISER_EPS: f64 = 1e-15;
 
 /// Per head, `out_n = Σ_m v_m (k_m·q_n) / (Σ_m k_m·q_n + eps)`, for `q` and `k` already through the feature
 /// map (ReLU) and `q`, `k`, `v` all `[batch, heads, head_dim, tokens]`, in their kind (the callers pass
@@ -27,5 +28,5 @@ pub fn linear_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     cost::record_product(&key_sums, tokens);
     let normaliser = key_sums.transpose(-1, -2).matmul(q);
     cost::record_product(&normaliser, head_dim);
-    numerator / (normaliser + EPS)
+    numerator / (normaliser + NORMALISER_EPS)
 }

@@ -11,5 +11,5 @@ pub mod variables;
 pub use activation::Activation;
 pub use glumbconv::GluMbConv;
 pub use layer::{ConvConfig, Layer, Op};
-pub use linear_attention::linear_attention;
+pub use linear_attention::{linear_attention, NORMALISER_EPS};
 pub use norm::{BatchNorm2d, LayerNorm, RmsNorm};
