@@ -45,10 +45,12 @@ mkdir -p "$root/lib"
 cp "$binary" "$root/sana-sr"
 chmod u+w "$root/sana-sr"
 
-# The CPU variant drops the CUDA backend where it is linked in: its only job is to register CUDA from static
-# initialisers (crates/cli/build.rs links it on purpose), nothing calls into it, so without the NEEDED entry
-# the binary and libtorch.so load and run on the CPU. libtorch_cpu.so itself needs libcudart and libcupti
-# (small; they load without a GPU), which the closure below brings.
+# The CPU variant drops the CUDA backend where a library links it in (libtorch.so does): its only job is to
+# register CUDA from static initialisers, nothing calls into it, so without the NEEDED entry the library loads
+# and runs on the CPU. The binary does not link it: it loads libtorch_cuda.so from beside libtorch_cpu.so at
+# start-up where an NVIDIA driver is (crates/core/src/device.rs), which in the full variant is lib/.
+# libtorch_cpu.so itself needs libcudart and libcupti (small; they load without a GPU), which the closure
+# below brings.
 drop_cuda() {
     [ $cpu_only = 1 ] || return 0
     for lib in libtorch_cuda.so libc10_cuda.so; do
