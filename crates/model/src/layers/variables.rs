@@ -185,13 +185,20 @@ fn placeholder(p: &nn::Path) -> Tensor {
     Tensor::zeros([0], (Kind::Float, p.device()))
 }
 
-/// A trainable variable, [`nn::Path::var`] under the plan in force.
+/// A trainable variable, [`nn::Path::var`] under the plan in force. Under [`with_stored_shapes`] an
+/// admitted variable is left uninitialised: the loader's strict copy overwrites every one of them or fails
+/// (and the network is dropped), so drawing its random init would only cost time (seconds for SANA 1.6B).
 pub fn var(p: &nn::Path, name: &str, shape: &[i64], init: nn::Init) -> Tensor {
-    if admit(p, name, shape) {
-        p.var(name, shape, init)
-    } else {
-        placeholder(p)
+    match admit(p, name, shape) {
+        true if loading() => p.add(name, Tensor::empty(shape, (p.kind(), p.device())), true),
+        true => p.var(name, shape, init),
+        false => placeholder(p),
     }
+}
+
+/// Whether a network is being built at a file's stored shapes, to be loaded from it.
+fn loading() -> bool {
+    PLAN.with_borrow(|plan| matches!(plan, Some(Plan::Stored { .. })))
 }
 
 /// A variable that does not train, all zeros (a running mean).
