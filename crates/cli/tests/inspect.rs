@@ -59,7 +59,10 @@ fn a_peer_file_is_counted_and_bad_requests_are_refused() {
     assert!(report["notes"][0].as_str().unwrap().contains("mirrored"));
 
     for (args, message) in [
-        (vec!["inspect", "sana-sr-tiny", "--scale", "7"], "does not upscale by 7"),
+        (vec!["inspect", "sana-sr-tiny", "--scale", "7"], "scale 7 is not supported"),
+        (vec!["inspect", "sana-sr-tiny", "--guidance", "2"], "no text encoder"),
+        (vec!["inspect", "sana-sr-tiny", "--steps", "0"], "outside 1..="),
+        (vec!["inspect", "small", "--steps", "2"], "takes no sampler steps"),
         (vec!["inspect", "sana-sr-tiny", "--input", "12x"], "--input"),
         (vec!["inspect", "no-such-model"], "no model named"),
         (vec!["inspect", "missing.model.json"], "missing.model.json"),
@@ -109,4 +112,9 @@ fn a_model_with_an_lr_stem_steps_and_experts_is_counted_and_its_experts_listed()
         .map(|s| s["macs"].as_u64().unwrap())
         .sum();
     assert_eq!(stage("transformer, steps 2-4")["macs"].as_u64().unwrap(), 3 * first);
+
+    // `--steps` counts the run `upscale --steps` makes.
+    let report = json(&["inspect", path.to_str().unwrap(), "--steps", "6", "--json"], dir.path());
+    let stage = |name: &str| report["stages"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!(stage("transformer, steps 2-6")["macs"].as_u64().unwrap(), 5 * first);
 }

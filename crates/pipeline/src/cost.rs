@@ -30,7 +30,7 @@ pub struct CostReport {
     pub networks: Vec<Part>,
     /// The stages in the order they run: `input resize`, `encoder`, (`lr stem`), `transformer embeddings`,
     /// every `transformer_blocks.{i}`, `transformer output` (the first step's DiT pass), (`transformer, steps
-    /// 2-N`, `experts 2-K`), `decoder`; a peer's `network`.
+    /// 2-N`, `transformer, empty prompt (guidance)`, `experts 2-K`), `decoder`; a peer's `network`.
     pub stages: Vec<Part>,
     /// Every module the stages are made of, under its path in the model file (`vae.encoder.down_blocks.0.1`,
     /// `transformer.transformer_blocks.3`, `body.7`).
@@ -39,11 +39,32 @@ pub struct CostReport {
     pub notes: Vec<String>,
 }
 
+/// How an upscale runs, where that changes what it costs (the upscaler's options of the same names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Sampler steps; `None` is the model's own.
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale: over 1, every step's DiT runs again on the empty prompt, which the
+    /// text encoder encodes too.
+    pub guidance: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { steps: None, guidance: 1.0 }
+    }
+}
+
 impl CostReport {
-    /// The report for a model of either kind; `scale` must be one it supports.
+    /// The report for a model of either kind, sampled as its config says; `scale` must be one it supports.
     pub fn new(config: &ModelConfig, input: (i64, i64), scale: u32) -> Self {
+        Self::sampled(config, input, scale, Sampling::default())
+    }
+
+    /// [`Self::new`] with the sampler's steps and guidance of the run (a peer has neither).
+    pub fn sampled(config: &ModelConfig, input: (i64, i64), scale: u32, sampling: Sampling) -> Self {
         match config {
-            ModelConfig::Sana(c) => sana(c, input, scale),
+            ModelConfig::Sana(c) => sana(c, input, scale, sampling),
             ModelConfig::Esrgan(c) => peer(c, input, scale),
         }
     }
@@ -65,7 +86,10 @@ pub fn resize_macs(resize: InputResize, channels: i64, from: (i64, i64), to: (i6
     macs as u64
 }
 
-fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
+fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32, sampling: Sampling) -> CostReport {
+    let mut sampler = c.sampler.clone();
+    sampler.steps = sampling.steps.unwrap_or(sampler.steps);
+    let guided = sampling.guidance > 1.0;
     let output = (input.0 * scale as i64, input.1 * scale as i64);
     // The resized image is padded (border repeated) to whole latent tokens, as the upscaler does.
     let per_token = c.pixels_per_token();
@@ -79,7 +103,6 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
             image.1, image.0
         ));
     }
-    let sampler = &c.sampler;
     if sampler.steps > 1 || sampler.start == Start::Noise {
         let start = match sampler.start {
             Start::LrLatent => format!("the LR latent at timestep {}", c.timestep),
@@ -102,7 +125,7 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     }
     let resize = Part::new("input resize", Cost::macs(resize_macs(c.input_resize, 3, input, output)));
     let (mut encoder, latent) = dc_ae::encoder(&c.vae, image);
-    if c.sampler.start == Start::Noise {
+    if sampler.start == Start::Noise {
         // A sampler from noise takes the image through the stem only: the encoder is stored (it makes the
         // training targets) but does not run.
         encoder.iter_mut().for_each(|part| part.cost.macs = 0);
@@ -115,7 +138,12 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
         None => (Cost::params((c.condition_tokens * c.transformer.caption_channels) as u64), Vec::new()),
         Some(text) => {
             notes.push("the text encoder runs once per prompt (its condition is kept for every tile and image)".into());
-            (Cost::default(), gemma2::encoder(&text.encoder, text.max_length as i64))
+            let mut encoder = gemma2::encoder(&text.encoder, text.max_length as i64);
+            if guided {
+                // The tags' prompt and the empty one.
+                encoder.iter_mut().for_each(|part| part.cost.macs *= 2);
+            }
+            (Cost::default(), encoder)
         }
     };
 
@@ -131,20 +159,26 @@ fn sana(c: &SrModelConfig, input: (i64, i64), scale: u32) -> CostReport {
     stages.push(Part::new("transformer output", output_part));
     // LinearSR's parts: a pass of the DiT per further sampler step, and the other experts' DiTs (one DiT runs
     // per step, so they add parameters, not MACs), or the experts' adapters (one set runs at every step).
+    // With guidance, every step's DiT pass (its adapters included) runs twice.
+    let passes = if guided { 2 } else { 1 };
     let pass = cost::total(&transformer);
-    let steps = c.sampler.steps as u64;
+    let steps = sampler.steps as u64;
     let more_steps = Part::new(format!("transformer, steps 2-{steps}"), Cost::macs(pass.macs * (steps - 1)));
     let experts = c.experts.as_ref().and_then(|e| e.count().ok()).unwrap_or(1) as u64;
     let more_experts = match c.experts.as_ref().and_then(|e| e.lora.as_ref()) {
         Some(lora) => {
             let layers = sana_transformer::dense_layers(&c.transformer, latent, c.condition_tokens);
             let set: Cost = layers.iter().filter(|l| lora.selects(&l.path)).map(|l| l.lora(lora.rank)).sum();
-            let cost = Cost { params: set.params * experts, macs: set.macs * steps };
+            let cost = Cost { params: set.params * experts, macs: set.macs * steps * passes };
             Part::new(format!("expert adapters ({experts} sets)"), cost)
         }
         None => Part::new(format!("experts 2-{experts}"), Cost::params(pass.params * (experts - 1))),
     };
-    let extra = [more_steps, more_experts].into_iter().filter(|p| p.cost != Cost::default());
+    let empty_prompt = Part::new("transformer, empty prompt (guidance)", Cost::macs(pass.macs * steps * (passes - 1)));
+    if guided {
+        notes.push(format!("guidance {}: the DiT runs on the tags' prompt and on the empty one", sampling.guidance));
+    }
+    let extra = [more_steps, empty_prompt, more_experts].into_iter().filter(|p| p.cost != Cost::default());
     stages.extend(extra.clone());
     stages.push(Part::new("decoder", cost::total(&decoder)));
     let stem = lr_stem(c, image);

@@ -7,10 +7,11 @@ use std::path::Path;
 use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
 use sana_sr_model::cost::count_macs;
 use sana_sr_model::lr_stem::LrStemConfig;
-use sana_sr_pipeline::cost::{read_model_config, CostReport};
+use sana_sr_data::Image;
+use sana_sr_pipeline::cost::{read_model_config, CostReport, Sampling};
 use sana_sr_pipeline::experts::{ExpertKind, ExpertsConfig};
 use sana_sr_pipeline::sr_model::{SamplerConfig, Start};
-use sana_sr_pipeline::upscaler::forward_batch;
+use sana_sr_pipeline::upscaler::{forward_batch, UpscaleOptions, Upscaler};
 use sana_sr_pipeline::SrModel;
 use sana_sr_pipeline::{EsrganModel, EsrganModelConfig, ModelConfig, ModelSource, Network};
 
@@ -135,4 +136,27 @@ fn the_report_counts_a_text_encoders_one_prompt() {
     let resize = report.stage("input resize").unwrap().macs;
     assert_eq!(traced(&network, (12, 16), 4), report.macs - resize);
     assert_eq!(traced(&network, (12, 16), 4), report.macs - resize - text.macs, "the prompt's condition is kept");
+
+    // Guided by tags, as `upscale --guidance` runs it: the DiT runs again on the empty prompt, which the text
+    // encoder encodes too.
+    let sampling = Sampling { steps: Some(2), guidance: 3.0 };
+    let guided = CostReport::sampled(&config, (12, 16), 4, sampling);
+    assert_eq!(guided.stage("text encoder").unwrap().macs, 2 * text.macs);
+    let passes: u64 = ["transformer embeddings", "transformer output", "transformer, steps 2-2"]
+        .into_iter()
+        .map(|name| guided.stage(name).unwrap().macs)
+        .chain(guided.stages.iter().filter(|s| s.name.starts_with("transformer_blocks.")).map(|s| s.cost.macs))
+        .sum();
+    assert_eq!(guided.stage("transformer, empty prompt (guidance)").unwrap().macs, passes);
+    let upscaler = Upscaler::new(network, vs);
+    let options = UpscaleOptions {
+        tile: None,
+        steps: sampling.steps,
+        guidance: sampling.guidance,
+        tags: Some("a cat".into()),
+        ..UpscaleOptions::default()
+    };
+    let lr = Image::new(16, 12, 3, vec![0.5; 16 * 12 * 3]);
+    let (_, counted) = count_macs(|| upscaler.upscale(&lr, &options).unwrap());
+    assert_eq!(counted, guided.macs - guided.stage("input resize").unwrap().macs);
 }

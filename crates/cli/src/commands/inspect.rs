@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
-use sana_sr_pipeline::cost::{read_model_config, CostReport};
-use sana_sr_pipeline::{ModelConfig, ModelSource};
+use anyhow::Context;
+use sana_sr_pipeline::cost::{read_model_config, CostReport, Sampling};
+use sana_sr_pipeline::upscaler::check_options;
+use sana_sr_pipeline::{ModelConfig, ModelSource, UpscaleOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,6 +19,12 @@ pub struct Args {
     /// The upscaling factor (default: the model's).
     #[arg(short, long)]
     scale: Option<u32>,
+    /// Sampler steps, as `upscale --steps` runs them (default: the model's own).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale, as `upscale --guidance` runs it (a model with a text encoder).
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
     /// Print one JSON object (`params`, `macs`, `networks`, `stages`, `modules`) instead of tables.
     #[arg(long)]
     json: bool,
@@ -35,11 +42,17 @@ adds, shortcuts, pixel (un)shuffles (elementwise work). One untiled pass; tiles 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = model_config(&args.model)?;
     let (width, height) = parse_size(&args.input)?;
-    let scale = args.scale.unwrap_or(config.scale());
-    if !config.scales().contains(&scale) {
-        bail!("model `{}` does not upscale by {scale} (it supports {:?})", config.name(), config.scales());
-    }
-    let report = CostReport::new(&config, (height, width), scale);
+    // The upscaler's own checks, so that what is counted is a run it would accept.
+    let options = UpscaleOptions {
+        scale: args.scale,
+        tile: None,
+        steps: args.steps,
+        guidance: args.guidance,
+        ..UpscaleOptions::default()
+    };
+    let scale = check_options(&config, &options)?;
+    let sampling = Sampling { steps: args.steps, guidance: args.guidance };
+    let report = CostReport::sampled(&config, (height, width), scale, sampling);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
