@@ -3,10 +3,10 @@
 //! prompt made of the image's tags with Gemma-2 and may guide towards it: classifier-free guidance against the
 //! empty prompt, as diffusers' `SanaPipeline` guides against its negative prompt `""`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use lru::LruCache;
 use sana_sr_core::precision::compute_kind;
 use sana_sr_core::{nn, no_grad, Tensor};
 use sana_sr_model::text::{
@@ -83,6 +83,12 @@ impl Condition {
     pub fn shallow_clone(&self) -> Self {
         Self { tokens: self.tokens.shallow_clone(), mask: self.mask.as_ref().map(Tensor::shallow_clone) }
     }
+
+    /// The memory its tensors hold.
+    fn bytes(&self) -> usize {
+        let bytes = |t: &Tensor| t.numel() * t.kind().elt_size_in_bytes();
+        bytes(&self.tokens) + self.mask.as_ref().map_or(0, bytes)
+    }
 }
 
 /// The condition of every step of one upscale, and, when guided, the empty prompt's and the scale `s`: the
@@ -113,7 +119,40 @@ pub enum ConditionError {
 pub struct TextSide {
     pub config: TextConfig,
     pub encoder: TextEncoder,
-    cache: Mutex<HashMap<String, Condition>>,
+    cache: Mutex<ConditionCache>,
+}
+
+/// How many bytes of conditions a text side keeps: about 185 prompts of SANA-SR's 300 tokens of 2304 float32
+/// channels, enough for a training pool's tags, while a service fed endless new tags stays bounded.
+const CONDITION_CACHE_BYTES: usize = 512 << 20;
+
+/// Conditions by prompt; past `budget` bytes the least recently used go first.
+#[derive(Debug)]
+struct ConditionCache {
+    entries: LruCache<String, Condition>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl ConditionCache {
+    fn new(budget: usize) -> Self {
+        Self { entries: LruCache::unbounded(), bytes: 0, budget }
+    }
+
+    fn get(&mut self, key: &str) -> Option<Condition> {
+        self.entries.get(key).map(Condition::shallow_clone)
+    }
+
+    fn insert(&mut self, key: String, condition: Condition) {
+        self.bytes += condition.bytes();
+        if let Some(replaced) = self.entries.put(key, condition) {
+            self.bytes -= replaced.bytes();
+        }
+        while self.bytes > self.budget && self.entries.len() > 1 {
+            let (_, dropped) = self.entries.pop_lru().expect("more than one entry");
+            self.bytes -= dropped.bytes();
+        }
+    }
 }
 
 impl TextSide {
@@ -123,16 +162,16 @@ impl TextSide {
         let tokenizer = PromptTokenizer::from_json(&config.tokenizer, &config.pad_token, origin)?;
         let encoder = Gemma2Model::new(p, &config.encoder)?;
         let encoder = TextEncoder { tokenizer, encoder, style: config.style() };
-        Ok(Self { config: config.clone(), encoder, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { config: config.clone(), encoder, cache: Mutex::new(ConditionCache::new(CONDITION_CACHE_BYTES)) })
     }
 
-    /// The condition of `prompt`, encoded once (per compute kind: a bfloat16 upscale's condition is not a
-    /// float32 one's).
+    /// The condition of `prompt`, encoded once while it stays among the kept conditions (per compute kind: a
+    /// bfloat16 upscale's condition is not a float32 one's).
     pub fn condition(&self, prompt: &str) -> Result<Condition, ConditionError> {
         let key = format!("{:?}\0{prompt}", compute_kind());
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(hit) = cache.get(&key) {
-            return Ok(hit.shallow_clone());
+            return Ok(hit);
         }
         let (tokens, mask) = no_grad(|| self.encoder.encode(&[prompt]))?;
         let condition = Condition { tokens, mask: Some(mask) };
@@ -147,5 +186,39 @@ pub fn check_guidance(scale: f64) -> Result<(), ConditionError> {
         Ok(())
     } else {
         Err(ConditionError::Guidance(scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sana_sr_core::{Device, Kind};
+
+    use super::*;
+
+    fn condition(tokens: i64) -> Condition {
+        let options = (Kind::Float, Device::Cpu);
+        Condition { tokens: Tensor::zeros([1, tokens, 4], options), mask: Some(Tensor::ones([1, tokens], options)) }
+    }
+
+    #[test]
+    fn the_cache_keeps_to_its_budget_dropping_the_least_recently_used() {
+        let size = condition(10).bytes();
+        assert_eq!(size, (10 * 4 + 10) * 4);
+        let mut cache = ConditionCache::new(3 * size);
+        for key in ["a", "b", "c"] {
+            cache.insert(key.into(), condition(10));
+        }
+        assert!(cache.get("a").is_some(), "now the most recently used");
+        cache.insert("d".into(), condition(10));
+        assert!(cache.get("b").is_none(), "the least recently used went");
+        for key in ["a", "c", "d"] {
+            assert!(cache.get(key).is_some(), "{key}");
+        }
+        assert_eq!(cache.bytes, 3 * size);
+        // A replaced entry counts once; one entry over the whole budget is kept alone.
+        cache.insert("d".into(), condition(10));
+        assert_eq!(cache.bytes, 3 * size);
+        cache.insert("long".into(), condition(50));
+        assert_eq!((cache.entries.len(), cache.bytes), (1, condition(50).bytes()));
     }
 }
