@@ -696,7 +696,7 @@ fn flow_matching(
     draw: &FlowDraw,
 ) -> Result<Tensor> {
     let noise = seeded_noise(&x0.size(), draw.noise_seed).to_kind(x0.kind()).to_device(x0.device());
-    let x_t = scheduler::add_noise(&x0, &noise, draw.sigma);
+    let x_t = scheduler::add_noise(x0, &noise, draw.sigma);
     let input = match &model.lr_stem {
         Some(stem) => Tensor::cat(&[x_t, stem.forward(lr)], 1),
         None => x_t,

@@ -125,14 +125,14 @@ impl Layer {
         cost::record_product(&y, self.weight.size()[1..].iter().product());
         let y = match &self.adapter {
             None => y,
-            Some(adapter) => y + adapter.forward(&x, self.op, &cast),
+            Some(adapter) => y + adapter.forward(&x, self.op, cast),
         };
         if self.experts.is_empty() {
             return y;
         }
         let k = lora::active_expert().expect("a layer with expert adapters runs inside `lora::with_active_expert`");
         let expert = self.experts.get(k).unwrap_or_else(|| panic!("expert {k} of {}", self.experts.len()));
-        y + expert.forward(&x, self.op, &cast)
+        y + expert.forward(&x, self.op, cast)
     }
 
     /// The weight in `kind`: cast at every call while it trains (the cast is part of the graph that takes its
