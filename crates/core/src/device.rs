@@ -54,11 +54,14 @@ pub fn cuda_backend() -> Result<(), &'static str> {
 
 static CUDA_BACKEND: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Runs before `main` (and before any test), after libtorch's own initialisers.
+/// Runs before `main` (and before any test), after libtorch's own initialisers. Where glibc's `dlinfo` is
+/// missing (builds for other systems), nothing looks for the backend.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[used]
 #[link_section = ".init_array"]
 static LOAD_CUDA_BACKEND: extern "C" fn() = load_cuda_backend_at_start;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 extern "C" fn load_cuda_backend_at_start() {
     // SAFETY: dlopen with a NUL-terminated name; the handle is only tested for null and never closed.
     let driver = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
@@ -71,6 +74,7 @@ extern "C" fn load_cuda_backend_at_start() {
 
 /// Loads `libtorch_cuda.so` from the folder `libtorch_cpu.so` was loaded from. Public for the test that
 /// loads it on a machine without a driver, to see that it registers CUDA with libtorch.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn load_cuda_backend() -> Result<(), String> {
     // SAFETY: `RTLD_NOLOAD` only looks the library up; `RTLD_DI_ORIGIN` writes a NUL-terminated path of at
     // most PATH_MAX bytes into the buffer, which is that long.
@@ -94,6 +98,7 @@ pub fn load_cuda_backend() -> Result<(), String> {
     }
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn dl_error() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated message, read before any other dl call.
     unsafe {

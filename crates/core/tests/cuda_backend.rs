@@ -2,6 +2,7 @@
 //! `sana_sr_core::device` loads it where an NVIDIA driver is), registers CUDA: a CUDA tensor then fails for
 //! want of a driver or GPU, no longer for want of a CUDA backend. One test in its own process, so that no
 //! other test has loaded the backend first.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use sana_sr_core::device::{cuda_backend, load_cuda_backend};
 use sana_sr_core::{Device, Kind, Tensor};
