@@ -20,6 +20,10 @@ fn binary_leaves_the_cuda_backend_to_start_up() {
         photo(dir.path(), "cat.png", 12, 10);
         let out = sana_sr(&["upscale", "cat.png", "-o", "out.png", "--device", "cuda"], dir.path());
         assert!(!out.status.success());
-        assert!(stderr(&out).contains("CUDA is not available on this machine (no NVIDIA driver found)"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("CUDA is not available on this machine (no NVIDIA driver found)"),
+            "{}",
+            stderr(&out)
+        );
     }
 }

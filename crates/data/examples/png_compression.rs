@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{path}: {}x{}, {} channels", image.width, image.height, image.channels);
     println!("| compression | seconds (best of 5) | MB |");
     println!("|---|---|---|");
-    let levels = [("Fast", png::Compression::Fast), ("Balanced", png::Compression::Balanced), ("High", png::Compression::High)];
+    let levels =
+        [("Fast", png::Compression::Fast), ("Balanced", png::Compression::Balanced), ("High", png::Compression::High)];
     for (name, level) in levels {
         let mut best = f64::INFINITY;
         let mut size = 0;

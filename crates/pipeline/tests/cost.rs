@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use sana_sr_core::{manual_seed, nn, no_grad, Device, Kind, Tensor};
+use sana_sr_data::Image;
 use sana_sr_model::cost::count_macs;
 use sana_sr_model::lr_stem::LrStemConfig;
-use sana_sr_data::Image;
 use sana_sr_pipeline::cost::{read_model_config, CostReport, Sampling};
 use sana_sr_pipeline::experts::{ExpertKind, ExpertsConfig};
 use sana_sr_pipeline::sr_model::{SamplerConfig, Start};

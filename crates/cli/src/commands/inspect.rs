@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..UpscaleOptions::default()
     };
     let scale = check_options(&config, &options)?;
-    let sampling = Sampling { steps: args.steps, guidance: args.guidance };
+    let sampling = Sampling { steps: options.steps, guidance: options.guidance };
     let report = CostReport::sampled(&config, (height, width), scale, sampling);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
