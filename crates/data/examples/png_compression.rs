@@ -7,15 +7,16 @@
 
 use std::time::Instant;
 
-use sana_sr_data::io::read_image;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: png_compression IMAGE")?;
-    let image = read_image(&path)?;
-    let samples: Vec<u8> = image.data.iter().map(|&x| (x.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-    let color = [png::ColorType::Grayscale, png::ColorType::GrayscaleAlpha, png::ColorType::Rgb, png::ColorType::Rgba]
-        [image.channels - 1];
-    println!("{path}: {}x{}, {} channels", image.width, image.height, image.channels);
+    // The 8-bit samples as stored: what `write_image` encodes for an 8-bit RGB(A) output.
+    let image = image::open(&path)?;
+    let (width, height) = (image.width(), image.height());
+    let (color, samples) = match image.color().has_alpha() {
+        true => (png::ColorType::Rgba, image.into_rgba8().into_raw()),
+        false => (png::ColorType::Rgb, image.into_rgb8().into_raw()),
+    };
+    println!("{path}: {width}x{height}, {color:?}");
     println!("| compression | seconds (best of 5) | MB |");
     println!("|---|---|---|");
     let levels =
@@ -26,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..5 {
             let started = Instant::now();
             let mut file = Vec::new();
-            let mut encoder = png::Encoder::new(&mut file, image.width as u32, image.height as u32);
+            let mut encoder = png::Encoder::new(&mut file, width, height);
             encoder.set_color(color);
             encoder.set_depth(png::BitDepth::Eight);
             encoder.set_compression(level);

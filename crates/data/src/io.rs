@@ -513,8 +513,8 @@ fn encode_png(
         unit: png::Unit::Meter,
     });
     let mut encoder = png::Encoder::with_info(writer, info).map_err(error)?;
-    // fdeflate's PNG-tuned deflate: on a 1200x1000 upscale 0.01 s against Balanced's 0.26 s, for a file 13-15%
-    // larger (docs/decisions.md); an upscale should not spend a sixth of its time compressing its output.
+    // fdeflate's PNG-tuned deflate: on a 1200x1000 upscale 0.01 s against Balanced's 0.27-0.32 s, for a file
+    // 10-15% larger (docs/decisions.md); an upscale should not spend a sixth of its time compressing its output.
     encoder.set_compression(png::Compression::Fast);
     encoder.set_filter(png::Filter::Adaptive);
     let mut png = encoder.write_header().map_err(error)?;
