@@ -23,19 +23,20 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let input_kind = x.kind();
-        let variance = x.to_kind(Kind::Float).pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        let x = x * (variance + self.eps).rsqrt();
-        match &self.weight {
-            Some(w) => {
-                // Half-precision weights pull the activations down to their dtype, as in the reference.
-                let x = if matches!(w.kind(), Kind::Half | Kind::BFloat16) { x.to_kind(w.kind()) } else { x };
-                let x = x * w;
-                match &self.bias {
-                    Some(b) => x + b,
-                    None => x,
-                }
-            }
-            None => x.to_kind(input_kind),
+        let dim = *x.size().last().expect("an RMS norm needs at least one dimension");
+        // torch's own op computes the reference's steps (mean of squares in float32, rsqrt, product, weight) in
+        // fewer passes over memory; a half-precision weight is applied after it, as the reference does.
+        let float_weight = self.weight.as_ref().filter(|w| w.kind() == Kind::Float);
+        let x = x.to_kind(Kind::Float).rms_norm([dim], float_weight, self.eps);
+        let x = match &self.weight {
+            None => return x.to_kind(input_kind),
+            Some(w) if w.kind() == Kind::Float => x,
+            // Half-precision weights pull the activations down to their dtype, as in the reference.
+            Some(w) => x.to_kind(w.kind()) * w,
+        };
+        match &self.bias {
+            Some(b) => x + b,
+            None => x,
         }
     }
 
