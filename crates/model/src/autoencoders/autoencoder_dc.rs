@@ -299,6 +299,7 @@ impl AutoencoderDc {
 
     fn to_model(&self, x: &Tensor) -> Tensor {
         let weight = &self.decoder.conv_in.weight;
-        x.to_device(weight.device()).to_kind(weight.kind())
+        let x = x.to_device(weight.device()).to_kind(weight.kind());
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
     }
 }
