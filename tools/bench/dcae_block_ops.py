@@ -8,8 +8,13 @@ memory kept for reuse), so that the figures compare op sequences, not allocation
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 .venv/bin/python tools/bench/dcae_block_ops.py
 
 Cases: the linear attention's normaliser from a ones row appended under the values (the reference's, and
-sana-sr's before) against the key sums (sana-sr's now); the GLUMBConv with fresh and in-place activations;
-the full-resolution 3x3 stem conv plus pixel-unshuffle against the equivalent stride-2 4x4 conv.
+sana-sr's before) against the key sums (sana-sr's now); the attention's heads laid out head-major (`[heads,
+head_dim, pixels]`, the reference's reshape, sana-sr's before) against token-major (`[heads, pixels,
+head_dim]`, views of the projections' rows: sana-sr's now), from channels-last activations; the channel RMS
+norm of a ResBlock (bf16 conv output, f32 weights, plus the f32 residual) on the 1/4 grid, 64 channels, as the
+reference's steps, as torch's `rms_norm` op on NCHW and on channels-last activations; the GLUMBConv with
+fresh and in-place activations; the full-resolution 3x3 stem conv plus pixel-unshuffle against the
+equivalent stride-2 4x4 conv.
 """
 
 import time
@@ -49,6 +54,54 @@ def attention_cases():
     difference = (ones_row() - key_sums()).abs().max().item()
     return [("linear attention, ones row under the values", ones_row),
             (f"linear attention, key sums (max difference {difference:.1e})", key_sums)]
+
+
+def attention_layout_cases():
+    pixels = HEIGHT * WIDTH
+    # q, k, v of two scales (the projections and one 5x5 scale), channels-last: the tokens are the rows.
+    qkv = torch.randn(1, HEIGHT, WIDTH, 2 * 3 * CHANNELS).movedim(-1, 1)
+
+    def head_major():
+        h = qkv.reshape(1, -1, 3 * HEAD_DIM, pixels)
+        q, k, v = h.chunk(3, 2)
+        q, k = q.relu(), k.relu()
+        numerator = v.matmul(k.transpose(-1, -2)).matmul(q)
+        out = numerator / (k.sum(-1, keepdim=True).transpose(-1, -2).matmul(q) + 1e-15)
+        return out.reshape(1, -1, HEIGHT, WIDTH).movedim(1, -1).contiguous()
+
+    def token_major():
+        h = qkv.movedim(1, -1).reshape(1, pixels, -1, 3 * HEAD_DIM)
+        q, k, v = (t.transpose(1, 2) for t in h.chunk(3, -1))
+        q, k = q.relu(), k.relu()
+        numerator = q.matmul(k.transpose(-1, -2).matmul(v))
+        out = numerator / (q.matmul(k.sum(-2, keepdim=True).transpose(-1, -2)) + 1e-15)
+        return out.transpose(1, 2).reshape(1, HEIGHT, WIDTH, -1)
+
+    difference = (head_major() - token_major()).abs().max().item()
+    return [("attention heads head-major", head_major),
+            (f"attention heads token-major (max difference {difference:.1e})", token_major)]
+
+
+def norm_cases():
+    channels, height, width = 64, 2 * HEIGHT, 2 * WIDTH
+    conv_out = torch.randn(1, channels, height, width).bfloat16()
+    residual = torch.randn(1, channels, height, width)
+    weight, bias = torch.randn(channels), torch.randn(channels)
+    conv_out_cl, residual_cl = (t.contiguous(memory_format=torch.channels_last) for t in (conv_out, residual))
+
+    def reference():
+        h = conv_out.movedim(1, -1)
+        variance = h.float().pow(2).mean(-1, keepdim=True)
+        return (h * torch.rsqrt(variance + 1e-5) * weight + bias).movedim(-1, 1) + residual
+
+    def rms_norm(h, res):
+        return (F.rms_norm(h.movedim(1, -1).float(), (channels,), weight, 1e-5) + bias).movedim(-1, 1) + res
+
+    difference = (reference() - rms_norm(conv_out_cl, residual_cl)).abs().max().item()
+    return [("channel RMS norm, the reference's steps", reference),
+            ("channel RMS norm, torch's rms_norm", lambda: rms_norm(conv_out, residual)),
+            (f"channel RMS norm, torch's rms_norm, channels-last (max difference {difference:.1e})",
+             lambda: rms_norm(conv_out_cl, residual_cl))]
 
 
 def glumbconv_cases():
@@ -93,7 +146,8 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     with torch.no_grad():
-        for name, fn in attention_cases() + glumbconv_cases() + stem_cases():
+        cases = attention_cases() + attention_layout_cases() + norm_cases() + glumbconv_cases() + stem_cases()
+        for name, fn in cases:
             print(f"{median_ms(fn):8.1f} ms  {name}")
 
 

@@ -86,32 +86,37 @@ impl SanaMultiscaleLinearAttention {
         let use_linear_attention = pixels > self.attention_head_dim;
         let input_kind = x.kind();
 
+        // Token-major throughout (`[batch, height, width, channels]`): the projections are linear layers over
+        // the channels, and the attention's heads are runs of channels of each token, so nothing is transposed
+        // into another layout and back.
         let channels_last = x.movedim([1], [-1]);
         let qkv = Tensor::cat(
             &[self.to_q.forward(&channels_last), self.to_k.forward(&channels_last), self.to_v.forward(&channels_last)],
             3,
-        )
-        .movedim([-1], [1]);
+        );
         let mut scales = vec![qkv.shallow_clone()];
-        scales.extend(self.to_qkv_multiscale.iter().map(|scale| scale.forward(&qkv)));
-        let mut h = Tensor::cat(&scales, 1);
+        let qkv_nchw = qkv.movedim([-1], [1]);
+        scales.extend(self.to_qkv_multiscale.iter().map(|scale| scale.forward(&qkv_nchw).movedim([1], [-1])));
+        let mut h = Tensor::cat(&scales, 3);
         if use_linear_attention {
             h = h.to_kind(Kind::Float);
         }
 
-        // Heads are consecutive runs of 3·head_dim channels, each holding that head's q, k and v rows, as in
-        // the reference's reshape (and in the original EfficientViT's checkpoint layout).
-        let h = h.reshape([batch, -1, 3 * self.attention_head_dim, pixels]);
-        let qkv = h.chunk(3, 2);
-        let (q, k, v) = (qkv[0].relu(), qkv[1].relu(), &qkv[2]);
+        // Heads are consecutive runs of 3·head_dim channels, each holding that head's q, k and v, as in the
+        // reference's reshape (and in the original EfficientViT's checkpoint layout): `[batch, heads, pixels,
+        // head_dim]` views.
+        let h = h.reshape([batch, pixels, -1, 3 * self.attention_head_dim]);
+        let qkv = h.chunk(3, -1);
+        let per_head = |t: &Tensor| t.transpose(1, 2);
+        let (q, k, v) = (per_head(&qkv[0].relu()), per_head(&qkv[1].relu()), per_head(&qkv[2]));
         let h = if use_linear_attention {
-            linear_attention(&q, &k, v).to_kind(input_kind)
+            linear_attention(&q, &k, &v).to_kind(input_kind)
         } else {
-            quadratic_attention(&q, &k, v)
+            quadratic_attention(&q, &k, &v)
         };
 
-        let h = h.reshape([batch, -1, height, width]);
-        let h = self.to_out.forward(&h.movedim([1], [-1])).movedim([-1], [1]);
+        let h = h.transpose(1, 2).reshape([batch, height, width, -1]);
+        let h = self.to_out.forward(&h).movedim([-1], [1]);
         let h = self.norm_out.forward(&h);
         if self.residual_connection {
             h + x
@@ -122,14 +127,14 @@ impl SanaMultiscaleLinearAttention {
 }
 
 /// The same attention with the `[pixels, pixels]` score matrix formed explicitly, normalised over the keys
-/// in float32.
+/// in float32; `[batch, heads, pixels, head_dim]` in and out.
 fn quadratic_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
-    let head_dim = q.size()[2];
-    let scores = k.transpose(-1, -2).matmul(q);
+    let head_dim = q.size()[3];
+    let scores = q.matmul(&k.transpose(-1, -2));
     cost::record_product(&scores, head_dim);
     let scores = scores.to_kind(Kind::Float);
-    let scores = &scores / (scores.sum_dim_intlist(2, true, Kind::Float) + NORMALISER_EPS);
-    let out = v.matmul(&scores.to_kind(v.kind()));
-    cost::record_product(&out, scores.size()[2]);
+    let scores = &scores / (scores.sum_dim_intlist(-1, true, Kind::Float) + NORMALISER_EPS);
+    let out = scores.to_kind(v.kind()).matmul(v);
+    cost::record_product(&out, scores.size()[3]);
     out
 }

@@ -86,13 +86,13 @@ impl LinearSelfAttention {
         let kind = x.kind();
         let (q, k, v) = self.proj.qkv(x, x);
         let heads = self.proj.heads;
-        // [B, N, inner] → [B, heads, head_dim, N]
-        let per_head = |t: Tensor| t.transpose(1, 2).unflatten(1, [heads, -1]);
+        // [B, N, inner] → [B, heads, N, head_dim], views
+        let per_head = |t: Tensor| t.unflatten(2, [heads, -1]).transpose(1, 2);
         let q = per_head(q).relu().to_kind(Kind::Float);
         let k = per_head(k).relu().to_kind(Kind::Float);
         let v = per_head(v).to_kind(Kind::Float);
         let out = linear_attention(&q, &k, &v);
-        let out = out.flatten(1, 2).transpose(1, 2).to_kind(kind);
+        let out = out.transpose(1, 2).flatten(2, 3).to_kind(kind);
         let out = self.proj.to_out.forward(&out);
         if kind == Kind::Half {
             out.clamp(-65504.0, 65504.0)
