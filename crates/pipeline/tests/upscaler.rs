@@ -7,8 +7,13 @@ use sana_sr_data::resize::interpolate::{interpolate, Mode, Target};
 use sana_sr_data::resize::matlab::imresize_tensor;
 use sana_sr_data::tensor::to_tensor;
 use sana_sr_data::Image;
-use sana_sr_pipeline::upscaler::{check_options, check_output_size};
-use sana_sr_pipeline::{InputResize, ModelSource, SrModel, SrModelConfig, UpscaleError, UpscaleOptions, Upscaler};
+use sana_sr_model::autoencoders::AutoencoderDcConfig;
+use sana_sr_model::esrgan::{EsrganConfig, RrdbNetConfig};
+use sana_sr_pipeline::upscaler::{check_options, check_output_size, default_tile, DEFAULT_TILE};
+use sana_sr_pipeline::{
+    EsrganModelConfig, InputResize, ModelConfig, ModelSource, SrModel, SrModelConfig, UpscaleError, UpscaleOptions,
+    Upscaler,
+};
 
 fn default_upscaler() -> Upscaler {
     Upscaler::load(&ModelSource::default_model(), Device::Cpu).expect("the built-in model loads")
@@ -278,4 +283,32 @@ fn a_new_detail_model_starts_as_its_input_resize() {
     out.square().mean(Kind::Float).backward();
     let drawn = model.vae.decoder.output_layer();
     assert!(drawn.weight.grad().abs().max().double_value(&[]) > 0.0, "no gradient reaches the detail layer");
+}
+
+#[test]
+fn the_default_tile_grows_as_the_model_narrows() {
+    let full_size = AutoencoderDcConfig::dc_ae_f32c32_sana_1_0();
+    // Its first stages: 128 channels at full resolution, 256 at half (64 a pixel), and the gated expansion of
+    // its first EfficientViT stage, 2 * 2048 channels on the 1/8 grid (64 a pixel).
+    assert_eq!(full_size.widest_activation(), 128.0);
+    let ModelConfig::Sana(builtin) = ModelSource::default_model().info().unwrap().config else {
+        panic!("the built-in model is a SANA-SR model")
+    };
+    // Its encoder's last stage: 2 * 512 gated channels on the 1/8 grid; sqrt(128 / 16) * 1024 = 2896, capped.
+    assert_eq!(builtin.vae.widest_activation(), 16.0);
+    assert_eq!(default_tile(&ModelConfig::Sana(builtin.clone())), 2048);
+    let on = |vae: AutoencoderDcConfig| default_tile(&ModelConfig::Sana(SrModelConfig { vae, ..builtin.clone() }));
+    assert_eq!(on(full_size.clone()), DEFAULT_TILE);
+    // Half as wide at full resolution: widest 64, sqrt(2) * 1024.
+    let mut half = full_size;
+    half.encoder_block_out_channels[0] = 64;
+    half.decoder_block_out_channels[0] = 64;
+    assert_eq!(half.widest_activation(), 64.0);
+    assert_eq!(on(half), 1448);
+    let peer = EsrganModelConfig {
+        name: "peer".into(),
+        description: String::new(),
+        network: EsrganConfig::Rrdbnet(RrdbNetConfig::default()),
+    };
+    assert_eq!(default_tile(&ModelConfig::Esrgan(peer)), DEFAULT_TILE);
 }

@@ -12,7 +12,7 @@ use sana_sr_core::precision::Precision;
 use sana_sr_core::profile;
 use sana_sr_data::io::{image_size, read_image_and_metadata, write_image_with_metadata, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
-use sana_sr_pipeline::upscaler::{check_options, DEFAULT_TILE};
+use sana_sr_pipeline::upscaler::{check_options, default_tile};
 use sana_sr_pipeline::{ModelSource, UpscaleOptions, Upscaler, DEFAULT_MODEL};
 
 use super::device_arg;
@@ -48,9 +48,10 @@ pub struct Args {
     #[arg(short, long, default_value = DEFAULT_MODEL, value_name = "NAME|PATH")]
     model: String,
     /// Largest tile side in output pixels: large images run in equal overlapping tiles of at most this size to
-    /// bound memory (lower it if memory runs out); 0 runs every image whole.
-    #[arg(long, default_value_t = DEFAULT_TILE, value_name = "N")]
-    tile: u32,
+    /// bound memory (lower it if memory runs out); 0 runs every image whole. Default: 1024, more for a model
+    /// narrower than the full-size DC-AE (2048 for the built-in model).
+    #[arg(long, value_name = "N")]
+    tile: Option<u32>,
     /// Sampler steps of a diffusion model (default: the model's own, 1 for the built-in model); more steps
     /// cost one DiT pass each.
     #[arg(long, value_name = "N")]
@@ -137,7 +138,7 @@ fn run_batch(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load model {model}"))?;
     let options = UpscaleOptions {
         scale: args.scale,
-        tile: super::tile_arg(args.tile),
+        tile: super::tile_arg(args.tile.unwrap_or_else(|| default_tile(&upscaler.model.config()))),
         steps: args.steps,
         seed: args.seed,
         tags: args.tags.clone(),

@@ -208,6 +208,39 @@ impl AutoencoderDcConfig {
         }
     }
 
+    /// Channels per image pixel of the widest activation either side computes, a tensor of `c` channels at
+    /// stage `i` (a `2^i`-times smaller grid) counting `c / 4^i`: the stage widths, ResBlocks' hidden widths,
+    /// an EfficientViT block's gated expansion (twice its hidden width) and its attention's q, k, v over every
+    /// scale. What a tile's memory grows with: 128 for the full-size f32c32 DC-AE (its first stage, at full
+    /// resolution).
+    pub fn widest_activation(&self) -> f64 {
+        let side_widest = |side: Side| {
+            let c = self.side(side);
+            let scales = match side {
+                Side::Encoder => &self.encoder_qkv_multiscales,
+                Side::Decoder => &self.decoder_qkv_multiscales,
+            };
+            (0..c.widths.len())
+                // An empty first stage computes only its in/out convolution, narrower than the next stage.
+                .filter(|&i| i > 0 || c.layers[0] > 0)
+                .map(|i| {
+                    let blocks = (0..c.layers[i]).map(|j| {
+                        let hidden = self.block_hidden(side, i, j);
+                        match c.block_types.stage(i).expect("validated config") {
+                            BlockType::ResBlock => hidden,
+                            BlockType::EfficientVitBlock => {
+                                (2 * hidden).max(3 * c.widths[i] * (1 + scales[i].len() as i64))
+                            }
+                        }
+                    });
+                    let widest = blocks.fold(c.widths[i], i64::max);
+                    widest as f64 / 4f64.powi(i as i32)
+                })
+                .fold(0.0, f64::max)
+        };
+        side_widest(Side::Encoder).max(side_widest(Side::Decoder))
+    }
+
     pub(crate) fn pixel_unshuffle_down(&self) -> bool {
         self.downsample_block_type == "pixel_unshuffle"
     }
