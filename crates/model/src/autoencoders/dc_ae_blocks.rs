@@ -105,6 +105,8 @@ impl DcDownBlock2d {
         let h = self.conv.forward(x);
         let h = if self.pixel_unshuffle { h.pixel_unshuffle(FACTOR) } else { h };
         match self.shortcut_group_size {
+            // A group of one channel is its own mean: no pass over the tensor to take it.
+            Some(1) => h + x.pixel_unshuffle(FACTOR),
             Some(group) => h + x.pixel_unshuffle(FACTOR).unflatten(1, [-1, group]).mean_dim(2, false, None),
             None => h,
         }
@@ -142,6 +144,7 @@ impl DcUpBlock2d {
             self.conv.forward(x).pixel_shuffle(FACTOR)
         };
         match self.shortcut_repeats {
+            Some(1) => h + x.pixel_shuffle(FACTOR),
             Some(repeats) => {
                 let channels = x.size()[1];
                 h + x.repeat_interleave_self_int(repeats, 1, channels * repeats).pixel_shuffle(FACTOR)
