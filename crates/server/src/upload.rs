@@ -7,7 +7,7 @@ use std::path::Path;
 use axum::extract::multipart::{Field, MultipartError};
 use axum::extract::Multipart;
 use sana_sr_data::io::{image_size, Encoding, IoError};
-use sana_sr_pipeline::upscaler::{check_options, check_output_size, DEFAULT_TILE};
+use sana_sr_pipeline::upscaler::{check_options, check_output_size, default_tile};
 use sana_sr_pipeline::{ModelSource, UpscaleError, UpscaleOptions};
 use tokio::io::AsyncWriteExt;
 
@@ -133,13 +133,17 @@ pub fn check(upload: &Upload, models: &Catalogue) -> Result<(Spec, ModelSource),
             .transpose()
     };
     let scale = number("scale", &form.scale)?;
-    let tile = number("tile", &form.tile)?.unwrap_or(DEFAULT_TILE);
-    // A tile bounds a worker's memory; a larger one (or none, the whole image) would let one request
-    // take what the service was sized for.
-    if tile > DEFAULT_TILE {
-        return Err(ApiError::BadOption(format!("tile {tile} is over this server's largest, {DEFAULT_TILE}")));
-    }
     let model = models.get(form.model.as_deref())?;
+    // A tile bounds a worker's memory; a larger one (or none, the whole image) would let one request
+    // take what the service was sized for. The model's default tile is sized to one memory budget
+    // whatever its width, so it is also the largest.
+    let largest = default_tile(&model.config);
+    let tile = number("tile", &form.tile)?.unwrap_or(largest);
+    if tile > largest {
+        return Err(ApiError::BadOption(format!(
+            "tile {tile} is over this server's largest for this model, {largest}"
+        )));
+    }
     let options = UpscaleOptions { scale, tile: Some(tile), ..Default::default() };
     let scale = check_options(&model.config, &options).map_err(|e| ApiError::BadOption(e.to_string()))?;
 
