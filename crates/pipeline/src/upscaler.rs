@@ -39,7 +39,7 @@ pub fn default_tile(config: &ModelConfig) -> u32 {
     let ModelConfig::Sana(config) = config else { return DEFAULT_TILE };
     let t = &config.transformer;
     // The DiT's tokens: its stream and its Mix-FFN's gated expansion, per output pixel of the latent grid.
-    let ff_hidden = (0..t.num_layers).map(|i| t.block(i as usize).ff_hidden).max().unwrap_or(0);
+    let ff_hidden = (0..t.num_layers).map(|i| t.block(i).ff_hidden).max().unwrap_or(0);
     let dit = (2 * ff_hidden).max(t.inner_dim()) as f64 / (config.pixels_per_token() as f64).powi(2);
     let widest = config.vae.widest_activation().max(dit);
     let side = DEFAULT_TILE as f64 * (DEFAULT_TILE_WIDTH / widest).sqrt();

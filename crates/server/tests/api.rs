@@ -257,7 +257,7 @@ async fn a_client_gone_mid_upload_leaves_no_job_file_or_queue_place() {
     // ...and goes with it, with its place in the queue.
     assert!(server.files_gone_within(Duration::from_secs(10)).await, "{:?}", server.files());
     let started = std::time::Instant::now();
-    while server.state.queue.len() != 0 {
+    while !server.state.queue.is_empty() {
         assert!(started.elapsed() < Duration::from_secs(10), "the queue place was not given back");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
