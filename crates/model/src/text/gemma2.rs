@@ -161,8 +161,10 @@ impl Gemma2Config {
         if sliding && !matches!(self.sliding_window, Some(w) if w >= 1) {
             return bad(format!("sliding layers need a sliding_window of at least 1, got {:?}", self.sliding_window));
         }
-        if !(self.query_pre_attn_scalar > 0.0) || self.attn_logit_softcapping.is_some_and(|c| !(c > 0.0)) {
-            return bad("query_pre_attn_scalar and attn_logit_softcapping must be positive".into());
+        // A scale of infinity would zero the logits (or make the soft cap NaN); NaN fails both tests.
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.query_pre_attn_scalar) || self.attn_logit_softcapping.is_some_and(|c| !positive(c)) {
+            return bad("query_pre_attn_scalar and attn_logit_softcapping must be positive and finite".into());
         }
         Ok(())
     }
