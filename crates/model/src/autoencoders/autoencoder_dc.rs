@@ -300,6 +300,8 @@ impl AutoencoderDc {
     fn to_model(&self, x: &Tensor) -> Tensor {
         let weight = &self.decoder.conv_in.weight;
         let x = x.to_device(weight.device()).to_kind(weight.kind());
+        // Channels-last memory: every convolution keeps it, and the channel norms and the attention's
+        // projections then read each pixel's channels as one contiguous row.
         x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
     }
 }
