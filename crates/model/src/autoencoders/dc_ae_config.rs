@@ -87,6 +87,8 @@ pub struct SideConfig<'a> {
     pub widths: &'a [i64],
     pub layers: &'a [usize],
     pub block_types: &'a PerStage<BlockType>,
+    /// Kernel sizes of the extra attention scales, per stage.
+    pub scales: &'a [Vec<i64>],
     /// Per-block hidden widths, when pruned.
     pub hidden: Option<&'a [Vec<i64>]>,
 }
@@ -184,12 +186,14 @@ impl AutoencoderDcConfig {
                 widths: &self.encoder_block_out_channels,
                 layers: &self.encoder_layers_per_block,
                 block_types: &self.encoder_block_types,
+                scales: &self.encoder_qkv_multiscales,
                 hidden: self.encoder_block_hidden.as_deref(),
             },
             Side::Decoder => SideConfig {
                 widths: &self.decoder_block_out_channels,
                 layers: &self.decoder_layers_per_block,
                 block_types: &self.decoder_block_types,
+                scales: &self.decoder_qkv_multiscales,
                 hidden: self.decoder_block_hidden.as_deref(),
             },
         }
@@ -216,10 +220,6 @@ impl AutoencoderDcConfig {
     pub fn widest_activation(&self) -> f64 {
         let side_widest = |side: Side| {
             let c = self.side(side);
-            let scales = match side {
-                Side::Encoder => &self.encoder_qkv_multiscales,
-                Side::Decoder => &self.decoder_qkv_multiscales,
-            };
             (0..c.widths.len())
                 // An empty first stage computes only its in/out convolution, narrower than the next stage.
                 .filter(|&i| i > 0 || c.layers[0] > 0)
@@ -229,7 +229,7 @@ impl AutoencoderDcConfig {
                         match c.block_types.stage(i).expect("validated config") {
                             BlockType::ResBlock => hidden,
                             BlockType::EfficientVitBlock => {
-                                (2 * hidden).max(3 * c.widths[i] * (1 + scales[i].len() as i64))
+                                (2 * hidden).max(3 * c.widths[i] * (1 + c.scales[i].len() as i64))
                             }
                         }
                     });
