@@ -13,6 +13,7 @@ use tch::{Device, Kind};
 
 thread_local! {
     static COMPUTE_KIND: Cell<Option<Kind>> = const { Cell::new(None) };
+    static CAST_IN_PLACE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The kind weight layers compute in on this thread, if mixed precision is on.
@@ -30,6 +31,26 @@ pub fn with_compute_kind<T>(kind: Option<Kind>, f: impl FnOnce() -> T) -> T {
         }
     }
     let _restore = Restore(COMPUTE_KIND.with(|k| k.replace(kind)));
+    f()
+}
+
+/// Whether frozen weight layers convert their weights to the compute kind in place on this thread.
+pub fn weights_cast_in_place() -> bool {
+    CAST_IN_PLACE.with(Cell::get)
+}
+
+/// Runs `f` with frozen weight layers converting their weights to the compute kind in place, the float32
+/// values freed, instead of keeping a cast copy beside them (which lets one loaded model serve any precision,
+/// at the cost of holding both). For a model that will only ever run in one precision: afterwards its layers
+/// can no longer run in float32. Restored as [`with_compute_kind`] is.
+pub fn with_weights_cast_in_place<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAST_IN_PLACE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CAST_IN_PLACE.with(|c| c.replace(true)));
     f()
 }
 

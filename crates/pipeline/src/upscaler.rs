@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use sana_sr_core::precision::{with_compute_kind, Precision};
+use sana_sr_core::precision::{with_compute_kind, with_weights_cast_in_place, Precision};
 use sana_sr_core::profile::stage;
 use sana_sr_core::{nn, no_grad, Device, Tensor};
 use sana_sr_data::tensor::{to_image, to_tensor};
@@ -84,6 +84,8 @@ pub enum UpscaleError {
     Steps(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("this upscaler's weights were converted to {fixed} when it was loaded; it cannot run in {asked}")]
+    Precision { fixed: &'static str, asked: &'static str },
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -147,6 +149,8 @@ pub struct Upscaler {
     /// Holds the model's weights.
     _weights: nn::VarStore,
     device: Device,
+    /// The one precision it runs in, if fixed ([`Upscaler::in_one_precision`]).
+    only: Option<Precision>,
 }
 
 impl Upscaler {
@@ -155,7 +159,16 @@ impl Upscaler {
     pub fn new(model: impl Into<Network>, mut weights: nn::VarStore) -> Self {
         weights.freeze();
         let device = weights.device();
-        Self { model: model.into(), _weights: weights, device }
+        Self { model: model.into(), _weights: weights, device, only: None }
+    }
+
+    /// Runs only in `precision`: a low one then converts the weight layers' weights at the first upscale, the
+    /// float32 values freed (half the weights' memory for bf16 and f16; one precision's weights held instead
+    /// of two), and an upscale asking for another precision is refused. For a process that upscales in one
+    /// precision, as `upscale` and `serve` do.
+    pub fn in_one_precision(mut self, precision: Precision) -> Self {
+        self.only = Some(precision);
+        self
     }
 
     pub fn load(source: &crate::ModelSource, device: Device) -> Result<Self, crate::RegistryError> {
@@ -214,13 +227,21 @@ impl Upscaler {
         // libtorch reports failures (chiefly running out of memory) by panicking through tch: turn them into
         // this image's error so that a batch goes on with the next file.
         let compute_kind = options.precision.compute_kind(self.device);
-        catch_unwind(AssertUnwindSafe(|| {
+        if let Some(only) = self.only.filter(|only| only.compute_kind(self.device) != compute_kind) {
+            let (fixed, asked) = (only.resolved_name(self.device), options.precision.resolved_name(self.device));
+            return Err(UpscaleError::Precision { fixed, asked });
+        }
+        let mut upscale = || {
             with_compute_kind(compute_kind, || {
                 no_grad(|| match &self.model {
                     Network::Sana(model) => self.run(model, image, scale, options, &tiling, &mut on_progress, &go_on),
                     Network::Esrgan(model) => self.run_peer(model, image, scale, &tiling, &mut on_progress, &go_on),
                 })
             })
+        };
+        catch_unwind(AssertUnwindSafe(|| match self.only {
+            Some(_) => with_weights_cast_in_place(upscale),
+            None => upscale(),
         }))
         .unwrap_or_else(|panic| Err(backend_error(panic)))
     }

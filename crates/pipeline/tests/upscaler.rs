@@ -234,6 +234,27 @@ fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
 }
 
 #[test]
+fn an_upscaler_in_one_precision_converts_its_weights_and_refuses_another() {
+    use sana_sr_core::precision::Precision;
+    let image = test_image(40, 32, 3);
+    let bf16 = UpscaleOptions { precision: Precision::Bf16, ..Default::default() };
+    let want = default_upscaler().upscale(&image, &bf16).unwrap();
+    let upscaler = default_upscaler().in_one_precision(Precision::Bf16);
+    let conv_in = |u: &Upscaler| u.model.as_sana().unwrap().vae.decoder.conv_in.weight.kind();
+    assert_eq!(conv_in(&upscaler), Kind::Float, "converted at the first upscale, not at load");
+    let got = upscaler.upscale(&image, &bf16).unwrap();
+    assert_eq!(got.data, want.data, "the same bf16 weights: the same output");
+    assert_eq!(conv_in(&upscaler), Kind::BFloat16);
+    let f32 = UpscaleOptions { precision: Precision::F32, ..Default::default() };
+    let refused = upscaler.upscale(&image, &f32).unwrap_err();
+    assert!(matches!(refused, UpscaleError::Precision { fixed: "bf16", asked: "f32" }), "{refused}");
+    // Float32 only: nothing to convert, and float32 keeps running.
+    let upscaler = default_upscaler().in_one_precision(Precision::F32);
+    assert_eq!(upscaler.upscale(&image, &f32).unwrap().data, default_upscaler().upscale(&image, &f32).unwrap().data);
+    assert_eq!(conv_in(&upscaler), Kind::Float);
+}
+
+#[test]
 fn the_input_resize_is_the_one_the_model_config_names() {
     let mut upscaler = default_upscaler();
     let built_in = serde_json::to_value(&upscaler.model.as_sana().unwrap().config).unwrap();

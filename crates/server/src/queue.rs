@@ -68,7 +68,8 @@ impl Queue {
         let (work, receiver) = mpsc::channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..workers {
-            let loaded = HashMap::from([(name.to_string(), Upscaler::load(model, device)?)]);
+            let upscaler = Upscaler::load(model, device)?.in_one_precision(precision);
+            let loaded = HashMap::from([(name.to_string(), upscaler)]);
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -196,7 +197,8 @@ fn work_forever(
         let upscaler = match loaded.entry(name) {
             std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                Upscaler::load(&model, device).map(|upscaler| entry.insert(upscaler)).map_err(JobError::Load)
+                let upscaler = Upscaler::load(&model, device).map(|upscaler| upscaler.in_one_precision(precision));
+                upscaler.map(|upscaler| entry.insert(upscaler)).map_err(JobError::Load)
             }
         };
         // A panic fails the job, not the worker.

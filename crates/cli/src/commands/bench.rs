@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sana_sr_core::precision::{with_compute_kind, Precision};
+use sana_sr_core::precision::{with_compute_kind, with_weights_cast_in_place, Precision};
 use sana_sr_core::{nn, no_grad, Kind, Tensor};
 use sana_sr_model::autoencoders::{AutoencoderDc, AutoencoderDcConfig};
 use sana_sr_model::transformers::{SanaTransformer2DModel, SanaTransformerConfig};
@@ -115,18 +115,21 @@ pub fn run(args: Args) -> Result<()> {
         _ => unreachable!("every case pairs a model with an operation it has"),
     };
 
-    vs.freeze(); // as an upscaler's weights are: cast to the precision once
-    let times = with_compute_kind(args.precision.compute_kind(device), || {
-        no_grad(|| {
-            let _ = step(); // warm-up: allocator and oneDNN primitive caches
-            (0..args.repeats)
-                .map(|_| {
-                    let start = Instant::now();
-                    let out = step();
-                    let _ = out.sum(Kind::Float).double_value(&[]); // wait for the device
-                    start.elapsed().as_secs_f64()
-                })
-                .collect::<Vec<_>>()
+    vs.freeze();
+    // As `upscale` runs: the weights converted to the precision at the first call, not held twice.
+    let times = with_weights_cast_in_place(|| {
+        with_compute_kind(args.precision.compute_kind(device), || {
+            no_grad(|| {
+                let _ = step(); // warm-up: allocator and oneDNN primitive caches
+                (0..args.repeats)
+                    .map(|_| {
+                        let start = Instant::now();
+                        let out = step();
+                        let _ = out.sum(Kind::Float).double_value(&[]); // wait for the device
+                        start.elapsed().as_secs_f64()
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
     });
     let mut sorted = times.clone();

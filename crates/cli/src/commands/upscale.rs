@@ -134,8 +134,10 @@ fn run_batch(args: Args) -> anyhow::Result<()> {
     let source = ModelSource::resolve(&args.model)?;
     let model = source.label();
     let device = device_arg(&args.device)?;
+    // One precision for the whole run: a low one converts the weights rather than holding a copy beside them.
     let upscaler = profile::stage("load", || Upscaler::load(&source, device))
-        .with_context(|| format!("cannot load model {model}"))?;
+        .with_context(|| format!("cannot load model {model}"))?
+        .in_one_precision(args.precision);
     let options = UpscaleOptions {
         scale: args.scale,
         tile: super::tile_arg(args.tile.unwrap_or_else(|| default_tile(&upscaler.model.config()))),

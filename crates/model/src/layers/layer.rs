@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use sana_sr_core::precision::compute_kind;
+use sana_sr_core::precision::{compute_kind, weights_cast_in_place};
 use sana_sr_core::{nn, Kind, Tensor};
 
 use super::lora::{self, LoraAdapter};
@@ -136,21 +136,25 @@ impl Layer {
     }
 
     /// The weight in `kind`: cast at every call while it trains (the cast is part of the graph that takes its
-    /// gradient back to float32), else cast once and kept until the weight changes.
+    /// gradient back to float32), else cast once and kept until the weight changes; inside
+    /// [`sana_sr_core::precision::with_weights_cast_in_place`] the weight itself becomes the cast one.
     fn weight_in(&self, kind: Kind) -> Tensor {
         if self.weight.requires_grad() {
             return self.weight.to_kind(kind);
         }
-        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
         let mut cast = self.cast.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*cast {
-            Some(c) if (c.kind, c.version, c.data) == (kind, version, data) => c.weight.shallow_clone(),
-            _ => {
-                let weight = self.weight.to_kind(kind);
-                *cast = Some(CastWeight { kind, version, data, weight: weight.shallow_clone() });
-                weight
-            }
+        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
+        let weight = match cast.as_ref().filter(|c| (c.kind, c.version, c.data) == (kind, version, data)) {
+            Some(c) => c.weight.shallow_clone(),
+            None => self.weight.to_kind(kind),
+        };
+        if weights_cast_in_place() && self.weight.kind() != kind {
+            // The variable (shared with the var store) now holds the cast values; its float32 storage is freed.
+            self.weight.shallow_clone().set_data(&weight);
         }
+        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
+        *cast = Some(CastWeight { kind, version, data, weight: weight.shallow_clone() });
+        weight
     }
 }
 
@@ -207,13 +211,18 @@ mod tests {
         assert_eq!(names, ["dw.bias", "dw.weight", "lin.bias", "lin.weight"]);
     }
 
-    #[test]
-    fn a_frozen_weight_is_cast_once_and_again_after_it_changes() {
-        use sana_sr_core::{no_grad, precision::with_compute_kind};
+    /// A frozen linear layer `lin` (8 → 4, with bias), its var store and an input.
+    fn frozen_linear() -> (nn::VarStore, Layer, Tensor) {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let lin = Layer::linear(vs.root() / "lin", 8, 4, true);
         vs.freeze();
-        let x = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
+        (vs, lin, Tensor::randn([2, 8], (Kind::Float, Device::Cpu)))
+    }
+
+    #[test]
+    fn a_frozen_weight_is_cast_once_and_again_after_it_changes() {
+        use sana_sr_core::{no_grad, precision::with_compute_kind};
+        let (_vs, lin, x) = frozen_linear();
         let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16);
         let run = || with_compute_kind(Some(Kind::BFloat16), || lin.forward(&x));
         // The same operations on the same bf16 operands: equal, not close.
@@ -225,5 +234,22 @@ mod tests {
         no_grad(|| lin.weight.shallow_clone().copy_(&(&lin.weight * 2.0)));
         assert!(run().equal(&want()));
         assert_ne!(lin.weight_in(Kind::BFloat16).data_ptr(), kept);
+    }
+
+    #[test]
+    fn a_weight_cast_in_place_is_converted_and_no_longer_held_twice() {
+        use sana_sr_core::precision::{with_compute_kind, with_weights_cast_in_place};
+        let (vs, lin, x) = frozen_linear();
+        let run = || with_compute_kind(Some(Kind::BFloat16), || lin.forward(&x));
+        let kept_beside = run();
+        assert_eq!(lin.weight.kind(), Kind::Float, "outside the scope the float32 weight stays");
+        let converted = with_weights_cast_in_place(run);
+        assert!(converted.equal(&kept_beside), "the same bf16 operands: equal, not close");
+        // The variable itself, as the var store holds it, is now the cast weight, and the layer keeps no copy.
+        assert_eq!(vs.variables()["lin.weight"].kind(), Kind::BFloat16);
+        assert_eq!(lin.weight_in(Kind::BFloat16).data_ptr(), lin.weight.data_ptr());
+        assert!(run().equal(&kept_beside));
+        // The bias, small and cast at each call, stays float32 for the layer's other uses.
+        assert_eq!(lin.bias.as_ref().unwrap().kind(), Kind::Float);
     }
 }
