@@ -84,7 +84,7 @@ pub enum UpscaleError {
     Steps(String),
     #[error("cancelled")]
     Cancelled,
-    #[error("this upscaler's weights were converted to {fixed} when it was loaded; it cannot run in {asked}")]
+    #[error("this upscaler runs only in {fixed} (its weights are converted to it), not in {asked}")]
     Precision { fixed: &'static str, asked: &'static str },
     #[error(transparent)]
     Model(#[from] ModelError),

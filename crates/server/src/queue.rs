@@ -18,7 +18,7 @@ use std::time::Instant;
 use sana_sr_core::{precision::Precision, Device};
 use sana_sr_data::io::{read_image_and_metadata, write_image_with_metadata, Encoding, ReadOptions, WriteOptions};
 use sana_sr_data::metadata::software_marker;
-use sana_sr_pipeline::{ModelSource, UpscaleError, UpscaleOptions, Upscaler};
+use sana_sr_pipeline::{ModelSource, RegistryError, UpscaleError, UpscaleOptions, Upscaler};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -68,8 +68,7 @@ impl Queue {
         let (work, receiver) = mpsc::channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..workers {
-            let upscaler = Upscaler::load(model, device)?.in_one_precision(precision);
-            let loaded = HashMap::from([(name.to_string(), upscaler)]);
+            let loaded = HashMap::from([(name.to_string(), load(model, device, precision)?)]);
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -183,6 +182,11 @@ enum JobError {
     WorkerGone,
 }
 
+/// A worker's upscaler: the service runs in one precision, so its weights are converted rather than held twice.
+fn load(model: &ModelSource, device: Device, precision: Precision) -> Result<Upscaler, RegistryError> {
+    Ok(Upscaler::load(model, device)?.in_one_precision(precision))
+}
+
 /// A worker thread: takes jobs until the queue is dropped, loading each model the first time a job names it.
 fn work_forever(
     receiver: &Mutex<mpsc::Receiver<Work>>,
@@ -197,8 +201,7 @@ fn work_forever(
         let upscaler = match loaded.entry(name) {
             std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let upscaler = Upscaler::load(&model, device).map(|upscaler| upscaler.in_one_precision(precision));
-                upscaler.map(|upscaler| entry.insert(upscaler)).map_err(JobError::Load)
+                load(&model, device, precision).map(|upscaler| entry.insert(upscaler)).map_err(JobError::Load)
             }
         };
         // A panic fails the job, not the worker.

@@ -144,11 +144,14 @@ impl Layer {
         }
         let mut cast = self.cast.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
-        let weight = match cast.as_ref().filter(|c| (c.kind, c.version, c.data) == (kind, version, data)) {
+        let cached = cast.as_ref().filter(|c| (c.kind, c.version, c.data) == (kind, version, data));
+        let convert = weights_cast_in_place() && self.weight.kind() != kind;
+        let weight = match cached {
+            Some(c) if !convert => return c.weight.shallow_clone(),
             Some(c) => c.weight.shallow_clone(),
             None => self.weight.to_kind(kind),
         };
-        if weights_cast_in_place() && self.weight.kind() != kind {
+        if convert {
             // The variable (shared with the var store) now holds the cast values; its float32 storage is freed.
             self.weight.shallow_clone().set_data(&weight);
         }
