@@ -24,14 +24,21 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let input_kind = x.kind();
         let dim = *x.size().last().expect("an RMS norm needs at least one dimension");
-        // torch's own op computes the reference's steps (mean of squares in float32, rsqrt, product, weight) in
-        // one call, a little faster than step by step on the contiguous rows every caller here normalises
-        // (tools/bench/dcae_block_ops.py); a half-precision weight is applied after it, as the reference does.
-        let float_weight = self.weight.as_ref().filter(|w| w.kind() == Kind::Float);
-        let x = x.to_kind(Kind::Float).rms_norm([dim], float_weight, self.eps);
+        // The reference's steps in float32, with the sum of squares taken by torch's vector-norm kernel and the
+        // float32 weight and bias applied in one pass: torch's own `rms_norm` reduces the short rows of
+        // channels-last activations with a slower generic kernel (tools/bench/rms_norm_ops.py). The norm is
+        // squared back, one rounding (a relative 2^-24) more than the reference's mean of squares.
+        let x = x.to_kind(Kind::Float);
+        let norm = x.norm_scalaropt_dim_dtype(2.0, [-1], true, Kind::Float);
+        let x = x * (norm.square() / dim as f64 + self.eps).rsqrt();
         let x = match &self.weight {
             None => return x.to_kind(input_kind),
-            Some(w) if w.kind() == Kind::Float => x,
+            Some(w) if w.kind() == Kind::Float => {
+                return match &self.bias {
+                    Some(b) => b.addcmul(&x, w),
+                    None => x * w,
+                }
+            }
             // Half-precision weights pull the activations down to their dtype, as in the reference.
             Some(w) => x.to_kind(w.kind()) * w,
         };
