@@ -7,6 +7,9 @@ them alike; prints min / median / max seconds per model and each median's ratio 
     SANA_SR_MODELS=data/peers/models .venv/bin/python tools/bench/upscale_speed.py \\
         sana-sr-tiny realesr-general-x4v3 realesrgan-x4plus
 
+With `--binary` given more than once, every model runs with every binary (a change against a build of the
+commit before it, say), interleaved too; rows are then named BINARY:MODEL.
+
 Needs Pillow in the venv (`.venv/bin/pip install pillow`) to cut the photo, and a release build.
 """
 
@@ -29,7 +32,7 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
     parser.add_argument("--size", default="300x250", help="the photo's top-left crop, WxH")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--binary", type=Path, default=ROOT / "target/release/sana-sr")
+    parser.add_argument("--binary", type=Path, action="append", help="default: target/release/sana-sr")
     parser.add_argument("--device", help="upscale's --device (default: its own, auto)")
     parser.add_argument("--precision", help="upscale's --precision (default: its own, auto)")
     args = parser.parse_args()
@@ -39,18 +42,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.png"
         Image.open(args.photo).convert("RGB").crop((0, 0, width, height)).save(photo)
-        seconds: dict[str, list[float]] = {m: [] for m in args.models}
+        binaries = args.binary or [ROOT / "target/release/sana-sr"]
+        runs = [(b, m, f"{b}:{m}" if len(binaries) > 1 else m) for m in args.models for b in binaries]
+        seconds: dict[str, list[float]] = {name: [] for _, _, name in runs}
         for _ in range(args.runs):
-            for model in args.models:
+            for binary, model, name in runs:
                 out = Path(tmp) / "out.png"
-                command = [str(args.binary), "upscale", str(photo), "-o", str(out), "--overwrite", "--model", model, *options]
+                command = [str(binary), "upscale", str(photo), "-o", str(out), "--overwrite", "--model", model, *options]
                 start = time.perf_counter()
                 subprocess.run(command, check=True, capture_output=True)
-                seconds[model].append(time.perf_counter() - start)
+                seconds[name].append(time.perf_counter() - start)
 
-    first = statistics.median(seconds[args.models[0]])
+    first_name = runs[0][2]
+    first = statistics.median(seconds[first_name])
     print(f"{width}x{height} -> x4, {args.runs} runs each, seconds (process start to file written); {cpu()}")
-    print(f"| model | min | median | max | median / {args.models[0]}'s |")
+    print(f"| model | min | median | max | median / {first_name}'s |")
     print("|---|---|---|---|---|")
     for model, times in seconds.items():
         median = statistics.median(times)
