@@ -177,6 +177,10 @@ pub enum ValMetric {
     /// Mean NIQE of the SR crops (no reference): how natural they look, which an adversarial term improves
     /// while the L1 barely moves.
     Niqe,
+    /// Mean absolute error of the SR crops against the first `[[teacher]]`'s image of the same LR crops: how
+    /// closely a distilled student follows its teacher, which keeps falling where the L1 to HR is flat.
+    #[serde(rename = "teacher_l1")]
+    TeacherL1,
 }
 
 impl ValMetric {
@@ -185,6 +189,7 @@ impl ValMetric {
         match self {
             Self::L1 => "val_l1",
             Self::Niqe => "val_niqe",
+            Self::TeacherL1 => "val_teacher_l1",
         }
     }
 }
@@ -368,6 +373,11 @@ impl TrainConfig {
         if t.val_metric == ValMetric::Niqe && self.data.val_crop.unwrap_or(d.crop) < 192 {
             return Err("[data] val_crop must be at least 192 for val_metric = \"niqe\"".into());
         }
+        if t.val_metric == ValMetric::TeacherL1 && self.teachers.is_empty() {
+            return Err(
+                "val_metric = \"teacher_l1\" needs a [[teacher]]: it compares with the first one's image".into()
+            );
+        }
         let teacher_weights = self.teachers.iter().flat_map(|t| t.weights().map(|(_, w)| w));
         let all_weights: Vec<f64> = self.loss.weights().into_iter().chain(teacher_weights).collect();
         if all_weights.iter().all(|&w| w == 0.0) || all_weights.iter().any(|&w| w < 0.0) {
@@ -414,5 +424,13 @@ mod tests {
         let err = config_with(dir.path(), "crop = 100000\nbatch = 64", "").unwrap_err().to_string();
         assert!(err.contains("a batch of 64 crops of 100000x100000 is 640000000000 pixels, over the limit"), "{err}");
         assert!(err.contains("(--max-pixels raises it)"), "{err}");
+    }
+
+    #[test]
+    fn a_teacher_l1_validation_needs_a_teacher() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            config_with(dir.path(), "crop = 96\nbatch = 2", "val_metric = \"teacher_l1\"").unwrap_err().to_string();
+        assert!(err.contains("val_metric = \"teacher_l1\" needs a [[teacher]]"), "{err}");
     }
 }

@@ -147,6 +147,8 @@ struct Validation {
     hr: Tensor,
     /// Each pair's photo's tags.
     tags: Vec<Option<String>>,
+    /// For `val_metric = "teacher_l1"`: the first teacher's image of the LR crops, in [0, 1], made once.
+    teacher: Option<Tensor>,
 }
 
 /// A run in progress: the model and everything that trains it, the data, and the log.
@@ -239,7 +241,8 @@ impl Trainer {
         let (train_paths, val_paths) = split_pool(&config.data.hr, config.data.val_images)?;
         check_crop(config.data.crop, &model.config, scale)?;
         check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
-        let validation = validation_pairs(config, &model, val_paths, degradation.clone(), options.device)?;
+        let val_teacher = teachers.first().filter(|_| config.train.val_metric == ValMetric::TeacherL1);
+        let validation = validation_pairs(config, &model, val_paths, degradation.clone(), options.device, val_teacher)?;
         let loader_config = LoaderConfig {
             gt_size: config.data.crop,
             batch_size: config.data.batch,
@@ -441,13 +444,18 @@ impl Trainer {
                     let tags = &val.tags[start as usize..(start + len) as usize];
                     let sr = model.forward_with(&val.lr.narrow(0, start, len), &model.batch_conditioning(tags)?)?;
                     let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
-                    total += match config.train.val_metric {
-                        ValMetric::L1 => (sr - val.hr.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[]),
-                        ValMetric::Niqe => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
+                    let l1_to = |target: &Tensor| {
+                        (&sr - target.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[])
+                    };
+                    total += match (config.train.val_metric, &val.teacher) {
+                        (ValMetric::L1, _) => l1_to(&val.hr),
+                        (ValMetric::TeacherL1, Some(teacher)) => l1_to(teacher),
+                        (ValMetric::TeacherL1, None) => unreachable!("the teacher's image is made with the pairs"),
+                        (ValMetric::Niqe, _) => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
                     };
                 }
                 Ok(match config.train.val_metric {
-                    ValMetric::L1 => total / val.hr.numel() as f64,
+                    ValMetric::L1 | ValMetric::TeacherL1 => total / val.hr.numel() as f64,
                     ValMetric::Niqe => total / n as f64,
                 })
             })
@@ -626,13 +634,14 @@ fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
     Ok(())
 }
 
-/// The fixed validation pairs.
+/// The fixed validation pairs, with `teacher`'s image of their LR crops when one is given.
 fn validation_pairs(
     config: &TrainConfig,
     model: &SrModel,
     paths: Vec<PathBuf>,
     degradation: Degradation,
     device: Device,
+    teacher: Option<&Teacher>,
 ) -> Result<Validation> {
     let loader_config = LoaderConfig {
         gt_size: config.data.val_crop.unwrap_or(config.data.crop),
@@ -643,7 +652,8 @@ fn validation_pairs(
         ..LoaderConfig::default()
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
-    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr, tags: batch.tags })
+    let teacher = teacher.map(|t| t.target(&batch.lr).map(|image| (image + 1.0) / 2.0)).transpose()?;
+    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr, tags: batch.tags, teacher })
 }
 
 /// The LR batch resized to the HR batch's size (as the pipeline resizes for `model`), in [-1, 1].
@@ -1268,6 +1278,25 @@ pixel_l1 = 1.0
                 }
             }
         }
+    }
+
+    /// `val_metric = "teacher_l1"` scores the student's validation crops against the first teacher's image:
+    /// before any step (the EMA weights are the student's) a teacher that is the student's own file gives 0 up
+    /// to the float32 ulps of the self-copy test above, a peer of other weights a clear difference.
+    #[test]
+    fn the_teacher_l1_validation_compares_with_the_first_teachers_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let teacher = |path: &Path| format!("[[teacher]]\nmodel = \"{}\"\npixel_l1 = 1.0\n", path.display());
+        let mut config = tiny_run(dir.path(), &teacher(&dir.path().join("student.safetensors")));
+        config.train.val_metric = ValMetric::TeacherL1;
+        let to_itself = Trainer::new(&config, &options(dir.path())).unwrap().validate().unwrap();
+        assert!(to_itself <= 10.0 * f32::EPSILON as f64, "{to_itself}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), &teacher(&dir.path().join("peer.safetensors")));
+        config.train.val_metric = ValMetric::TeacherL1;
+        let to_peer = Trainer::new(&config, &options(dir.path())).unwrap().validate().unwrap();
+        assert!(to_peer > 1e-3, "{to_peer}");
     }
 
     #[test]
