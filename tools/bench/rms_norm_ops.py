@@ -9,16 +9,15 @@ bfloat16 convolution outputs in channels-last layout, so the norm reduces rows o
   product by the per-row factor and one fused weight-and-bias pass (`addcmul`), each over float32 operands of
   one kind (a bfloat16 operand beside a float32 one doubles a pass's time): what sana-sr does.
 
-A 3x3 bfloat16 convolution of the same activations is timed beside them for scale. 2 threads, median of 20.
+A 3x3 bfloat16 convolution of the same activations is timed beside them for scale. 2 threads, median of 15.
 
     .venv/bin/python tools/bench/rms_norm_ops.py
 """
 
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
+
+from dcae_block_ops import median_ms
 
 EPS = 1e-5
 
@@ -36,16 +35,6 @@ def norm_kernel(x, w, b):
     x = x.float()
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     return torch.addcmul(b, x * torch.rsqrt(norm.square() / x.shape[-1] + EPS), w)
-
-
-def median_ms(f, repeats=20):
-    f()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main():
