@@ -143,12 +143,11 @@ struct Adversarial {
 struct Validation {
     /// LR upsampled to HR size, in [-1, 1].
     lr: Tensor,
-    /// HR in [0, 1].
-    hr: Tensor,
+    /// What the L1 metrics compare with, in [0, 1]: HR, or for `val_metric = "teacher_l1"` the first teacher's
+    /// image of the LR crops (made once).
+    target: Tensor,
     /// Each pair's photo's tags.
     tags: Vec<Option<String>>,
-    /// For `val_metric = "teacher_l1"`: the first teacher's image of the LR crops, in [0, 1], made once.
-    teacher: Option<Tensor>,
 }
 
 /// A run in progress: the model and everything that trains it, the data, and the log.
@@ -444,18 +443,15 @@ impl Trainer {
                     let tags = &val.tags[start as usize..(start + len) as usize];
                     let sr = model.forward_with(&val.lr.narrow(0, start, len), &model.batch_conditioning(tags)?)?;
                     let sr = ((sr + 1.0) / 2.0).clamp(0.0, 1.0);
-                    let l1_to = |target: &Tensor| {
-                        (&sr - target.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[])
-                    };
-                    total += match (config.train.val_metric, &val.teacher) {
-                        (ValMetric::L1, _) => l1_to(&val.hr),
-                        (ValMetric::TeacherL1, Some(teacher)) => l1_to(teacher),
-                        (ValMetric::TeacherL1, None) => unreachable!("the teacher's image is made with the pairs"),
-                        (ValMetric::Niqe, _) => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
+                    total += match config.train.val_metric {
+                        ValMetric::L1 | ValMetric::TeacherL1 => {
+                            (sr - val.target.narrow(0, start, len)).abs().sum(Kind::Double).double_value(&[])
+                        }
+                        ValMetric::Niqe => (0..len).map(|i| niqe_of(&sr.get(i))).sum::<Result<f64>>()?,
                     };
                 }
                 Ok(match config.train.val_metric {
-                    ValMetric::L1 | ValMetric::TeacherL1 => total / val.hr.numel() as f64,
+                    ValMetric::L1 | ValMetric::TeacherL1 => total / val.target.numel() as f64,
                     ValMetric::Niqe => total / n as f64,
                 })
             })
@@ -634,7 +630,7 @@ fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
     Ok(())
 }
 
-/// The fixed validation pairs, with `teacher`'s image of their LR crops when one is given.
+/// The fixed validation pairs; their target is `teacher`'s image of the LR crops when one is given, else HR.
 fn validation_pairs(
     config: &TrainConfig,
     model: &SrModel,
@@ -652,8 +648,11 @@ fn validation_pairs(
         ..LoaderConfig::default()
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
-    let teacher = teacher.map(|t| t.target(&batch.lr).map(|image| (image + 1.0) / 2.0)).transpose()?;
-    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), hr: batch.hr, tags: batch.tags, teacher })
+    let target = match teacher {
+        Some(teacher) => (teacher.target(&batch.lr)? + 1.0) / 2.0,
+        None => batch.hr.shallow_clone(),
+    };
+    Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), target, tags: batch.tags })
 }
 
 /// The LR batch resized to the HR batch's size (as the pipeline resizes for `model`), in [-1, 1].
