@@ -4,7 +4,7 @@ use sana_sr_core::{nn, Tensor};
 
 use super::channel_norm::{ChannelNorm, NormType};
 use super::multiscale_linear_attention::SanaMultiscaleLinearAttention;
-use crate::layers::{Activation, ConvConfig, GluMbConv, Layer};
+use crate::layers::{fresh, Activation, ConvConfig, GluMbConv, Layer};
 
 /// Receives `(module path, output)` as each traced module finishes; paths are diffusers' module names.
 pub type Tracer<'a> = dyn FnMut(&str, &Tensor) + 'a;
@@ -33,8 +33,8 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.conv2.forward(&self.act.forward(&self.conv1.forward(x)));
-        self.norm.forward(&h) + x
+        let h = self.conv2.forward(&self.act.forward_fresh(self.conv1.forward(x)));
+        fresh::add(self.norm.forward(&h), x)
     }
 }
 
@@ -106,8 +106,8 @@ impl DcDownBlock2d {
         let h = if self.pixel_unshuffle { h.pixel_unshuffle(FACTOR) } else { h };
         match self.shortcut_group_size {
             // A group of one channel is its own mean: no pass over the tensor to take it.
-            Some(1) => h + x.pixel_unshuffle(FACTOR),
-            Some(group) => h + x.pixel_unshuffle(FACTOR).unflatten(1, [-1, group]).mean_dim(2, false, None),
+            Some(1) => fresh::add(h, &x.pixel_unshuffle(FACTOR)),
+            Some(group) => fresh::add(h, &x.pixel_unshuffle(FACTOR).unflatten(1, [-1, group]).mean_dim(2, false, None)),
             None => h,
         }
     }
@@ -144,10 +144,10 @@ impl DcUpBlock2d {
             self.conv.forward(x).pixel_shuffle(FACTOR)
         };
         match self.shortcut_repeats {
-            Some(1) => h + x.pixel_shuffle(FACTOR),
+            Some(1) => fresh::add(h, &x.pixel_shuffle(FACTOR)),
             Some(repeats) => {
                 let channels = x.size()[1];
-                h + x.repeat_interleave_self_int(repeats, 1, channels * repeats).pixel_shuffle(FACTOR)
+                fresh::add(h, &x.repeat_interleave_self_int(repeats, 1, channels * repeats).pixel_shuffle(FACTOR))
             }
             None => h,
         }

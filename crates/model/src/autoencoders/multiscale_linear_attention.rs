@@ -10,7 +10,7 @@ use sana_sr_core::{nn, Kind, Tensor};
 
 use super::channel_norm::{ChannelNorm, NormType};
 use crate::cost;
-use crate::layers::{linear_attention, ConvConfig, Layer, NORMALISER_EPS};
+use crate::layers::{fresh, linear_attention, ConvConfig, Layer, NORMALISER_EPS};
 
 /// One extra scale of `to_qkv_multiscale`: a `kernel_size` depthwise conv over the concatenated q, k, v
 /// channels, then a 1×1 conv mixing channels within each of the `3 * heads` groups (diffusers
@@ -89,26 +89,42 @@ impl SanaMultiscaleLinearAttention {
         // Token-major throughout (`[batch, height, width, channels]`): the projections are linear layers over
         // the channels, and the attention's heads are runs of channels of each token, so nothing is transposed
         // into another layout and back.
-        let channels_last = x.movedim([1], [-1]);
-        let qkv = Tensor::cat(
-            &[self.to_q.forward(&channels_last), self.to_k.forward(&channels_last), self.to_v.forward(&channels_last)],
-            3,
-        );
-        let mut scales = vec![qkv.shallow_clone()];
-        let qkv_nchw = qkv.movedim([-1], [1]);
-        scales.extend(self.to_qkv_multiscale.iter().map(|scale| scale.forward(&qkv_nchw).movedim([1], [-1])));
-        let mut h = Tensor::cat(&scales, 3);
-        if use_linear_attention {
-            h = h.to_kind(Kind::Float);
-        }
+        let h = {
+            let channels_last = x.movedim([1], [-1]);
+            let qkv = Tensor::cat(
+                &[
+                    self.to_q.forward(&channels_last),
+                    self.to_k.forward(&channels_last),
+                    self.to_v.forward(&channels_last),
+                ],
+                3,
+            );
+            let qkv_nchw = qkv.movedim([-1], [1]);
+            let mut scales = vec![qkv.shallow_clone()];
+            scales.extend(self.to_qkv_multiscale.iter().map(|scale| scale.forward(&qkv_nchw).movedim([1], [-1])));
+            // The scales' own tensors end with this block, before the float32 copy is made.
+            Tensor::cat(&scales, 3)
+        };
+        let h = match use_linear_attention {
+            // `low` is dropped at the arm's end, so the two copies are not held at once.
+            true => {
+                let low = h;
+                low.to_kind(Kind::Float)
+            }
+            false => h,
+        };
 
         // Heads are consecutive runs of 3·head_dim channels, each holding that head's q, k and v, as in the
         // reference's reshape (and in the original EfficientViT's checkpoint layout): `[batch, heads, pixels,
-        // head_dim]` views.
-        let h = h.reshape([batch, pixels, -1, 3 * self.attention_head_dim]);
-        let qkv = h.chunk(3, -1);
-        let per_head = |t: &Tensor| t.transpose(1, 2);
-        let (q, k, v) = (per_head(&qkv[0].relu()), per_head(&qkv[1].relu()), per_head(&qkv[2]));
+        // head_dim]` views. The ReLU feature map goes over the queries' and keys' channels of that fresh tensor
+        // together, in place where no gradient is recorded.
+        let head_dim = self.attention_head_dim;
+        let h = h.reshape([batch, pixels, -1, 3 * head_dim]);
+        let qk = fresh::relu(h.narrow(-1, 0, 2 * head_dim));
+        let per_head = |t: Tensor| t.transpose(1, 2);
+        let q = per_head(qk.narrow(-1, 0, head_dim));
+        let k = per_head(qk.narrow(-1, head_dim, head_dim));
+        let v = per_head(h.narrow(-1, 2 * head_dim, head_dim));
         let h = if use_linear_attention {
             linear_attention(&q, &k, &v).to_kind(input_kind)
         } else {
@@ -119,7 +135,7 @@ impl SanaMultiscaleLinearAttention {
         let h = self.to_out.forward(&h).movedim([-1], [1]);
         let h = self.norm_out.forward(&h);
         if self.residual_connection {
-            h + x
+            fresh::add(h, x)
         } else {
             h
         }

@@ -1,6 +1,8 @@
 //! Activation functions by their diffusers names (`get_activation`), so configs deserialize directly.
 
 use sana_sr_core::Tensor;
+
+use super::fresh;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +24,15 @@ impl Activation {
             Activation::Relu6 => x.clamp(0.0, 6.0),
             Activation::Gelu => x.gelu("none"),
             Activation::Mish => x.mish(),
+        }
+    }
+
+    /// [`Self::forward`] of a fresh intermediate, written over it where [`fresh`] allows.
+    pub fn forward_fresh(self, x: Tensor) -> Tensor {
+        match self {
+            Activation::Silu => fresh::silu(x),
+            Activation::Relu => fresh::relu(x),
+            _ => self.forward(&x),
         }
     }
 }

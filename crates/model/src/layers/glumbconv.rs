@@ -6,7 +6,7 @@
 
 use sana_sr_core::{nn, Tensor};
 
-use super::{ConvConfig, Layer, RmsNorm};
+use super::{fresh, ConvConfig, Layer, RmsNorm};
 
 #[derive(Debug)]
 pub struct GluMbConv {
@@ -52,15 +52,18 @@ impl GluMbConv {
 
     /// `x`: NCHW.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.conv_depth.forward(&self.conv_inverted.forward(x).silu());
-        let halves = h.chunk(2, 1);
-        let h = self.conv_point.forward(&(&halves[0] * halves[1].silu()));
+        let h = self.conv_depth.forward(&fresh::silu(self.conv_inverted.forward(x)));
+        let mut halves = h.chunk(2, 1);
+        // The gate's SiLU over its half of the fresh depthwise output; the product a new dense tensor, as the
+        // projection reads it faster than a strided half.
+        let gate = fresh::silu(halves.pop().expect("two halves"));
+        let h = self.conv_point.forward(&(&halves[0] * gate));
         let h = match &self.norm {
             Some(norm) => norm.forward_channels(&h),
             None => h,
         };
         if self.residual_connection {
-            h + x
+            fresh::add(h, x)
         } else {
             h
         }

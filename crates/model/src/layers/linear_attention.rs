@@ -3,6 +3,7 @@
 
 use sana_sr_core::Tensor;
 
+use super::fresh;
 use crate::cost;
 
 /// Added to the normaliser (`eps=1e-15` in both of diffusers' processors; the DC-AE's quadratic form of the
@@ -30,5 +31,5 @@ pub fn linear_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
     cost::record_product(&key_sums, tokens);
     let normaliser = q.matmul(&key_sums.transpose(-1, -2));
     cost::record_product(&normaliser, head_dim);
-    numerator / (normaliser + NORMALISER_EPS)
+    fresh::div(numerator, &(normaliser + NORMALISER_EPS))
 }

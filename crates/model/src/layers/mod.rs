@@ -1,6 +1,7 @@
 //! Building blocks shared by the DC-AE and the DiT.
 
 mod activation;
+pub mod fresh;
 mod glumbconv;
 mod layer;
 mod linear_attention;

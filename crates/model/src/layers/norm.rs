@@ -3,7 +3,7 @@
 
 use sana_sr_core::{nn, Kind, Tensor};
 
-use super::variables;
+use super::{fresh, variables};
 
 /// RMS norm over the last dimension, computed in float32 as diffusers does, with an optional affine
 /// weight and bias.
@@ -28,15 +28,17 @@ impl RmsNorm {
         // float32 weight and bias applied in one pass: torch's own `rms_norm` reduces the short rows of
         // channels-last activations with a slower generic kernel (tools/bench/rms_norm_ops.py). The norm is
         // squared back, one rounding (a relative 2^-24) more than the reference's mean of squares.
-        let x = x.to_kind(Kind::Float);
-        let norm = x.norm_scalaropt_dim_dtype(2.0, [-1], true, Kind::Float);
-        let x = x * (norm.square() / dim as f64 + self.eps).rsqrt();
+        let x_float = x.to_kind(Kind::Float);
+        let norm = x_float.norm_scalaropt_dim_dtype(2.0, [-1], true, Kind::Float);
+        let scale = (norm.square() / dim as f64 + self.eps).rsqrt();
+        // A float32 input is the caller's; a converted copy is ours to scale in place.
+        let x = if input_kind == Kind::Float { x_float * scale } else { fresh::mul(x_float, &scale) };
         let x = match &self.weight {
             None => return x.to_kind(input_kind),
             Some(w) if w.kind() == Kind::Float => {
                 return match &self.bias {
-                    Some(b) => b.addcmul(&x, w),
-                    None => x * w,
+                    Some(b) => fresh::addcmul(x, b, w),
+                    None => fresh::mul(x, w),
                 }
             }
             // Half-precision weights pull the activations down to their dtype, as in the reference.
