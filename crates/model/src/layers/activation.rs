@@ -1,9 +1,9 @@
 //! Activation functions by their diffusers names (`get_activation`), so configs deserialize directly.
 
 use sana_sr_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::fresh;
-use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

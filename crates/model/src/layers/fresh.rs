@@ -20,33 +20,18 @@ fn in_place(a: &Tensor, b: &Tensor) -> bool {
 }
 
 /// `a + b`.
-pub fn add(mut a: Tensor, b: &Tensor) -> Tensor {
-    if in_place(&a, b) {
-        a += b;
-        a
-    } else {
-        a + b
-    }
+pub fn add(a: Tensor, b: &Tensor) -> Tensor {
+    binary(a, b, |a, b| a + b, |a, b| *a += b)
 }
 
 /// `a * b`.
-pub fn mul(mut a: Tensor, b: &Tensor) -> Tensor {
-    if in_place(&a, b) {
-        a *= b;
-        a
-    } else {
-        a * b
-    }
+pub fn mul(a: Tensor, b: &Tensor) -> Tensor {
+    binary(a, b, |a, b| a * b, |a, b| *a *= b)
 }
 
 /// `a / b`.
-pub fn div(mut a: Tensor, b: &Tensor) -> Tensor {
-    if in_place(&a, b) {
-        a /= b;
-        a
-    } else {
-        a / b
-    }
+pub fn div(a: Tensor, b: &Tensor) -> Tensor {
+    binary(a, b, |a, b| a / b, |a, b| *a /= b)
 }
 
 /// `input + a * b`.
@@ -59,21 +44,34 @@ pub fn addcmul(a: Tensor, input: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// `silu(a)`.
-pub fn silu(mut a: Tensor) -> Tensor {
-    if a.requires_grad() {
-        a.silu()
-    } else {
-        let _ = a.silu_();
-        a
-    }
+pub fn silu(a: Tensor) -> Tensor {
+    unary(a, Tensor::silu, Tensor::silu_)
 }
 
 /// `relu(a)`.
-pub fn relu(mut a: Tensor) -> Tensor {
-    if a.requires_grad() {
-        a.relu()
+pub fn relu(a: Tensor) -> Tensor {
+    unary(a, Tensor::relu, Tensor::relu_)
+}
+
+fn binary(
+    mut a: Tensor,
+    b: &Tensor,
+    new: impl FnOnce(&Tensor, &Tensor) -> Tensor,
+    over: impl FnOnce(&mut Tensor, &Tensor),
+) -> Tensor {
+    if in_place(&a, b) {
+        over(&mut a, b);
+        a
     } else {
-        let _ = a.relu_();
+        new(&a, b)
+    }
+}
+
+fn unary(mut a: Tensor, new: fn(&Tensor) -> Tensor, over: fn(&mut Tensor) -> Tensor) -> Tensor {
+    if a.requires_grad() {
+        new(&a)
+    } else {
+        let _ = over(&mut a);
         a
     }
 }
@@ -98,9 +96,9 @@ mod tests {
             let b = randn(&[4, 1], b_kind);
             let cases: [(Step, Tensor); 3] = [(add, &a + &b), (mul, &a * &b), (div, &a / &b)];
             for (step, want) in cases {
-                let pointer = a.copy();
-                let data = pointer.data_ptr();
-                let got = step(pointer, &b);
+                let operand = a.copy();
+                let data = operand.data_ptr();
+                let got = step(operand, &b);
                 assert_eq!(got.data_ptr(), data, "{a_kind:?} with {b_kind:?}: written in place");
                 assert!(got.equal(&want), "{a_kind:?} with {b_kind:?}");
             }

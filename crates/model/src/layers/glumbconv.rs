@@ -54,8 +54,8 @@ impl GluMbConv {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.conv_depth.forward(&fresh::silu(self.conv_inverted.forward(x)));
         let mut halves = h.chunk(2, 1);
-        // The gate's SiLU over its half of the fresh depthwise output; the product a new dense tensor, as the
-        // projection reads it faster than a strided half.
+        // The gate's SiLU over its half of the fresh depthwise output; the product is a new tensor, where
+        // written over that half it would leave the projection a strided input.
         let gate = fresh::silu(halves.pop().expect("two halves"));
         let h = self.conv_point.forward(&(&halves[0] * gate));
         let h = match &self.norm {
