@@ -198,6 +198,12 @@ fn a_profile_shows_where_the_time_went() {
     assert!((staged - seconds("total")).abs() <= 0.0005 * (stages.len() + 1) as f64, "{text}");
     assert!(seconds("encoder") > 0.0 && seconds("decoder") > 0.0, "{text}");
     assert!(text.contains("peak memory"), "{text}");
+    // Loading libtorch alone touches thousands of pages.
+    let faults: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("page faults")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no page faults line: {text}"));
+    assert!(faults > 1000, "{text}");
 }
 
 #[test]

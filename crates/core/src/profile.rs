@@ -64,6 +64,26 @@ pub fn peak_resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The kernel's work for this process so far, where the system says: the page faults served without I/O (each
+/// a page touched for the first time, what a one-shot run pays for every new buffer past the heap's high-water
+/// mark) and the seconds of system time.
+pub fn kernel_work() -> Option<(u64, f64)> {
+    #[cfg(unix)]
+    {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage fills the struct it is given; it is read only when the call succeeds.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: initialised by the successful call above.
+        let usage = unsafe { usage.assume_init() };
+        let system = usage.ru_stime.tv_sec as f64 + usage.ru_stime.tv_usec as f64 * 1e-6;
+        Some((usage.ru_minflt as u64, system))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

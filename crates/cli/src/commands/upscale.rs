@@ -97,7 +97,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// At the end, print where the time went (seconds per stage over every image: load (the model), read, resize,
-    /// encoder, transformer, decoder, tiles, output, write) and the peak memory, on stderr.
+    /// encoder, transformer, decoder, tiles, output, write), the peak memory and the page faults, on stderr.
     #[arg(long)]
     profile: bool,
 }
@@ -124,6 +124,9 @@ fn print_profile(stages: &profile::Stages, wall: f64) {
     match profile::peak_resident_bytes() {
         Some(bytes) => eprintln!("peak memory  {:.1} MB resident", bytes as f64 / 1e6),
         None => eprintln!("peak memory  not reported by this system"),
+    }
+    if let Some((faults, system)) = profile::kernel_work() {
+        eprintln!("page faults  {faults} minor, {system:.2} s system time");
     }
 }
 
