@@ -96,6 +96,8 @@ pub struct Batch {
     pub indices: Vec<u64>,
     /// Each pair's photo's tags ([`read_tags`]).
     pub tags: Vec<Option<String>>,
+    /// Which pairs are clean (the HR's bicubic downscale, undegraded; the degradation's `clean_prob`).
+    pub clean: Vec<bool>,
 }
 
 /// One training pair, `[1, 3, S, S]` and `[1, 3, S / scale, S / scale]`.
@@ -104,6 +106,7 @@ pub struct Pair {
     pub hr: Tensor,
     pub lr: Tensor,
     pub tags: Option<String>,
+    pub clean: bool,
 }
 
 /// The recipe of pair `index`: which file, which crop, which augmentation, which degradation.
@@ -151,11 +154,12 @@ impl PairMaker {
             }
         }
         let hr = hr.contiguous();
+        let params = self.degradation.sample(&mut rng);
         let lr = self
             .degradation
-            .degrade(&hr, &mut rng)
+            .apply(&hr, &params)
             .map_err(|source| LoaderError::Degrade { path: path.clone(), source })?;
-        Ok(Pair { hr, lr, tags: read_tags(path)? })
+        Ok(Pair { hr, lr, tags: read_tags(path)?, clean: params.clean })
     }
 }
 
@@ -259,6 +263,7 @@ impl Iterator for Loader {
                 hr: Tensor::cat(&hr, 0).to_device(self.config.device),
                 lr: Tensor::cat(&lr, 0).to_device(self.config.device),
                 indices: (first..first + pairs.len() as u64).collect(),
+                clean: pairs.iter().map(|p| p.clean).collect(),
                 tags: pairs.into_iter().map(|p| p.tags).collect(),
             }
         }))

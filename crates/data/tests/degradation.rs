@@ -186,3 +186,32 @@ fn resshift_test_settings_draw_only_mild_degradations() {
         assert!(p.first.blur.as_ref().is_none_or(|k| k.size <= 11), "kernels up to 11 taps");
     }
 }
+
+#[test]
+fn clean_pairs_are_the_benchmarks_bicubic_downscale() {
+    use sana_sr_data::resize::matlab::imresize_uint8;
+    use sana_sr_data::tensor::{to_image, to_tensor};
+
+    let config: RealEsrganConfig = toml::from_str("clean_prob = 0.3").unwrap();
+    let degradation = Degradation::new(config).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let n = 4000;
+    let clean = (0..n).filter(|_| degradation.sample(&mut rng).clean).count();
+    // Binomial: 4 standard deviations at n = 4000 and p = 0.3 is 0.029.
+    assert!((clean as f64 / n as f64 - 0.3).abs() < 0.029, "{clean} of {n} clean");
+    assert!(toml::from_str::<RealEsrganConfig>("clean_prob = 1.5").unwrap().validate().is_err());
+
+    // A clean pair is MATLAB's uint8 imresize of the 8-bit HR image, whatever else was drawn.
+    let hr = (hr_image() * 255.0).round() / 255.0;
+    let mut p = degradation.sample(&mut pair_rng(7, 0));
+    p.clean = true;
+    let lr = degradation.apply(&hr, &p).unwrap();
+    let reference = to_tensor(&imresize_uint8(&to_image(&hr).unwrap(), 0.25).unwrap(), Device::Cpu);
+    assert!(lr.equal(&reference));
+    p.clean = false;
+    assert!(!degradation.apply(&hr, &p).unwrap().equal(&reference));
+
+    // A config without clean pairs draws exactly what it drew before the option existed.
+    let plain = Degradation::new(RealEsrganConfig::default()).unwrap();
+    assert!((0..200).all(|i| !plain.sample(&mut pair_rng(8, i)).clean));
+}

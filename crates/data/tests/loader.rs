@@ -139,3 +139,21 @@ fn each_pair_carries_its_photos_tags_from_the_sidecar() {
     assert_eq!(tags, [None, Some("building, sign, text".to_string()), Some("tree, sky".to_string())]);
     assert_eq!(read_tags(&dir.path().join("img3.png")).unwrap(), None, "no sidecar, no tags");
 }
+
+#[test]
+fn each_pair_says_whether_it_is_clean() {
+    use sana_sr_data::resize::matlab::imresize_uint8;
+    use sana_sr_data::tensor::{to_image, to_tensor};
+
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), &[(100, 100), (120, 100)]);
+    let config = LoaderConfig { gt_size: 96, batch_size: 16, num_workers: 2, seed: 2, ..LoaderConfig::default() };
+    let degradation = Degradation::new(toml::from_str("clean_prob = 0.5").unwrap()).unwrap();
+    let batch = Loader::new(pool_paths(dir.path()).unwrap(), degradation, config).unwrap().next().unwrap().unwrap();
+    assert!(batch.clean.contains(&true) && batch.clean.contains(&false), "{:?}", batch.clean);
+    for (i, &clean) in batch.clean.iter().enumerate() {
+        let hr = to_image(&batch.hr.get(i as i64)).unwrap();
+        let bicubic = to_tensor(&imresize_uint8(&hr, 0.25).unwrap(), sana_sr_core::Device::Cpu);
+        assert_eq!(batch.lr.get(i as i64).unsqueeze(0).equal(&bicubic), clean, "pair {i}");
+    }
+}

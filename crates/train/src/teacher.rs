@@ -7,6 +7,7 @@
 //! which is a function of (seed, index).
 
 use sana_sr_core::{no_grad, Device, Kind, Tensor};
+use sana_sr_data::loader::Batch;
 use sana_sr_pipeline::upscaler::forward_batch;
 use sana_sr_pipeline::{ModelSource, Network};
 
@@ -49,13 +50,20 @@ impl Teacher {
         Ok(Self { config: config.clone(), label, network, vs, scale })
     }
 
-    /// The teacher's image of an LR batch in [0, 1], in [-1, 1] terms and clamped as the upscaler clamps,
-    /// float32, outside autograd. Call it under the student's compute kind: a teacher that is the student's
-    /// copy then computes the student's numbers exactly.
-    pub fn target(&self, lr: &Tensor) -> Result<Tensor, TrainError> {
-        let sr = no_grad(|| forward_batch(&self.network, lr, self.scale))
+    /// The teacher's image of a batch's LR images in [0, 1], in [-1, 1] terms and clamped as the upscaler
+    /// clamps, float32, outside autograd; for a clean pair (the HR's bicubic downscale, nothing destroyed) the
+    /// HR image itself, the exact answer a teacher trained on degraded inputs would only smooth. Call it under
+    /// the student's compute kind: a teacher that is the student's copy then computes the student's numbers
+    /// exactly.
+    pub fn target(&self, batch: &Batch) -> Result<Tensor, TrainError> {
+        let sr = no_grad(|| forward_batch(&self.network, &batch.lr, self.scale))
             .map_err(|e| TrainError::Teacher { name: self.label.clone(), reason: e.to_string() })?;
-        Ok(sr.to_kind(Kind::Float).clamp(-1.0, 1.0))
+        let target = sr.to_kind(Kind::Float).clamp(-1.0, 1.0);
+        if !batch.clean.contains(&true) {
+            return Ok(target);
+        }
+        let clean = Tensor::from_slice(&batch.clean).view([-1, 1, 1, 1]).to_device(target.device());
+        Ok((&batch.hr * 2.0 - 1.0).to_kind(Kind::Float).where_self(&clean, &target))
     }
 
     /// The names of its weighted terms in the log, in the order [`Self::terms`] returns them.

@@ -334,7 +334,7 @@ impl Trainer {
             // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
             for teacher in &self.teachers {
                 let sr = sr.as_ref().expect("teachers make the output needed");
-                terms.extend(teacher.terms(sr, &teacher.target(&batch.lr)?));
+                terms.extend(teacher.terms(sr, &teacher.target(&batch)?));
             }
             Ok((sr, terms))
         })?;
@@ -649,7 +649,7 @@ fn validation_pairs(
     };
     let batch = Loader::new(paths, degradation, loader_config)?.next().expect("the loader never ends")?;
     let target = match teacher {
-        Some(teacher) => (teacher.target(&batch.lr)? + 1.0) / 2.0,
+        Some(teacher) => (teacher.target(&batch)? + 1.0) / 2.0,
         None => batch.hr.shallow_clone(),
     };
     Ok(Validation { lr: upsampled(model, &batch.lr, &batch.hr), target, tags: batch.tags })
@@ -1296,6 +1296,32 @@ pixel_l1 = 1.0
         config.train.val_metric = ValMetric::TeacherL1;
         let to_peer = Trainer::new(&config, &options(dir.path())).unwrap().validate().unwrap();
         assert!(to_peer > 1e-3, "{to_peer}");
+    }
+
+    /// A clean pair's target is its HR image (in [-1, 1] terms), the others' the teacher's image, the same as
+    /// in a batch without clean pairs.
+    #[test]
+    fn a_clean_pairs_teacher_target_is_its_hr_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = tiny_run(dir.path(), "");
+        let peer = tiny_teachers(&format!(
+            "[[teacher]]\nmodel = \"{}\"\npixel_l1 = 1.0\n",
+            dir.path().join("peer.safetensors").display()
+        ));
+        let teacher = Teacher::load(&peer[0], 4, Device::Cpu).unwrap();
+        let loader_config = LoaderConfig { gt_size: 96, batch_size: 3, seed: 1, ..LoaderConfig::default() };
+        let degradation =
+            Degradation::new(RealEsrganConfig::from_toml_file(&config.data.degradation).unwrap()).unwrap();
+        let paths = pool_paths(&config.data.hr[0]).unwrap();
+        let mut batch = Loader::new(paths, degradation, loader_config).unwrap().next().unwrap().unwrap();
+        let degraded = teacher.target(&batch).unwrap();
+        batch.clean = vec![false, true, false];
+        let mixed = teacher.target(&batch).unwrap();
+        assert!(mixed.get(1).equal(&(batch.hr.get(1) * 2.0 - 1.0)));
+        assert!(!degraded.get(1).equal(&mixed.get(1)));
+        for i in [0, 2] {
+            assert!(mixed.get(i).equal(&degraded.get(i)), "pair {i}");
+        }
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub struct RealEsrganConfig {
 
     /// Odds of the final sinc filter (applied with the last resize, at LR size).
     pub final_sinc_prob: f64,
+
+    /// Odds that a pair skips every step above: its LR image is the HR image's MATLAB bicubic downscale,
+    /// the classic benchmarks' clean input (0 in Real-ESRGAN's configs, whose model then smooths clean
+    /// photos as if they were degraded).
+    pub clean_prob: f64,
 }
 
 impl Default for RealEsrganConfig {
@@ -111,6 +116,7 @@ impl Default for RealEsrganConfig {
             betag_range2: [0.5, 4.0],
             betap_range2: [1.0, 2.0],
             final_sinc_prob: 0.8,
+            clean_prob: 0.0,
         }
     }
 }
@@ -152,6 +158,7 @@ impl RealEsrganConfig {
             ("sinc_prob", self.sinc_prob),
             ("sinc_prob2", self.sinc_prob2),
             ("final_sinc_prob", self.final_sinc_prob),
+            ("clean_prob", self.clean_prob),
         ];
         for (name, p) in probabilities {
             if !(0.0..=1.0).contains(&p) {

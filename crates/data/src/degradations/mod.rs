@@ -20,6 +20,7 @@ pub use config::{ConfigError, RealEsrganConfig};
 pub use pipeline::{Degradation, DegradationParams, StageParams};
 
 use crate::resize::interpolate::InterpolateError;
+use crate::resize::matlab::ResizeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DegradeError {
@@ -29,6 +30,8 @@ pub enum DegradeError {
     TooSmall { height: i64, width: i64, what: String },
     #[error(transparent)]
     Interpolate(#[from] InterpolateError),
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
     #[error("JPEG round trip failed: {0}")]
     Jpeg(image::ImageError),
     #[error("tensor operation failed: {0}")]

@@ -6,7 +6,9 @@
 //!   mixes batches through a 180-pair queue to recover diversity); the distribution of a pair is the same;
 //! - the degradation acts on the HR crop itself, as OSEDiff does (`dataloaders/realesrgan.py`, where the
 //!   USM sharpening of the input is commented out); Real-ESRGAN degrades a USM-sharpened copy of the HR;
-//! - JPEG goes through a real encoder, see [`super::jpeg`].
+//! - JPEG goes through a real encoder, see [`super::jpeg`];
+//! - a config may leave some pairs clean (`clean_prob`, 0 in the reference's settings): the HR image's MATLAB
+//!   bicubic downscale, the classic benchmarks' LR.
 
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
@@ -20,6 +22,8 @@ use super::kernels::{random_blur_kernel, random_final_sinc, uniform, Kernel};
 use super::noise::{add_noise, Noise, NoiseKind};
 use super::DegradeError;
 use crate::resize::interpolate::{interpolate, Mode, Target};
+use crate::resize::matlab::imresize_uint8_to;
+use crate::tensor::{to_image, to_tensor};
 
 /// The random choices of one degradation stage.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,8 @@ pub struct DegradationParams {
     pub final_mode: Mode,
     /// JPEG after [resize + sinc] (else before); even odds in the reference.
     pub jpeg_last: bool,
+    /// The pair is clean: the HR image's MATLAB bicubic downscale, none of the choices above applied.
+    pub clean: bool,
 }
 
 /// The Real-ESRGAN degradation model of one config.
@@ -97,7 +103,9 @@ impl Degradation {
         let final_mode = random_mode(rng);
         // Drawn last, so configs without a second-order choice keep the streams they always had.
         let second_order = rng.gen::<f64>() < c.second_order_prob;
-        DegradationParams { first, second, second_order, final_sinc, final_mode, jpeg_last }
+        // Drawn only where a config asks for clean pairs, so the others keep their streams too.
+        let clean = c.clean_prob > 0.0 && rng.gen::<f64>() < c.clean_prob;
+        DegradationParams { first, second, second_order, final_sinc, final_mode, jpeg_last, clean }
     }
 
     /// Degrades a `[1, 3, H, W]` HR image in `[0, 1]` (on any device) into its `[1, 3, H/s, W/s]` LR image,
@@ -113,6 +121,14 @@ impl Degradation {
             return Err(DegradeError::TooSmall { height: h, width: w, what });
         }
         let scale = self.config.scale as f64;
+        let lr_height = h / self.config.scale as i64;
+        let lr_width = w / self.config.scale as i64;
+        if p.clean {
+            // MATLAB's `uint8` path, rounded between the passes: the benchmarks' LR images bit for bit.
+            let image = to_image(hr).map_err(|e| DegradeError::Torch(e.to_string()))?;
+            let lr = imresize_uint8_to(&image, lr_height as usize, lr_width as usize)?;
+            return Ok(to_tensor(&lr, hr.device()));
+        }
 
         // The first degradation.
         let mut out = match &p.first.blur {
@@ -134,7 +150,7 @@ impl Degradation {
         }
 
         // [resize to the LR size + sinc] and JPEG, in either order.
-        let lr_size = Target::Size { height: h / self.config.scale as i64, width: w / self.config.scale as i64 };
+        let lr_size = Target::Size { height: lr_height, width: lr_width };
         let resize_and_sinc = |x: &Tensor| -> Result<Tensor, DegradeError> {
             let resized = interpolate(x, lr_size, p.final_mode)?;
             match &p.final_sinc {

@@ -82,6 +82,11 @@ pub fn imresize_to(image: &Image, height: usize, width: usize) -> Result<Image, 
 /// (`crates/eval/tests/benchmarks.rs`). Meant for equal integer factors or their inverses (`4.0`, `0.25`).
 pub fn imresize_uint8(image: &Image, scale: f64) -> Result<Image, ResizeError> {
     let (height, width) = output_size(image.height, image.width, Target::Scale(scale))?;
+    imresize_uint8_to(image, height, width)
+}
+
+/// [`imresize_uint8`] to a given size.
+pub fn imresize_uint8_to(image: &Image, height: usize, width: usize) -> Result<Image, ResizeError> {
     let rows = imresize_to(image, height, image.width)?.to_8bit();
     Ok(imresize_to(&rows, height, width)?.to_8bit())
 }
