@@ -163,6 +163,16 @@ fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
     let (a, b) =
         (read_image(dir.path().join("built-in.png")).unwrap(), read_image(dir.path().join("exported.png")).unwrap());
     assert_eq!(a.data, b.data, "the built-in model's float16 weights survive an export unchanged");
+
+    // A new name goes into the file (the name evaluations label the model by); a bad one is refused before
+    // anything is written.
+    let renamed = sana_sr(&["models", "export", "mine", "-o", "renamed.safetensors", "--name", "tiny-2"], dir.path());
+    assert!(renamed.status.success(), "{}", stderr(&renamed));
+    let written = sana_sr_pipeline::ModelSource::File(dir.path().join("renamed.safetensors"));
+    assert_eq!(written.load_network(sana_sr_core::Device::Cpu).unwrap().0.name(), "tiny-2");
+    let bad = sana_sr(&["models", "export", "mine", "-o", "bad.safetensors", "--name", "a/b"], dir.path());
+    assert!(!bad.status.success() && stderr(&bad).contains("cannot be a model name"), "{}", stderr(&bad));
+    assert!(!dir.path().join("bad.safetensors").exists());
 }
 
 #[test]

@@ -208,6 +208,13 @@ impl Network {
         }
     }
 
+    pub fn set_name(&mut self, name: String) {
+        match self {
+            Self::Sana(m) => m.config.name = name,
+            Self::Esrgan(m) => m.config.name = name,
+        }
+    }
+
     /// The SANA-SR model, if that is what this is.
     pub fn as_sana(&self) -> Option<&SrModel> {
         match self {

@@ -86,6 +86,10 @@ struct ExportArgs {
     /// The model file to write.
     #[arg(short, long)]
     output: PathBuf,
+    /// The name it goes by (default: the model's own). Outputs and evaluation records are labelled with a
+    /// model's name, so new weights (a fine-tune's snapshot) want a new one.
+    #[arg(long)]
+    name: Option<String>,
     /// The one line `sana-sr models` shows for it (default: the model's own).
     #[arg(long)]
     description: Option<String>,
@@ -107,6 +111,9 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     if args.output.exists() && !args.overwrite {
         anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
     }
+    if let Some(name) = &args.name {
+        check_name(name)?;
+    }
     let source = ModelSource::resolve(&args.model)?;
     if let ModelSource::File(input) = &source {
         if same_file(&args.output, input) {
@@ -114,6 +121,9 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         }
     }
     let (mut model, weights) = source.load_network(Device::Cpu)?;
+    if let Some(name) = args.name {
+        model.set_name(name);
+    }
     if let Some(description) = args.description {
         model.set_description(description);
     }
@@ -122,14 +132,20 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A model's name is also its file's stem in the models folder: a file name without folders.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("`{name}` cannot be a model name (a file name without folders)");
+    }
+    Ok(())
+}
+
 fn import(args: ImportArgs) -> anyhow::Result<()> {
     let name = match args.name {
         Some(name) => name,
         None => args.param.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
     };
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        bail!("`{name}` cannot be a model name (a file name without folders)");
-    }
+    check_name(&name)?;
     let dir = models_dir().context("no models folder: set SANA_SR_MODELS or HOME")?;
     let output = dir.join(format!("{name}.{MODEL_EXTENSION}"));
     if output.exists() && !args.overwrite {
