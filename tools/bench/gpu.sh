@@ -57,7 +57,7 @@ run() {
         "$py" tools/bench/compare.py --bin "$bin" --device "$device" --threads "$(nproc)" --repeats "${REPEATS:-10}" \
             --precision f32,bf16 ${CASES:+--cases "$CASES"}
         echo
-        local models=(sana-sr-compact-pruned sana-sr-compact sana-sr-tiny)
+        local models=(sana-sr-compact-pruned-clean sana-sr-compact-pruned sana-sr-compact sana-sr-tiny)
         for peer in realesr-general-x4v3 realesrgan-x4plus; do
             [[ -f $GPU/models/$peer.safetensors ]] && models+=("$peer")
         done

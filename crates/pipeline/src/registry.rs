@@ -9,7 +9,7 @@ use crate::network::Network;
 use crate::sr_model::{map_file, ModelError, ModelInfo, SrModel};
 
 /// The model `upscale` uses when none is named: x4 only.
-pub const DEFAULT_MODEL: &str = "sana-sr-compact-pruned";
+pub const DEFAULT_MODEL: &str = "sana-sr-compact-pruned-clean";
 
 /// Environment variable naming the folder of local models (default: `$XDG_DATA_HOME/sana-sr/models`, else
 /// `~/.local/share/sana-sr/models`).
@@ -26,9 +26,16 @@ pub struct BuiltinModel {
 }
 
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
-    BuiltinModel { name: DEFAULT_MODEL, bytes: include_bytes!("../models/sana-sr-compact-pruned.safetensors") },
-    // The model the default was pruned from and recovered towards (its teacher), and the start of LinearSR's
-    // configs: the pruning and expert runs are reproducible from it (5.8 MB).
+    BuiltinModel { name: DEFAULT_MODEL, bytes: include_bytes!("../models/sana-sr-compact-pruned-clean.safetensors") },
+    // The default before its fine-tune on clean pairs and the start of that fine-tune's config, which stays
+    // reproducible from it (3.1 MB).
+    BuiltinModel {
+        name: "sana-sr-compact-pruned",
+        bytes: include_bytes!("../models/sana-sr-compact-pruned.safetensors"),
+    },
+    // The model sana-sr-compact-pruned was pruned from and recovered towards (its teacher, and the default's
+    // on degraded pairs), and the start of LinearSR's configs: the pruning and expert runs are reproducible
+    // from it (5.8 MB).
     BuiltinModel { name: "sana-sr-compact", bytes: include_bytes!("../models/sana-sr-compact.safetensors") },
     // An earlier default, kept for what the others cannot do: x2 and x3 (3.1 MB).
     BuiltinModel { name: "sana-sr-tiny", bytes: include_bytes!("../models/sana-sr-tiny.safetensors") },
