@@ -192,7 +192,9 @@ fn clean_pairs_are_the_benchmarks_bicubic_downscale() {
     use sana_sr_data::resize::matlab::imresize_uint8;
     use sana_sr_data::tensor::{to_image, to_tensor};
 
-    let config: RealEsrganConfig = toml::from_str("clean_prob = 0.3").unwrap();
+    let path = config_path().with_file_name("realesrgan_x4plus_clean.toml");
+    let config = RealEsrganConfig::from_toml_file(path).unwrap();
+    assert_eq!(config, RealEsrganConfig { clean_prob: 0.3, ..RealEsrganConfig::default() });
     let degradation = Degradation::new(config).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let n = 4000;
