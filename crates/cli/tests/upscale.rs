@@ -139,6 +139,24 @@ fn models_lists_the_built_in_default_and_local_files() {
 }
 
 #[test]
+fn a_listing_whose_reader_stops_early_ends_quietly() {
+    // `sana-sr models | head -1`: the reader is gone before the listing is written (the read end is closed
+    // as soon as the process starts, long before it has read its models), so every write finds a broken pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sana-sr"))
+        .arg("models")
+        .current_dir(dir.path())
+        .env("SANA_SR_MODELS", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && stderr(&out).is_empty(), "{:?}: {}", out.status, stderr(&out));
+}
+
+#[test]
 fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("models")).unwrap();

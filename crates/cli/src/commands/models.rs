@@ -3,6 +3,7 @@
 //! `sana-sr models import`: a Real-ESRGAN network from its ncnn files into the models folder;
 //! `sana-sr models assemble`: SANA-SR from a diffusers Sana pipeline folder and a LoRA adapter.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -202,40 +203,61 @@ fn file_name(path: &std::path::Path) -> String {
 }
 
 fn list() -> anyhow::Result<()> {
+    match write_list(&mut std::io::stdout().lock()) {
+        // A reader that stops early (`sana-sr models | head`) ends the listing, it is not a failure.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
+}
+
+fn write_list(out: &mut impl Write) -> std::io::Result<()> {
     let mut sources: Vec<(String, ModelSource)> =
         BUILTIN_MODELS.iter().map(|m| (format!("{} (built in)", m.name), ModelSource::Builtin(m))).collect();
     for file in local_models() {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         sources.push((name, ModelSource::File(file)));
     }
-    println!("{:<36} {:<15} {:>8} {:>11} {:>9}  description", "model", "architecture", "scales", "parameters", "size");
-    for (label, source) in &sources {
-        let label = printable(label);
+    let labels: Vec<String> = sources.iter().map(|(label, _)| printable(label)).collect();
+    // The first column fits the longest name (after the default's marker), so the others stay aligned.
+    let width = labels.iter().map(|label| label.chars().count()).max().unwrap_or(0).max(35);
+    let header = "model";
+    writeln!(
+        out,
+        "{header:<w$} {:<15} {:>8} {:>11} {:>9}  description",
+        "architecture",
+        "scales",
+        "parameters",
+        "size",
+        w = width + 1
+    )?;
+    for (label, (_, source)) in labels.iter().zip(&sources) {
         match source.info() {
             Ok(info) => {
                 let scales: Vec<String> = info.config.scales().iter().map(|s| format!("x{s}")).collect();
                 let is_default = matches!(source, ModelSource::Builtin(m) if m.name == DEFAULT_MODEL);
                 let marker = if is_default { "*" } else { " " };
-                println!(
-                    "{marker}{label:<35} {:<15} {:>8} {:>10.2}M {:>7.1}MB  {}",
+                writeln!(
+                    out,
+                    "{marker}{label:<width$} {:<15} {:>8} {:>10.2}M {:>7.1}MB  {}",
                     info.config.architecture(),
                     scales.join(","),
                     info.parameters as f64 / 1e6,
                     info.bytes as f64 / 1e6,
                     printable(info.config.description())
-                );
+                )?;
             }
-            Err(err) => println!(" {label:<35} unreadable: {}", printable(&err.to_string())),
+            Err(err) => writeln!(out, " {label:<width$} unreadable: {}", printable(&err.to_string()))?,
         }
     }
-    println!(
+    writeln!(
+        out,
         "\n* the default. Local models are .{MODEL_EXTENSION} files in {} (set {MODELS_DIR_ENV} to change it);",
         models_dir().map_or_else(|| "(no home folder)".to_string(), |d| d.display().to_string())
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "any model file can also be given by its path: sana-sr upscale --model path/to/model.{MODEL_EXTENSION} ..."
-    );
-    Ok(())
+    )
 }
 
 #[cfg(test)]
