@@ -220,10 +220,10 @@ fn write_list(out: &mut impl Write) -> std::io::Result<()> {
     let labels: Vec<String> = sources.iter().map(|(label, _)| printable(label)).collect();
     // The first column fits the longest name (after the default's marker), so the others stay aligned.
     let width = labels.iter().map(|label| label.chars().count()).max().unwrap_or(0).max(35);
-    let header = "model";
     writeln!(
         out,
-        "{header:<w$} {:<15} {:>8} {:>11} {:>9}  description",
+        "{:<w$} {:<15} {:>8} {:>11} {:>9}  description",
+        "model",
         "architecture",
         "scales",
         "parameters",
