@@ -36,7 +36,7 @@ fn stage_block(
     act: Activation,
 ) -> Block {
     match block_type {
-        BlockType::ResBlock => Block::Res(ResBlock::new(p, channels, hidden, norm_type, act)),
+        BlockType::ResBlock => Block::Res(Box::new(ResBlock::new(p, channels, hidden, norm_type, act))),
         BlockType::EfficientVitBlock => Block::EfficientVit(Box::new(EfficientVitBlock::new(
             p,
             channels,

@@ -159,7 +159,7 @@ impl DcUpBlock2d {
 #[derive(Debug)]
 pub enum Block {
     Conv(Layer),
-    Res(ResBlock),
+    Res(Box<ResBlock>),
     EfficientVit(Box<EfficientVitBlock>),
     Down(DcDownBlock2d),
     Up(DcUpBlock2d),

@@ -48,20 +48,52 @@ pub struct Layer {
     /// LinearSR's LoRA experts: one more update per expert, of which the active one is added
     /// ([`lora::with_expert_adapters`]); empty for most layers.
     pub experts: Vec<LoraAdapter>,
-    /// The weight in the last compute kind it was cast to, while the weight does not train: inference under
-    /// mixed precision casts each weight once, not at every call (for a 600 M-parameter DiT the per-call cast
-    /// moves more memory than the bf16 products save).
-    cast: Mutex<Option<CastWeight>>,
+    /// The weight and the bias in the last compute kind they were cast to, while they do not train: inference
+    /// under mixed precision casts them once, not at every call (for a 600 M-parameter DiT the per-call cast
+    /// moves more memory than the bf16 products save; on a GPU each cast is one more kernel launch per layer).
+    cast_weight: CastCache,
+    cast_bias: CastCache,
 }
 
+/// One frozen variable's cast, kept while the variable is unchanged.
+#[derive(Debug, Default)]
+struct CastCache(Mutex<Option<Cast>>);
+
 #[derive(Debug)]
-struct CastWeight {
+struct Cast {
     kind: Kind,
-    /// What tells that the weight is still the one that was cast: torch's version counter (bumped by every
+    /// What tells that the variable is still the one that was cast: torch's version counter (bumped by every
     /// in-place write, a checkpoint load included) and the storage it points to (replaced by `set_data`).
     version: i64,
     data: usize,
-    weight: Tensor,
+    value: Tensor,
+}
+
+impl CastCache {
+    /// `variable` in `kind`: cast at every call while it trains (the cast is part of the graph that takes its
+    /// gradient back to float32), else cast once and kept until the variable changes; inside
+    /// [`sana_sr_core::precision::with_weights_cast_in_place`] the variable itself becomes the cast one.
+    fn get(&self, variable: &Tensor, kind: Kind) -> Tensor {
+        if variable.requires_grad() {
+            return variable.to_kind(kind);
+        }
+        let mut cast = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (version, data) = (variable.internal_version(), variable.data_ptr() as usize);
+        let cached = cast.as_ref().filter(|c| (c.kind, c.version, c.data) == (kind, version, data));
+        let convert = weights_cast_in_place() && variable.kind() != kind;
+        let value = match cached {
+            Some(c) if !convert => return c.value.shallow_clone(),
+            Some(c) => c.value.shallow_clone(),
+            None => variable.to_kind(kind),
+        };
+        if convert {
+            // The variable (shared with the var store) now holds the cast values; its float32 storage is freed.
+            variable.shallow_clone().set_data(&value);
+        }
+        let (version, data) = (variable.internal_version(), variable.data_ptr() as usize);
+        *cast = Some(Cast { kind, version, data, value: value.shallow_clone() });
+        value
+    }
 }
 
 impl Layer {
@@ -95,7 +127,7 @@ impl Layer {
         adapter: Option<LoraAdapter>,
         experts: Vec<LoraAdapter>,
     ) -> Self {
-        Self { weight, bias, op, adapter, experts, cast: Mutex::new(None) }
+        Self { weight, bias, op, adapter, experts, cast_weight: CastCache::default(), cast_bias: CastCache::default() }
     }
 
     /// A `kernel`×`kernel` convolution with stride 1 and "same" zero padding, the most common one here.
@@ -110,11 +142,14 @@ impl Layer {
             Some(kind) => t.to_kind(kind),
             None => t.shallow_clone(),
         };
-        let weight = match kind {
-            Some(kind) => self.weight_in(kind),
-            None => self.weight.shallow_clone(),
+        let (weight, bias) = match kind {
+            Some(kind) => (
+                self.cast_weight.get(&self.weight, kind),
+                self.bias.as_ref().map(|bias| self.cast_bias.get(bias, kind)),
+            ),
+            None => (self.weight.shallow_clone(), self.bias.as_ref().map(Tensor::shallow_clone)),
         };
-        let (x, bias) = (cast(x), self.bias.as_ref().map(cast));
+        let x = cast(x);
         let y = match self.op {
             Op::Linear => x.linear(&weight, bias.as_ref()),
             Op::Conv2d { stride, padding, groups } => {
@@ -133,31 +168,6 @@ impl Layer {
         let k = lora::active_expert().expect("a layer with expert adapters runs inside `lora::with_active_expert`");
         let expert = self.experts.get(k).unwrap_or_else(|| panic!("expert {k} of {}", self.experts.len()));
         y + expert.forward(&x, self.op, cast)
-    }
-
-    /// The weight in `kind`: cast at every call while it trains (the cast is part of the graph that takes its
-    /// gradient back to float32), else cast once and kept until the weight changes; inside
-    /// [`sana_sr_core::precision::with_weights_cast_in_place`] the weight itself becomes the cast one.
-    fn weight_in(&self, kind: Kind) -> Tensor {
-        if self.weight.requires_grad() {
-            return self.weight.to_kind(kind);
-        }
-        let mut cast = self.cast.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
-        let cached = cast.as_ref().filter(|c| (c.kind, c.version, c.data) == (kind, version, data));
-        let convert = weights_cast_in_place() && self.weight.kind() != kind;
-        let weight = match cached {
-            Some(c) if !convert => return c.weight.shallow_clone(),
-            Some(c) => c.weight.shallow_clone(),
-            None => self.weight.to_kind(kind),
-        };
-        if convert {
-            // The variable (shared with the var store) now holds the cast values; its float32 storage is freed.
-            self.weight.shallow_clone().set_data(&weight);
-        }
-        let (version, data) = (self.weight.internal_version(), self.weight.data_ptr() as usize);
-        *cast = Some(CastWeight { kind, version, data, weight: weight.shallow_clone() });
-        weight
     }
 }
 
@@ -223,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frozen_weight_is_cast_once_and_again_after_it_changes() {
+    fn a_frozen_weight_and_bias_are_cast_once_and_again_after_they_change() {
         use sana_sr_core::{no_grad, precision::with_compute_kind};
         let (_vs, lin, x) = frozen_linear();
         let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16);
@@ -231,12 +241,19 @@ mod tests {
         // The same operations on the same bf16 operands: equal, not close.
         let want = || bf16(&x).linear(&bf16(&lin.weight), Some(&bf16(lin.bias.as_ref().unwrap())));
         assert!(run().equal(&want()));
-        let kept = lin.weight_in(Kind::BFloat16).data_ptr();
-        assert_eq!(lin.weight_in(Kind::BFloat16).data_ptr(), kept, "the second call reuses the cast");
-        // A weight written in place (as a checkpoint load writes it) is cast afresh.
+        let bias = lin.bias.as_ref().unwrap();
+        let cast_weight = || lin.cast_weight.get(&lin.weight, Kind::BFloat16).data_ptr();
+        let cast_bias = || lin.cast_bias.get(bias, Kind::BFloat16).data_ptr();
+        let kept = (cast_weight(), cast_bias());
+        assert_eq!((cast_weight(), cast_bias()), kept, "the second call reuses the casts");
+        // A variable written in place (as a checkpoint load writes it) is cast afresh.
         no_grad(|| lin.weight.shallow_clone().copy_(&(&lin.weight * 2.0)));
         assert!(run().equal(&want()));
-        assert_ne!(lin.weight_in(Kind::BFloat16).data_ptr(), kept);
+        assert_ne!(cast_weight(), kept.0);
+        assert_eq!(cast_bias(), kept.1);
+        no_grad(|| bias.shallow_clone().copy_(&(bias * 2.0)));
+        assert!(run().equal(&want()));
+        assert_ne!(cast_bias(), kept.1);
     }
 
     #[test]
@@ -249,10 +266,11 @@ mod tests {
         let converted = with_weights_cast_in_place(run);
         assert!(converted.equal(&kept_beside), "the same bf16 operands: equal, not close");
         // The variable itself, as the var store holds it, is now the cast weight, and the layer keeps no copy.
-        assert_eq!(vs.variables()["lin.weight"].kind(), Kind::BFloat16);
-        assert_eq!(lin.weight_in(Kind::BFloat16).data_ptr(), lin.weight.data_ptr());
+        let bias = lin.bias.as_ref().unwrap();
+        for (name, variable, cache) in [("weight", &lin.weight, &lin.cast_weight), ("bias", bias, &lin.cast_bias)] {
+            assert_eq!(vs.variables()[&format!("lin.{name}")].kind(), Kind::BFloat16, "{name}");
+            assert_eq!(cache.get(variable, Kind::BFloat16).data_ptr(), variable.data_ptr(), "{name}");
+        }
         assert!(run().equal(&kept_beside));
-        // The bias, small and cast at each call, stays float32 for the layer's other uses.
-        assert_eq!(lin.bias.as_ref().unwrap().kind(), Kind::Float);
     }
 }
