@@ -87,6 +87,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("unknown case `{name}`; `sana-sr bench --list` prints them");
     };
     let device = sana_sr_core::parse_device(&args.device)?;
+    // The shapes repeat, as in PyTorch's timing (tools/bench/reference.py): cuDNN times its algorithms for
+    // each convolution during the warm-up and keeps the fastest.
+    sana_sr_core::device::autotune_convolutions(device);
     sana_sr_core::set_num_threads(args.threads);
     sana_sr_core::manual_seed(0);
 
