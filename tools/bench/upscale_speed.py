@@ -64,13 +64,16 @@ def main() -> None:
 
 
 def cpu() -> str:
-    """The CPU in words, with whether it has AMX: the default precision, and with it the peers' speed, turns on it."""
+    """The CPU in words, with its bfloat16 instructions: the default precision, and with it the peers' speed,
+    turns on them (sana_sr_core::precision::native_bf16)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "CPU unknown"
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
-    return f"{name}, {'with' if ' amx_bf16' in info else 'without'} AMX"
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    bf16 = [label for flag, label in (("avx512_bf16", "AVX-512 BF16"), ("amx_bf16", "AMX")) if flag in flags]
+    return f"{name}, {' and '.join(bf16) if bf16 else 'no bfloat16 instructions'}"
 
 
 if __name__ == "__main__":

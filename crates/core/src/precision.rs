@@ -115,22 +115,30 @@ impl std::fmt::Display for Precision {
 }
 
 /// Whether bfloat16 is faster than float32 on `device`: a CUDA device (bfloat16 tensor cores since Ampere;
-/// older GPUs emulate it), or a CPU with AMX, whose tile units oneDNN's bfloat16 kernels use (read from the
-/// kernel's CPU flags: Linux only, elsewhere `false`). AVX-512 BF16 alone is not enough: on such a Xeon without
-/// AMX, bfloat16 was measured slower than float32 (the 600 M DiT at 16×16 latents: 2.35 s against 1.93 s;
-/// docs/benchmarks.md), with AMX twice as fast.
+/// older GPUs emulate it), a CPU with AMX, whose tile units oneDNN's bfloat16 kernels use, or an AMD CPU with
+/// AVX-512 BF16 (Zen 4 and later). Read from the kernel's CPU description: Linux only, elsewhere `false`.
+/// AVX-512 BF16 alone is not enough on Intel: on such a Xeon without AMX, bfloat16 was measured slower than
+/// float32 (the 600 M DiT at 16×16 latents: 2.35 s against 1.93 s), with AMX twice as fast; on an AMD EPYC with
+/// it, 1.85 times as fast (docs/benchmarks.md, "Precision").
 pub fn native_bf16(device: Device) -> bool {
     match device {
         Device::Cuda(_) => true,
-        Device::Cpu => cpu_flags().iter().any(|flag| flag == "amx_bf16"),
+        Device::Cpu => cpu_has_fast_bf16(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         _ => false,
     }
 }
 
-fn cpu_flags() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = info.lines().find_map(|line| line.strip_prefix("flags")).unwrap_or_default();
-    flags.trim_start_matches([' ', '\t', ':']).split_whitespace().map(str::to_string).collect()
+/// [`native_bf16`] for the CPU that `cpuinfo` (the text of /proc/cpuinfo) describes.
+fn cpu_has_fast_bf16(cpuinfo: &str) -> bool {
+    let field = |name: &str| {
+        let value = cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then_some(value)
+        });
+        value.unwrap_or_default().split_whitespace().collect::<Vec<_>>()
+    };
+    let flags = field("flags");
+    flags.contains(&"amx_bf16") || (field("vendor_id") == ["AuthenticAMD"] && flags.contains(&"avx512_bf16"))
 }
 
 #[cfg(test)]
@@ -164,5 +172,16 @@ mod tests {
         assert_eq!(Precision::Auto.compute_kind(Device::Cuda(0)), Some(Kind::BFloat16));
         let auto = Precision::Auto.resolved_name(Device::Cpu);
         assert_eq!(auto == "bf16", native_bf16(Device::Cpu));
+    }
+
+    #[test]
+    fn bfloat16_is_native_on_amx_and_on_amd_with_avx512_bf16() {
+        let cpu = |vendor: &str, flags: &str| format!("processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: {flags}\n");
+        let intel = "GenuineIntel";
+        assert!(cpu_has_fast_bf16(&cpu(intel, "fpu avx512f avx512_bf16 amx_bf16 amx_tile")));
+        assert!(!cpu_has_fast_bf16(&cpu(intel, "fpu avx512f avx512_bf16")), "Intel without AMX");
+        assert!(cpu_has_fast_bf16(&cpu("AuthenticAMD", "fpu avx512f avx512_bf16")));
+        assert!(!cpu_has_fast_bf16(&cpu("AuthenticAMD", "fpu avx2 avx512_bf16x")), "a flag is a whole word");
+        assert!(!cpu_has_fast_bf16(""), "no /proc/cpuinfo");
     }
 }

@@ -72,8 +72,8 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     device: String,
     /// What the networks' convolutions and linear layers compute in: `f32`, `bf16`, `f16`, or `auto` (bf16 on
-    /// a GPU and on a CPU with AMX, where it is faster, f32 elsewhere). Norms, the linear-attention sums and
-    /// the diffusion step stay in f32.
+    /// a GPU and on CPUs where it is faster: with AMX, or AMD with AVX-512 BF16; f32 elsewhere). Norms, the
+    /// linear-attention sums and the diffusion step stay in f32.
     #[arg(long, default_value = "auto", value_parser = super::precision_arg)]
     precision: Precision,
     /// Output format. Default: OUT's extension when OUT is a file, else png. 16-bit inputs give 16-bit PNG
