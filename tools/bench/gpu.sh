@@ -116,13 +116,13 @@ quality() {
 train() {
     local bin=$1 device=$2 run=$GPU/train-run config=$GPU/train.toml
     rm -rf "$run"
-    sed -e 's|^knee_of = .*|from = "sana-sr-compact-pruned-clean"|' -e "s|\"data/hr_pool\"|\"$GPU/hr\"|" \
+    sed -e "s|\"data/hr_pool\"|\"$GPU/hr\"|" \
         -e 's|^val_images = .*|val_images = 2|' -e 's|^val_pairs = .*|val_pairs = 4|' -e 's|^workers = .*|workers = 8|' \
         -e 's|^steps = .*|steps = 200|' -e 's|^total_steps = .*|total_steps = 200|' \
-        configs/sana-sr-compact-pruned-clean-adversarial.toml > "$config"
+        configs/sana-sr-compact-pruned-clean-adversarial-long.toml > "$config"
     "$bin" train --config "$config" --run "$run" --device "$device" --stop-after 100
     "$bin" train --config "$config" --run "$run" --device "$device" --resume
-    echo "train --device $device (configs/sana-sr-compact-pruned-clean-adversarial.toml for 200 steps on 8 photos, resumed at 100), its log's last rows:"
+    echo "train --device $device (configs/sana-sr-compact-pruned-clean-adversarial-long.toml for 200 steps on 8 photos, resumed at 100), its log's last rows:"
     head -n 1 "$run/log.csv"
     tail -n 3 "$run/log.csv"
     echo "($SECONDS s)"
