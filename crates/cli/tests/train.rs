@@ -1,5 +1,5 @@
 //! `sana-sr train` end to end on a tiny model and pool: a run killed mid-way and resumed ends exactly where
-//! the unbroken run ends, with teachers too; LoRA fine-tuning trains adapters only and `lora merge` gives the
+//! the unbroken run ends (its U-Net discriminator's state included), with teachers too; LoRA fine-tuning trains adapters only and `lora merge` gives the
 //! exported model.
 
 mod common;
@@ -66,6 +66,9 @@ total_steps = {steps}
 pixel_l1 = 1.0
 edge = 0.1
 adversarial = 0.01
+[discriminator]
+kind = "unet"
+width = 8
 [esgf]
 every_steps = 4
 "#,
@@ -124,6 +127,8 @@ fn a_killed_run_resumes_to_exactly_the_unbroken_result() {
     assert_eq!(a.len(), b.len());
     assert!(a.keys().any(|k| k.starts_with("adam.")) && a.keys().any(|k| k.starts_with("ema.")));
     assert!(a.keys().any(|k| k.starts_with("disc.")), "the discriminator is part of the state");
+    // So are its power iteration's vectors, which change at every call without being trained.
+    assert!(a.keys().any(|k| k.starts_with("disc.") && k.ends_with("weight_u")), "{:?}", a.keys());
     for (name, t) in &a {
         assert!(t.equal(&b[name]), "{name} differs between the unbroken and the resumed run");
     }

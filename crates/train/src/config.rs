@@ -21,6 +21,7 @@ use sana_sr_model::layers::lora::LoraConfig;
 use sana_sr_pipeline::experts::ExpertsConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::discriminator::{DiscriminatorKind, UNET_MULTIPLE};
 use crate::esgf::EsgfConfig;
 use crate::losses::LossWeights;
 use crate::optim::AdamWConfig;
@@ -284,16 +285,21 @@ fn default_log_every() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscriminatorConfig {
-    /// Channels of its first layer (then 2x and 4x).
+    pub kind: DiscriminatorKind,
+    /// Channels of its first layer (then 2x, 4x and, in the U-Net, 8x).
     pub width: i64,
     pub lr: f64,
     /// Steps before the adversarial term starts, so that the generator first learns the content.
     pub start_step: u64,
+    /// Whether the clean pairs (the degradation's `clean_prob`) take part in the adversarial term, the
+    /// generator's and the discriminator's. Without them the term sharpens only what was degraded, and a clean
+    /// input is held to its HR image by the pixel terms alone.
+    pub clean_pairs: bool,
 }
 
 impl Default for DiscriminatorConfig {
     fn default() -> Self {
-        Self { width: 32, lr: 1e-4, start_step: 0 }
+        Self { kind: DiscriminatorKind::Patch, width: 32, lr: 1e-4, start_step: 0, clean_pairs: true }
     }
 }
 
@@ -370,6 +376,15 @@ impl TrainConfig {
         if self.esgf.goal != crate::esgf::Goal::Minimize {
             return Err(format!("[esgf] goal must be \"minimize\": {} improves downwards", t.val_metric.column()));
         }
+        if self.loss.adversarial > 0.0
+            && self.discriminator.kind == DiscriminatorKind::Unet
+            && !d.crop.is_multiple_of(UNET_MULTIPLE as usize)
+        {
+            return Err(format!(
+                "[discriminator] kind = \"unet\" needs a crop that is a multiple of {UNET_MULTIPLE}, not {}",
+                d.crop
+            ));
+        }
         if t.val_metric == ValMetric::Niqe && self.data.val_crop.unwrap_or(d.crop) < 192 {
             return Err("[data] val_crop must be at least 192 for val_metric = \"niqe\"".into());
         }
@@ -432,5 +447,14 @@ mod tests {
         let err =
             config_with(dir.path(), "crop = 96\nbatch = 2", "val_metric = \"teacher_l1\"").unwrap_err().to_string();
         assert!(err.contains("val_metric = \"teacher_l1\" needs a [[teacher]]"), "{err}");
+    }
+
+    #[test]
+    fn a_unet_discriminator_needs_crops_it_can_halve_three_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let unet = "[loss]\npixel_l1 = 1.0\nadversarial = 0.1\n[discriminator]\nkind = \"unet\"";
+        assert!(config_with(dir.path(), "crop = 96\nbatch = 2", unet).is_ok());
+        let err = config_with(dir.path(), "crop = 100\nbatch = 2", unet).unwrap_err().to_string();
+        assert!(err.contains("kind = \"unet\" needs a crop that is a multiple of 8, not 100"), "{err}");
     }
 }

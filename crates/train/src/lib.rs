@@ -8,6 +8,7 @@
 //! - [`testing`]: a textured pool and a tiny model for tests of training, here and in the command line's.
 
 pub mod config;
+pub mod discriminator;
 pub mod esgf;
 pub mod log;
 pub mod losses;

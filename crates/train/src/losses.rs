@@ -1,10 +1,9 @@
 //! The training objective of one-step SR: pixel L1/L2, an edge loss, a latent MSE, and an optional
-//! adversarial loss against a small patch discriminator (Real-ESRGAN trains its generator with L1 +
+//! adversarial loss against a discriminator (`crate::discriminator`; Real-ESRGAN trains its generator with L1 +
 //! perceptual + GAN; the perceptual network's weights are not available here, the edge loss stands in
 //! for its push towards sharp detail).
 
-use sana_sr_core::{nn, Kind, Tensor};
-use sana_sr_model::layers::{ConvConfig, Layer};
+use sana_sr_core::{Kind, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Weights of the loss terms (`[loss]` in a training config); a zero weight switches a term off.
@@ -103,42 +102,6 @@ pub fn edge(a: &Tensor, b: &Tensor) -> Tensor {
     l1(&sobel(a), &sobel(b))
 }
 
-/// A small patch discriminator: strided 4x4 convolutions with LeakyReLU (pix2pix's PatchGAN shape), one
-/// realness logit per patch. Far smaller than Real-ESRGAN's U-Net discriminator, in proportion to the
-/// generators trained here.
-#[derive(Debug)]
-pub struct PatchDiscriminator {
-    layers: Vec<Layer>,
-}
-
-impl PatchDiscriminator {
-    pub fn new(p: nn::Path, width: i64) -> Self {
-        let strided = ConvConfig { stride: 2, padding: 1, ..Default::default() };
-        let same = ConvConfig { padding: 1, ..Default::default() };
-        let layers = vec![
-            Layer::conv2d(&p / "0", 3, width, 4, strided),
-            Layer::conv2d(&p / "1", width, 2 * width, 4, strided),
-            Layer::conv2d(&p / "2", 2 * width, 4 * width, 4, strided),
-            Layer::conv2d(&p / "3", 4 * width, 1, 3, same),
-        ];
-        Self { layers }
-    }
-
-    /// Patch logits of images in [-1, 1].
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        self.layers.iter().enumerate().fold(x.shallow_clone(), |h, (i, layer)| {
-            let h = layer.forward(&h);
-            if i < last {
-                // LeakyReLU with slope 0.2, the GAN discriminators' choice.
-                h.maximum(&(&h * 0.2))
-            } else {
-                h
-            }
-        })
-    }
-}
-
 /// Non-saturating GAN losses (softplus form of the binary cross-entropy): the generator wants its
 /// images called real; the discriminator wants real called real and generated called fake.
 pub fn generator_adversarial(fake_logits: &Tensor) -> Tensor {
@@ -190,13 +153,5 @@ mod tests {
         let d = discriminator_loss(&logits, &logits).double_value(&[]);
         let want_fake = (2.126928 + 0.313262 + std::f64::consts::LN_2) / 3.0;
         assert!((d - want - want_fake).abs() < 1e-5);
-    }
-
-    #[test]
-    fn the_discriminator_scores_patches() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let d = PatchDiscriminator::new(vs.root() / "disc", 8);
-        let out = d.forward(&Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu)));
-        assert_eq!(out.size(), [2, 1, 8, 6]);
     }
 }

@@ -33,9 +33,10 @@ use sana_sr_pipeline::{ModelSource, SrModel, SrModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{TrainConfig, ValMetric};
+use crate::discriminator::Discriminator;
 use crate::esgf::{EarlyStopping, StopReason};
 use crate::log::{LogColumns, LogRow, LogWriter, TrainingLog};
-use crate::losses::{self, PatchDiscriminator, TERMS};
+use crate::losses::{self, TERMS};
 use crate::optim::{AdamW, Ema};
 use crate::teacher::Teacher;
 
@@ -134,7 +135,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
 
 /// The discriminator of the adversarial term, its store and its optimizer.
 struct Adversarial {
-    disc: PatchDiscriminator,
+    disc: Discriminator,
     vs: nn::VarStore,
     optimizer: AdamW,
 }
@@ -219,9 +220,10 @@ impl Trainer {
         let mut ema = Ema::new(&params, config.train.ema_decay);
         let mut adversarial = (config.loss.adversarial > 0.0).then(|| {
             let vs = nn::VarStore::new(options.device);
-            let disc = PatchDiscriminator::new(vs.root() / "disc", config.discriminator.width);
-            let optimizer =
-                AdamW::new(vs.variables(), crate::optim::AdamWConfig { weight_decay: 0.0, ..Default::default() });
+            let disc = Discriminator::new(vs.root() / "disc", config.discriminator.kind, config.discriminator.width);
+            // Its trainable weights: a U-Net's power-iteration vectors are saved with it but not trained.
+            let weights = vs.variables().into_iter().filter(|(_, t)| t.requires_grad());
+            let optimizer = AdamW::new(weights, crate::optim::AdamWConfig { weight_decay: 0.0, ..Default::default() });
             Adversarial { disc, vs, optimizer }
         });
         // After every random initialisation of the run's own networks: loading a teacher draws from the
@@ -317,7 +319,8 @@ impl Trainer {
         let conditioning = self.model.batch_conditioning(&batch.tags)?;
 
         let use_adversarial = self.state.step >= config.discriminator.start_step;
-        let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial);
+        let adversarial_rows = adversarial_rows(&batch.clean, config.discriminator.clean_pairs, self.device);
+        let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial).zip(adversarial_rows.as_ref());
         // `terms`: every logged term with its weight, `[loss]`'s then the teachers'.
         let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
             // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
@@ -347,9 +350,11 @@ impl Trainer {
         self.optimizer.step(lr_rate);
         self.ema.update(&self.params);
         let adversarial = self.adversarial.as_mut().filter(|_| use_adversarial);
-        if let (Some(Adversarial { disc, optimizer, .. }), Some(sr)) = (adversarial, &sr) {
+        if let (Some(Adversarial { disc, optimizer, .. }), Some(sr), Some(rows)) = (adversarial, &sr, &adversarial_rows)
+        {
             optimizer.zero_grad();
-            let d_loss = losses::discriminator_loss(&disc.forward(&hr), &disc.forward(&sr.detach()));
+            let (real, fake) = (hr.index_select(0, rows), sr.detach().index_select(0, rows));
+            let d_loss = losses::discriminator_loss(&disc.forward(&real), &disc.forward(&fake));
             d_loss.backward();
             optimizer.step(config.discriminator.lr);
         }
@@ -725,14 +730,21 @@ struct StepInputs<'a> {
     conditioning: &'a Conditioning,
 }
 
+/// The rows of a batch that the adversarial term sees: every pair, or with `clean_pairs` false only the
+/// degraded ones; `None` when that leaves none (the term is then 0 and the discriminator rests).
+fn adversarial_rows(clean: &[bool], clean_pairs: bool, device: Device) -> Option<Tensor> {
+    let rows: Vec<i64> = (0..clean.len() as i64).filter(|&i| clean_pairs || !clean[i as usize]).collect();
+    (!rows.is_empty()).then(|| Tensor::from_slice(&rows).to_device(device))
+}
+
 /// Every loss term (in the order of [`TERMS`]), the inactive ones as zeros. `sr` is the pipeline's output,
-/// present when a term on the image is weighted.
+/// present when a term on the image is weighted; `adversarial` comes with the rows it scores.
 fn loss_terms(
     config: &TrainConfig,
     model: &SrModel,
     inputs: &StepInputs,
     sr: Option<&Tensor>,
-    adversarial: Option<&Adversarial>,
+    adversarial: Option<(&Adversarial, &Tensor)>,
     flow: &FlowDraw,
 ) -> Result<Vec<Tensor>> {
     let StepInputs { hr, lr, conditioning } = *inputs;
@@ -757,7 +769,9 @@ fn loss_terms(
         _ => zero(),
     };
     let adv = match (adversarial, sr) {
-        (Some(a), Some(sr)) if w.adversarial > 0.0 => losses::generator_adversarial(&a.disc.forward(sr)),
+        (Some((a, rows)), Some(sr)) if w.adversarial > 0.0 => {
+            losses::generator_adversarial(&a.disc.forward(&sr.index_select(0, rows)))
+        }
         _ => zero(),
     };
     Ok(vec![
@@ -1324,6 +1338,29 @@ pixel_l1 = 1.0
         assert!(!degraded.get(1).equal(&mixed.get(1)));
         for i in [0, 2] {
             assert!(mixed.get(i).equal(&degraded.get(i)), "pair {i}");
+        }
+    }
+
+    /// With `[discriminator] clean_pairs = false` a batch of clean pairs only gives no adversarial term and
+    /// leaves the discriminator as it was; with the default it trains both on them.
+    #[test]
+    fn the_adversarial_term_can_leave_clean_pairs_out() {
+        for clean_pairs in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = tiny_run(dir.path(), "");
+            let all_clean = dir.path().join("all_clean.toml");
+            std::fs::write(&all_clean, "clean_prob = 1.0\n").unwrap();
+            config.data.degradation = all_clean;
+            config.loss.adversarial = 0.1;
+            config.discriminator.clean_pairs = clean_pairs;
+            let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+            let disc = |t: &Trainer| Snapshot::of(&t.adversarial.as_ref().expect("a discriminator").vs);
+            let before = disc(&trainer);
+            trainer.step().unwrap();
+            assert_eq!(before.changed_where(&trainer.adversarial.as_ref().unwrap().vs, |_| true), clean_pairs);
+            let log = TrainingLog::read(&dir.path().join("run/log.csv")).unwrap();
+            let adv = log.columns.losses.iter().position(|c| c == "loss_adv").expect("logged");
+            assert_eq!(log.rows[0].losses[adv] > 0.0, clean_pairs, "{clean_pairs}: {}", log.rows[0].losses[adv]);
         }
     }
 
