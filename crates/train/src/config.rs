@@ -291,6 +291,10 @@ pub struct DiscriminatorConfig {
     pub lr: f64,
     /// Steps before the adversarial term starts, so that the generator first learns the content.
     pub start_step: u64,
+    /// Steps at the start of a run in which the discriminator alone trains, on the images the model draws as
+    /// it starts: a fresh discriminator on a model that already draws texture first learns to tell that
+    /// texture from the photos', instead of letting the pixel terms wash it out while it cannot yet.
+    pub warmup_steps: u64,
     /// Whether the clean pairs (the degradation's `clean_prob`) take part in the adversarial term, the
     /// generator's and the discriminator's. Without them the term sharpens only what was degraded, and a clean
     /// input is held to its HR image by the pixel terms alone.
@@ -299,7 +303,7 @@ pub struct DiscriminatorConfig {
 
 impl Default for DiscriminatorConfig {
     fn default() -> Self {
-        Self { kind: DiscriminatorKind::Patch, width: 32, lr: 1e-4, start_step: 0, clean_pairs: true }
+        Self { kind: DiscriminatorKind::Patch, width: 32, lr: 1e-4, start_step: 0, warmup_steps: 0, clean_pairs: true }
     }
 }
 
@@ -384,6 +388,14 @@ impl TrainConfig {
                 "[discriminator] kind = \"unet\" needs a crop that is a multiple of {UNET_MULTIPLE}, not {}",
                 d.crop
             ));
+        }
+        let disc = &self.discriminator;
+        if disc.warmup_steps > 0
+            && (self.loss.adversarial == 0.0 || disc.start_step > 0 || disc.warmup_steps >= t.steps)
+        {
+            return Err("[discriminator] warmup_steps trains the discriminator alone from the first step: it needs \
+                        [loss] adversarial > 0, no start_step, and fewer steps than [train] steps"
+                .into());
         }
         if t.val_metric == ValMetric::Niqe && self.data.val_crop.unwrap_or(d.crop) < 192 {
             return Err("[data] val_crop must be at least 192 for val_metric = \"niqe\"".into());

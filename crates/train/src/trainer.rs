@@ -321,34 +321,41 @@ impl Trainer {
         let use_adversarial = self.state.step >= config.discriminator.start_step;
         let adversarial_rows = adversarial_rows(&batch.clean, config.discriminator.clean_pairs, self.device);
         let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial).zip(adversarial_rows.as_ref());
+        // While the discriminator warms up the model does not train: its terms are computed for the log only.
+        let model_trains = self.state.step >= config.discriminator.warmup_steps;
         // `terms`: every logged term with its weight, `[loss]`'s then the teachers'.
-        let (sr, terms) = with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
-            // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
-            // skips its decoder pass.
-            let sr = match config.loss.on_output() || !self.teachers.is_empty() {
-                true => Some(self.model.forward_with(&lr, &conditioning)?.to_kind(Kind::Float)),
-                false => None,
-            };
-            let flow = FlowDraw::new(config, &self.model, self.state.step)?;
-            let inputs = StepInputs { hr: &hr, lr: &lr, conditioning: &conditioning };
-            let all = loss_terms(config, &self.model, &inputs, sr.as_ref(), adversarial, &flow)?;
-            let mut terms: Vec<(Tensor, f64)> =
-                self.active.iter().map(|&i| (all[i].shallow_clone(), self.weights[i])).collect();
-            // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
-            for teacher in &self.teachers {
-                let sr = sr.as_ref().expect("teachers make the output needed");
-                terms.extend(teacher.terms(sr, &teacher.target(&batch)?));
-            }
-            Ok((sr, terms))
-        })?;
+        let forward = || {
+            with_compute_kind(config.train.precision.compute_kind(), || -> Result<_> {
+                // The whole pipeline's output, for the terms on the image only: a flow-matching stage that has none
+                // skips its decoder pass.
+                let sr = match config.loss.on_output() || !self.teachers.is_empty() {
+                    true => Some(self.model.forward_with(&lr, &conditioning)?.to_kind(Kind::Float)),
+                    false => None,
+                };
+                let flow = FlowDraw::new(config, &self.model, self.state.step)?;
+                let inputs = StepInputs { hr: &hr, lr: &lr, conditioning: &conditioning };
+                let all = loss_terms(config, &self.model, &inputs, sr.as_ref(), adversarial, &flow)?;
+                let mut terms: Vec<(Tensor, f64)> =
+                    self.active.iter().map(|&i| (all[i].shallow_clone(), self.weights[i])).collect();
+                // Each teacher on the same LR batch, recomputed every step: a training pair is drawn only once.
+                for teacher in &self.teachers {
+                    let sr = sr.as_ref().expect("teachers make the output needed");
+                    terms.extend(teacher.terms(sr, &teacher.target(&batch)?));
+                }
+                Ok((sr, terms))
+            })
+        };
+        let (sr, terms) = if model_trains { forward()? } else { no_grad(forward)? };
         let loss = terms.iter().map(|(t, w)| t * *w).fold(Tensor::zeros([], (Kind::Float, self.device)), |a, b| a + b);
-        self.optimizer.zero_grad();
-        loss.backward();
-        if config.train.grad_clip > 0.0 {
-            self.optimizer.clip_grad_norm(config.train.grad_clip);
+        if model_trains {
+            self.optimizer.zero_grad();
+            loss.backward();
+            if config.train.grad_clip > 0.0 {
+                self.optimizer.clip_grad_norm(config.train.grad_clip);
+            }
+            self.optimizer.step(lr_rate);
+            self.ema.update(&self.params);
         }
-        self.optimizer.step(lr_rate);
-        self.ema.update(&self.params);
         let adversarial = self.adversarial.as_mut().filter(|_| use_adversarial);
         if let (Some(Adversarial { disc, optimizer, .. }), Some(sr), Some(rows)) = (adversarial, &sr, &adversarial_rows)
         {
@@ -1362,6 +1369,25 @@ pixel_l1 = 1.0
             let adv = log.columns.losses.iter().position(|c| c == "loss_adv").expect("logged");
             assert_eq!(log.rows[0].losses[adv] > 0.0, clean_pairs, "{clean_pairs}: {}", log.rows[0].losses[adv]);
         }
+    }
+
+    /// During `warmup_steps` the discriminator trains and the model (and its EMA) does not; then both do.
+    #[test]
+    fn a_warming_discriminator_trains_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        config.loss.adversarial = 0.1;
+        config.discriminator.warmup_steps = 1;
+        let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
+        let disc = |t: &Trainer| Snapshot::of(&t.adversarial.as_ref().expect("a discriminator").vs);
+        let ema: Vec<(String, Tensor)> = trainer.ema.averages.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+        let (model, discriminator) = (Snapshot::of(&trainer.vs), disc(&trainer));
+        trainer.step().unwrap();
+        assert!(!model.changed_where(&trainer.vs, |_| true), "the model trained while the discriminator warmed up");
+        assert!(ema.iter().all(|(name, average)| trainer.ema.averages[name].equal(average)));
+        assert!(discriminator.changed_where(&trainer.adversarial.as_ref().unwrap().vs, |_| true));
+        trainer.step().unwrap();
+        assert!(model.changed_where(&trainer.vs, |_| true));
     }
 
     #[test]
