@@ -80,7 +80,7 @@ run() {
             --precision f32,bf16 ${CASES:+--cases "$CASES"}
         echo "($SECONDS s)"
         echo
-        local models=(sana-sr-compact-pruned-gan sana-sr-compact)
+        local models=(sana-sr-compact-pruned-gan-real sana-sr-compact)
         for peer in realesr-general-x4v3 realesrgan-x4plus; do
             [[ -f $GPU/models/$peer.safetensors ]] && models+=("$peer")
         done
@@ -111,8 +111,8 @@ quality() {
     echo
 }
 
-# A short run of the default model's last training stage (clean pairs, teacher, adversarial term) on the
-# device, stopped halfway and resumed: that the CUDA trainer works end to end, and its steps/s.
+# A short run of the stage whose checkpoint the default's config continues (clean pairs, teacher, adversarial
+# term) on the device, stopped halfway and resumed: that the CUDA trainer works end to end, and its steps/s.
 train() {
     local bin=$1 device=$2 run=$GPU/train-run config=$GPU/train.toml
     rm -rf "$run"
