@@ -140,6 +140,15 @@ struct Adversarial {
     optimizer: AdamW,
 }
 
+impl Adversarial {
+    /// One optimizer step of the discriminator on photos (`real`) and the model's images of the same pairs.
+    fn train_on(&mut self, real: &Tensor, fake: &Tensor, lr: f64) {
+        self.optimizer.zero_grad();
+        losses::discriminator_loss(&self.disc.forward(real), &self.disc.forward(fake)).backward();
+        self.optimizer.step(lr);
+    }
+}
+
 /// The fixed validation pairs.
 struct Validation {
     /// LR upsampled to HR size, in [-1, 1].
@@ -347,60 +356,66 @@ impl Trainer {
         };
         let (sr, terms) = if model_trains { forward()? } else { no_grad(forward)? };
         let loss = terms.iter().map(|(t, w)| t * *w).fold(Tensor::zeros([], (Kind::Float, self.device)), |a, b| a + b);
+        let discriminator_lr = config.discriminator.lr;
         if model_trains {
-            self.optimizer.zero_grad();
-            loss.backward();
-            if config.train.grad_clip > 0.0 {
-                self.optimizer.clip_grad_norm(config.train.grad_clip);
-            }
-            self.optimizer.step(lr_rate);
-            self.ema.update(&self.params);
+            self.update_model(&loss, lr_rate);
         }
         let adversarial = self.adversarial.as_mut().filter(|_| use_adversarial);
-        if let (Some(Adversarial { disc, optimizer, .. }), Some(sr), Some(rows)) = (adversarial, &sr, &adversarial_rows)
-        {
-            optimizer.zero_grad();
-            let (real, fake) = (hr.index_select(0, rows), sr.detach().index_select(0, rows));
-            let d_loss = losses::discriminator_loss(&disc.forward(&real), &disc.forward(&fake));
-            d_loss.backward();
-            optimizer.step(config.discriminator.lr);
+        if let (Some(adversarial), Some(sr), Some(rows)) = (adversarial, &sr, &adversarial_rows) {
+            adversarial.train_on(&hr.index_select(0, rows), &sr.detach().index_select(0, rows), discriminator_lr);
         }
         self.state.step += 1;
-        let step = self.state.step;
-        let total = config.train.steps;
 
         let loss_value = loss.double_value(&[]);
         for (sum, (term, _)) in self.sums.iter_mut().zip(&terms) {
             *sum += term.double_value(&[]);
         }
         *self.sums.last_mut().expect("the total is logged") += loss_value;
+        let validation = self.validate_when_due()?;
+        let steps_per_s = self.log_when_due(lr_rate, validation)?;
+        let (step, total) = (self.state.step, self.config.train.steps);
+        Ok(StepReport { step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation })
+    }
 
-        let validation = if config.esgf.is_validation_step(step) || step == total {
-            let value = self.validate()?;
-            // Every validated step keeps its EMA model: the knee is only known after the fact.
-            self.save_snapshot()?;
-            // A stop shows in `state.esgf.stopped()`, which ends the run.
-            self.state.esgf.observe(step, value)?;
-            Some(value)
-        } else {
-            None
-        };
+    /// The model's optimizer step on `loss`, and its EMA.
+    fn update_model(&mut self, loss: &Tensor, lr: f64) {
+        self.optimizer.zero_grad();
+        loss.backward();
+        if self.config.train.grad_clip > 0.0 {
+            self.optimizer.clip_grad_norm(self.config.train.grad_clip);
+        }
+        self.optimizer.step(lr);
+        self.ema.update(&self.params);
+    }
 
+    /// At ESGF's validation steps and the last one: the validation, its snapshot, and ESGF's verdict.
+    fn validate_when_due(&mut self) -> Result<Option<f64>> {
+        let step = self.state.step;
+        if !(self.config.esgf.is_validation_step(step) || step == self.config.train.steps) {
+            return Ok(None);
+        }
+        let value = self.validate()?;
+        // Every validated step keeps its EMA model: the knee is only known after the fact.
+        self.save_snapshot()?;
+        // A stop shows in `state.esgf.stopped()`, which ends the run.
+        self.state.esgf.observe(step, value)?;
+        Ok(Some(value))
+    }
+
+    /// Every `log_every` steps, at validations and at the end: a log row of the losses averaged since the last
+    /// one. Returns the steps per second since then.
+    fn log_when_due(&mut self, lr: f64, validation: Option<f64>) -> Result<f64> {
+        let step = self.state.step;
         let elapsed = self.window_start.0.elapsed().as_secs_f64();
         let steps_per_s = (step - self.window_start.1) as f64 / elapsed.max(1e-9);
-        if step.is_multiple_of(self.config.train.log_every) || validation.is_some() || step == total {
+        if step.is_multiple_of(self.config.train.log_every) || validation.is_some() || step == self.config.train.steps {
             let n = (step - self.window_start.1) as f64;
-            self.log.append(&LogRow {
-                step,
-                lr: lr_rate,
-                losses: self.sums.iter().map(|s| s / n).collect(),
-                metric: validation,
-                steps_per_s,
-            })?;
+            let losses = self.sums.iter().map(|s| s / n).collect();
+            self.log.append(&LogRow { step, lr, losses, metric: validation, steps_per_s })?;
             self.sums.iter_mut().for_each(|s| *s = 0.0);
             self.window_start = (Instant::now(), step);
         }
-        Ok(StepReport { step, total, loss: loss_value, lr: lr_rate, steps_per_s, validation })
+        Ok(steps_per_s)
     }
 
     /// Redraws the curves, so that a run paused or killed later has its picture up to here, then writes the
