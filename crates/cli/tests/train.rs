@@ -1,6 +1,6 @@
 //! `sana-sr train` end to end on a tiny model and pool: a run killed mid-way and resumed ends exactly where
-//! the unbroken run ends (its U-Net discriminator's state included), with teachers too; LoRA fine-tuning trains adapters only and `lora merge` gives the
-//! exported model.
+//! the unbroken run ends (its U-Net discriminator's state included), with teachers too; LoRA fine-tuning trains
+//! adapters only and `lora merge` gives the exported model.
 
 mod common;
 

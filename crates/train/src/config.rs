@@ -380,8 +380,9 @@ impl TrainConfig {
         if self.esgf.goal != crate::esgf::Goal::Minimize {
             return Err(format!("[esgf] goal must be \"minimize\": {} improves downwards", t.val_metric.column()));
         }
+        let disc = &self.discriminator;
         if self.loss.adversarial > 0.0
-            && self.discriminator.kind == DiscriminatorKind::Unet
+            && disc.kind == DiscriminatorKind::Unet
             && !d.crop.is_multiple_of(UNET_MULTIPLE as usize)
         {
             return Err(format!(
@@ -389,7 +390,6 @@ impl TrainConfig {
                 d.crop
             ));
         }
-        let disc = &self.discriminator;
         if disc.warmup_steps > 0
             && (self.loss.adversarial == 0.0 || disc.start_step > 0 || disc.warmup_steps >= t.steps)
         {

@@ -194,10 +194,10 @@ mod tests {
         assert!(d.down[0].conv.weight.grad().defined() && d.first.weight.grad().defined());
     }
 
-    /// The power iteration converges to the largest singular value that an SVD gives (an
-    /// independent computation, `torch.svd`): after 200 iterations the estimate agrees to 1e-4 relative, far looser than the
+    /// The power iteration converges to the largest singular value that an SVD gives (an independent
+    /// computation, `torch.svd`): after 200 iterations the estimate agrees to 1e-4 relative, far looser than the
     /// float32 rounding of a 72-term dot product (~1e-6) and far tighter than an estimate that has not converged
-    /// (the first call's is off by 10-50% for a random start).
+    /// (the first call's is 12-33% low for random weights and starts of this shape).
     #[test]
     fn spectral_normalisation_divides_by_the_largest_singular_value() {
         sana_sr_core::manual_seed(7);

@@ -327,9 +327,12 @@ impl Trainer {
         // A model with a text encoder reads each photo's tags (encoded once per prompt, the encoder frozen).
         let conditioning = self.model.batch_conditioning(&batch.tags)?;
 
-        let use_adversarial = self.state.step >= config.discriminator.start_step;
-        let adversarial_rows = adversarial_rows(&batch.clean, config.discriminator.clean_pairs, self.device);
-        let adversarial = self.adversarial.as_ref().filter(|_| use_adversarial).zip(adversarial_rows.as_ref());
+        // The rows the adversarial term scores, once it has started: none without a discriminator.
+        let adversarial_rows = match (&self.adversarial, self.state.step >= config.discriminator.start_step) {
+            (Some(_), true) => adversarial_rows(&batch.clean, config.discriminator.clean_pairs, self.device),
+            _ => None,
+        };
+        let adversarial = self.adversarial.as_ref().zip(adversarial_rows.as_ref());
         // While the discriminator warms up the model does not train: its terms are computed for the log only.
         let model_trains = self.state.step >= config.discriminator.warmup_steps;
         // `terms`: every logged term with its weight, `[loss]`'s then the teachers'.
@@ -360,8 +363,7 @@ impl Trainer {
         if model_trains {
             self.update_model(&loss, lr_rate);
         }
-        let adversarial = self.adversarial.as_mut().filter(|_| use_adversarial);
-        if let (Some(adversarial), Some(sr), Some(rows)) = (adversarial, &sr, &adversarial_rows) {
+        if let (Some(adversarial), Some(sr), Some(rows)) = (self.adversarial.as_mut(), &sr, &adversarial_rows) {
             adversarial.train_on(&hr.index_select(0, rows), &sr.detach().index_select(0, rows), discriminator_lr);
         }
         self.state.step += 1;
@@ -1363,6 +1365,11 @@ pixel_l1 = 1.0
         }
     }
 
+    /// The store of a run's discriminator.
+    fn discriminator(trainer: &Trainer) -> &nn::VarStore {
+        &trainer.adversarial.as_ref().expect("a run with an adversarial term").vs
+    }
+
     /// With `[discriminator] clean_pairs = false` a batch of clean pairs only gives no adversarial term and
     /// leaves the discriminator as it was; with the default it trains both on them.
     #[test]
@@ -1376,10 +1383,9 @@ pixel_l1 = 1.0
             config.loss.adversarial = 0.1;
             config.discriminator.clean_pairs = clean_pairs;
             let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
-            let disc = |t: &Trainer| Snapshot::of(&t.adversarial.as_ref().expect("a discriminator").vs);
-            let before = disc(&trainer);
+            let before = Snapshot::of(discriminator(&trainer));
             trainer.step().unwrap();
-            assert_eq!(before.changed_where(&trainer.adversarial.as_ref().unwrap().vs, |_| true), clean_pairs);
+            assert_eq!(before.changed_where(discriminator(&trainer), |_| true), clean_pairs);
             let log = TrainingLog::read(&dir.path().join("run/log.csv")).unwrap();
             let adv = log.columns.losses.iter().position(|c| c == "loss_adv").expect("logged");
             assert_eq!(log.rows[0].losses[adv] > 0.0, clean_pairs, "{clean_pairs}: {}", log.rows[0].losses[adv]);
@@ -1394,13 +1400,12 @@ pixel_l1 = 1.0
         config.loss.adversarial = 0.1;
         config.discriminator.warmup_steps = 1;
         let mut trainer = Trainer::new(&config, &options(dir.path())).unwrap();
-        let disc = |t: &Trainer| Snapshot::of(&t.adversarial.as_ref().expect("a discriminator").vs);
         let ema: Vec<(String, Tensor)> = trainer.ema.averages.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
-        let (model, discriminator) = (Snapshot::of(&trainer.vs), disc(&trainer));
+        let (model, disc) = (Snapshot::of(&trainer.vs), Snapshot::of(discriminator(&trainer)));
         trainer.step().unwrap();
         assert!(!model.changed_where(&trainer.vs, |_| true), "the model trained while the discriminator warmed up");
         assert!(ema.iter().all(|(name, average)| trainer.ema.averages[name].equal(average)));
-        assert!(discriminator.changed_where(&trainer.adversarial.as_ref().unwrap().vs, |_| true));
+        assert!(disc.changed_where(discriminator(&trainer), |_| true));
         trainer.step().unwrap();
         assert!(model.changed_where(&trainer.vs, |_| true));
     }
