@@ -150,6 +150,11 @@ pub struct DataConfig {
     pub val_images: usize,
     /// Validation pairs made from them (fixed crops and degradations).
     pub val_pairs: usize,
+    /// The degradation of the validation pairs (default: `degradation`), for a metric that follows the inputs a
+    /// model is meant for, e.g. the training degradation without its clean pairs. A resumed run whose
+    /// validation pairs changed starts ESGF's history again.
+    #[serde(default)]
+    pub val_degradation: Option<PathBuf>,
     /// HR side of a validation crop (default: `crop`); NIQE needs at least 192 (two 96-pixel blocks at
     /// half scale).
     #[serde(default)]

@@ -257,6 +257,22 @@ impl EarlyStopping {
         }
     }
 
+    /// The same validation history judged under `config`: what a run would have decided with those settings
+    /// from the start (a resumed run takes its config's settings, not the checkpoint's). A stop for a
+    /// non-finite metric stands, since that value is not in the history.
+    pub fn replayed(&self, config: EsgfConfig) -> Result<Self, EsgfError> {
+        let mut replayed = Self::new(config)?;
+        for e in &self.history {
+            if let Decision::Stop(_) = replayed.observe(e.step, e.value)? {
+                break;
+            }
+        }
+        if let Some(reason @ StopReason::NotFinite { .. }) = self.stopped {
+            replayed.stopped = Some(reason);
+        }
+        Ok(replayed)
+    }
+
     fn stop(&mut self, reason: StopReason) -> Decision {
         self.stopped = Some(reason);
         Decision::Stop(reason)
@@ -404,6 +420,25 @@ mod tests {
         assert!(decisions.iter().filter(|(s, _)| (1300..1700).contains(s)).all(|(_, d)| *d == Decision::Continue));
         assert_eq!(esgf.knee(), Some(Evaluation { step: 1200, value: 1.0 - 0.9 }));
         assert_eq!(esgf.best().map(|b| b.step), Some(1200));
+    }
+
+    /// A run stopped by patience 5 and replayed under patience 20 is running again, and replaying it under its
+    /// own settings gives back the same state; a stop for a NaN stands under any settings.
+    #[test]
+    fn a_replayed_history_is_judged_by_the_new_settings() {
+        let points: Vec<(u64, f64)> =
+            (100..=1700).step_by(100).map(|s| (s, 1.0 - 0.9 * s.min(1200) as f64 / 1200.0)).collect();
+        let mut esgf = EarlyStopping::new(config(Goal::Minimize, 100)).unwrap();
+        run(&mut esgf, &points);
+        assert!(esgf.stopped().is_some());
+        let patient = esgf.replayed(EsgfConfig { patience: 20, ..config(Goal::Minimize, 100) }).unwrap();
+        assert_eq!((patient.stopped(), patient.history()), (None, esgf.history()));
+        assert_eq!(esgf.replayed(esgf.config().clone()).unwrap(), esgf);
+
+        let mut diverged = EarlyStopping::new(config(Goal::Minimize, 100)).unwrap();
+        run(&mut diverged, &[(100, 1.0), (200, f64::NAN)]);
+        let replayed = diverged.replayed(EsgfConfig { patience: 20, ..config(Goal::Minimize, 100) }).unwrap();
+        assert_eq!(replayed.stopped(), Some(StopReason::NotFinite { step: 200 }));
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub struct Outcome {
     pub model: Option<PathBuf>,
     /// The step whose snapshot was exported.
     pub exported_step: Option<u64>,
+    /// Set when this invocation resumed a checkpoint whose validations were measured otherwise (other pairs,
+    /// degradation or metric): ESGF's history was then started again at this step.
+    pub esgf_restarted_at: Option<u64>,
 }
 
 /// The part of the state that is not tensors.
@@ -113,6 +116,10 @@ pub struct Outcome {
 struct RunState {
     step: u64,
     esgf: EarlyStopping,
+    /// What the validations in `esgf` were measured on ([`validation_key`]); absent in checkpoints made
+    /// before it was recorded, which are taken as measured otherwise.
+    #[serde(default)]
+    validation: Option<String>,
 }
 
 /// Trains as `config` says, reporting each step to `on_step`.
@@ -127,7 +134,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions, mut on_step: impl FnM
             trainer.checkpoint()?;
         }
         if pause {
-            return Ok(Outcome { steps: report.step, stopped: None, model: None, exported_step: None });
+            let (steps, esgf_restarted_at) = (report.step, trainer.esgf_restarted_at);
+            return Ok(Outcome { steps, stopped: None, model: None, exported_step: None, esgf_restarted_at });
         }
     }
     trainer.finish()
@@ -185,6 +193,8 @@ pub struct Trainer {
     /// Sums of the logged losses since the last log row, and when and at which step that window began.
     sums: Vec<f64>,
     window_start: (Instant, u64),
+    /// The step at which this invocation restarted ESGF's history (see [`Outcome::esgf_restarted_at`]).
+    esgf_restarted_at: Option<u64>,
 }
 
 impl Trainer {
@@ -204,11 +214,18 @@ impl Trainer {
         if options.resume && !checkpoint_path.exists() {
             return Err(TrainError::Setup(format!("nothing to resume: {} does not exist", checkpoint_path.display())));
         }
-        let degradation = Degradation::new(
-            RealEsrganConfig::from_toml_file(&config.data.degradation).map_err(|e| TrainError::Setup(e.to_string()))?,
-        )
-        .map_err(|e| TrainError::Setup(e.to_string()))?;
+        let degradation = read_degradation(&config.data.degradation)?;
         let scale = degradation.config().scale as usize;
+        let val_degradation = match &config.data.val_degradation {
+            Some(path) => read_degradation(path)?,
+            None => degradation.clone(),
+        };
+        if val_degradation.config().scale as usize != scale {
+            return Err(TrainError::Setup(format!(
+                "[data] val_degradation downscales by {}, the training degradation by {scale}: they must agree",
+                val_degradation.config().scale
+            )));
+        }
 
         let (model, vs, adapters) = build_model(config, options.device)?;
         if model.config.lr_skip && (config.loss.flow_matching > 0.0 || config.loss.autoencoder > 0.0) {
@@ -243,16 +260,27 @@ impl Trainer {
             .map(|t| Teacher::load(t, scale as u32, options.device))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut state = RunState { step: 0, esgf: EarlyStopping::new(config.esgf.clone())? };
+        let validation_key = validation_key(config, val_degradation.config());
+        let mut state = RunState { step: 0, esgf: EarlyStopping::new(config.esgf.clone())?, validation: None };
+        let mut esgf_restarted_at = None;
         if options.resume {
             state = restore(&checkpoint_path, &vs, &mut optimizer, &mut ema, adversarial.as_mut())?;
+            // The config's ESGF settings judge the history, as if the run had had them from the start; values
+            // measured on other pairs or by another metric do not compare with new ones, so they are dropped.
+            if state.validation.as_ref() == Some(&validation_key) {
+                state.esgf = state.esgf.replayed(config.esgf.clone())?;
+            } else {
+                state.esgf = EarlyStopping::new(config.esgf.clone())?;
+                esgf_restarted_at = Some(state.step);
+            }
         }
+        state.validation = Some(validation_key);
 
         let (train_paths, val_paths) = split_pool(&config.data.hr, config.data.val_images)?;
         check_crop(config.data.crop, &model.config, scale)?;
         check_crop(config.data.val_crop.unwrap_or(config.data.crop), &model.config, scale)?;
         let val_teacher = teachers.first().filter(|_| config.train.val_metric == ValMetric::TeacherL1);
-        let validation = validation_pairs(config, &model, val_paths, degradation.clone(), options.device, val_teacher)?;
+        let validation = validation_pairs(config, &model, val_paths, val_degradation, options.device, val_teacher)?;
         let loader_config = LoaderConfig {
             gt_size: config.data.crop,
             batch_size: config.data.batch,
@@ -309,6 +337,7 @@ impl Trainer {
             log,
             sums,
             window_start,
+            esgf_restarted_at,
         })
     }
 
@@ -456,6 +485,7 @@ impl Trainer {
             stopped: self.state.esgf.stopped(),
             model: chosen.map(|_| exported),
             exported_step: chosen,
+            esgf_restarted_at: self.esgf_restarted_at,
         })
     }
 
@@ -657,6 +687,30 @@ fn check_crop(crop: usize, model: &SrModelConfig, scale: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A degradation config file, read and checked.
+fn read_degradation(path: &Path) -> Result<Degradation> {
+    let config = RealEsrganConfig::from_toml_file(path).map_err(|e| TrainError::Setup(e.to_string()))?;
+    Degradation::new(config).map_err(|e| TrainError::Setup(e.to_string()))
+}
+
+/// Everything the validation values depend on besides the model: the held-out photos, the pairs made of
+/// them, the metric and, for `teacher_l1`, the teacher.
+fn validation_key(config: &TrainConfig, degradation: &RealEsrganConfig) -> String {
+    let data = &config.data;
+    let teacher = config.teachers.first().filter(|_| config.train.val_metric == ValMetric::TeacherL1);
+    serde_json::json!({
+        "hr": data.hr,
+        "images": data.val_images,
+        "pairs": data.val_pairs,
+        "crop": data.val_crop.unwrap_or(data.crop),
+        "seed": config.train.seed,
+        "degradation": degradation,
+        "metric": config.train.val_metric,
+        "teacher": teacher.map(|t| &t.model),
+    })
+    .to_string()
 }
 
 /// The fixed validation pairs; their target is `teacher`'s image of the LR crops when one is given, else HR.
@@ -1044,7 +1098,7 @@ pixel_l1 = 1.0
             esgf.observe(step, value).unwrap();
         }
         assert_eq!(esgf.knee().unwrap().step, 4, "a piecewise-linear curve bends at its break");
-        let state = serde_json::to_string(&RunState { step: 6, esgf }).unwrap();
+        let state = serde_json::to_string(&RunState { step: 6, esgf, validation: None }).unwrap();
         let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), state)]);
         let named = HashMap::from([("model.condition".to_string(), model.condition.as_ref().unwrap().detach().copy())]);
         checkpoint::save_variables(named, &run.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
@@ -1243,7 +1297,7 @@ pixel_l1 = 1.0
         esgf.observe(1000, 0.9).unwrap();
         let metadata = HashMap::from([(
             STATE_METADATA_KEY.to_string(),
-            serde_json::to_string(&RunState { step: 1000, esgf }).unwrap(),
+            serde_json::to_string(&RunState { step: 1000, esgf, validation: None }).unwrap(),
         )]);
         let named = HashMap::from([("x".to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))]);
         checkpoint::save_variables(named, &stage1.join(CHECKPOINT_FILE), Kind::Float, metadata).unwrap();
@@ -1363,6 +1417,59 @@ pixel_l1 = 1.0
         for i in [0, 2] {
             assert!(mixed.get(i).equal(&degraded.get(i)), "pair {i}");
         }
+    }
+
+    /// A degradation config file in `dir` with these settings (the x4plus ones for the rest).
+    fn degradation_file(dir: &Path, name: &str, settings: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, settings).unwrap();
+        path
+    }
+
+    /// `val_degradation` makes the validation pairs and only them: a run validating on clean pairs has the
+    /// validation pairs of a run trained on clean pairs, not those of its own training degradation; one of
+    /// another scale is refused by name.
+    #[test]
+    fn the_validation_pairs_take_val_degradation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        let all_clean = degradation_file(dir.path(), "all_clean.toml", "clean_prob = 1.0\n");
+        let validation = |config: &TrainConfig| Trainer::new(config, &options(dir.path())).unwrap().validation.lr;
+        let own = validation(&config);
+        config.data.val_degradation = Some(all_clean.clone());
+        let chosen = validation(&config);
+        let trained_clean = validation(&TrainConfig {
+            data: crate::config::DataConfig { degradation: all_clean, val_degradation: None, ..config.data.clone() },
+            ..config.clone()
+        });
+        assert!(chosen.equal(&trained_clean));
+        assert!(!chosen.equal(&own));
+
+        config.data.val_degradation = Some(degradation_file(dir.path(), "x2.toml", "scale = 2\n"));
+        let error = Trainer::new(&config, &options(dir.path())).err().expect("a scale mismatch").to_string();
+        assert!(error.contains("val_degradation downscales by 2"), "{error}");
+    }
+
+    /// A resumed run judges the validations in its checkpoint by its config's ESGF settings, and starts the
+    /// history again when its validation pairs differ from the checkpoint's.
+    #[test]
+    fn a_resumed_run_restarts_esgf_when_its_validation_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny_run(dir.path(), "");
+        config.esgf.every_steps = 1;
+        let paused = train(&config, &TrainOptions { stop_after: Some(2), ..options(dir.path()) }, |_| {}).unwrap();
+        assert_eq!(paused.esgf_restarted_at, None);
+        let resume = TrainOptions { resume: true, ..options(dir.path()) };
+
+        config.esgf.patience = 7;
+        let same_pairs = Trainer::new(&config, &resume).unwrap();
+        assert_eq!(same_pairs.state.esgf.history().len(), 2);
+        assert_eq!((same_pairs.state.esgf.config().patience, same_pairs.esgf_restarted_at), (7, None));
+
+        config.data.val_degradation = Some(degradation_file(dir.path(), "all_clean.toml", "clean_prob = 1.0\n"));
+        let other_pairs = Trainer::new(&config, &resume).unwrap();
+        assert!(other_pairs.state.esgf.history().is_empty());
+        assert_eq!(other_pairs.esgf_restarted_at, Some(2));
     }
 
     /// The store of a run's discriminator.

@@ -67,6 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .with_context(|| format!("training from {}", args.config.display()))?;
     progress.finish();
+    if let Some(step) = outcome.esgf_restarted_at {
+        eprintln!(
+            "note: the checkpoint's validations were measured on other pairs or by another metric: ESGF's history \
+             restarted at step {step}"
+        );
+    }
     match (&outcome.model, outcome.exported_step) {
         (Some(model), Some(step)) => eprintln!(
             "{} steps done{}; model of step {step} (ESGF's choice) written to {}",
