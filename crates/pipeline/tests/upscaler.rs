@@ -206,7 +206,10 @@ fn the_forward_pass_is_differentiable_for_training() {
 fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
     use sana_sr_core::precision::with_compute_kind;
     manual_seed(0);
-    let (model, mut vs) = ModelSource::default_model().load(Device::Cpu).unwrap();
+    // A fixed model, not the default: how far bfloat16 turns the gradient depends on the weights (on this input
+    // 0.959 for sana-sr-compact-pruned-gan-strong, 0.995-1.000 for the other built-in models), and this checks
+    // the mechanism, not one model's sensitivity.
+    let (model, mut vs) = ModelSource::resolve("sana-sr-compact").unwrap().load(Device::Cpu).unwrap();
     vs.float();
     let lr = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let weights = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
