@@ -1,6 +1,5 @@
 use std::path::Path;
 
-use sana_sr_data::degradations::{Degradation, RealEsrganConfig};
 use sana_sr_data::loader::pool_paths;
 use sana_sr_model::checkpoint;
 use sana_sr_model::esrgan::{EsrganConfig, SrVggNetCompactConfig};
@@ -429,7 +428,7 @@ fn a_clean_pairs_teacher_target_is_its_hr_image() {
     ));
     let teacher = Teacher::load(&peer[0], 4, Device::Cpu).unwrap();
     let loader_config = LoaderConfig { gt_size: 96, batch_size: 3, seed: 1, ..LoaderConfig::default() };
-    let degradation = Degradation::new(RealEsrganConfig::from_toml_file(&config.data.degradation).unwrap()).unwrap();
+    let degradation = read_degradation(&config.data.degradation).unwrap();
     let paths = pool_paths(&config.data.hr[0]).unwrap();
     let mut batch = Loader::new(paths, degradation, loader_config).unwrap().next().unwrap().unwrap();
     let degraded = teacher.target(&batch).unwrap();
