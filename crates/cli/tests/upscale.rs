@@ -202,6 +202,47 @@ fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
 }
 
 #[test]
+fn a_mix_of_two_models_is_written_as_a_model_named_by_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    let parts = ["sana-sr-compact-pruned-gan-real=0.5", "sana-sr-compact-pruned-gan-strong=0.5"];
+    let command = [&["models", "mix"], &parts[..], &["-o", "models/between.safetensors"]].concat();
+    let out = sana_sr(&command, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&sana_sr(&["models"], dir.path()).stdout).into_owned();
+    assert!(
+        listed.contains(" between ") && listed.contains("a mix of sana-sr-compact-pruned-gan-real=0.5"),
+        "{listed}"
+    );
+    photo(dir.path(), "cat.png", 20, 14);
+    let upscaled = sana_sr(&["upscale", "cat.png", "-m", "between", "-o", "cat-x4.png", "--device", "cpu"], dir.path());
+    assert!(upscaled.status.success(), "{}", stderr(&upscaled));
+
+    let written = std::fs::read(dir.path().join("models/between.safetensors")).unwrap();
+    let again = sana_sr(&command, dir.path());
+    assert!(!again.status.success() && stderr(&again).contains("--overwrite"), "{}", stderr(&again));
+    let onto_input = ["models", "mix", "models/between.safetensors=2", "sana-sr-compact-pruned-gan-real=-1"];
+    let out = sana_sr(&[&onto_input[..], &["-o", "models/./between.safetensors", "--overwrite"]].concat(), dir.path());
+    assert!(!out.status.success() && stderr(&out).contains("would replace the input"), "{}", stderr(&out));
+    for (bad, message) in [
+        (["sana-sr-compact-pruned-gan-real", "sana-sr-tiny=1"], "is not NAME|PATH=WEIGHT"),
+        (["sana-sr-compact-pruned-gan-real=half", "sana-sr-tiny=1"], "`half` in"),
+        (["sana-sr-compact-pruned-gan-real=0.5", "sana-sr-tiny=0.5"], "not the same network"),
+    ] {
+        let out = sana_sr(
+            &[&["models", "mix"], &bad[..], &["-o", "models/between.safetensors", "--overwrite"]].concat(),
+            dir.path(),
+        );
+        assert!(!out.status.success() && stderr(&out).contains(message), "{message}: {}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("models/between.safetensors")).unwrap(),
+        written,
+        "refused mixes write nothing"
+    );
+}
+
+#[test]
 fn a_profile_shows_where_the_time_went() {
     let dir = tempfile::tempdir().unwrap();
     photo(dir.path(), "a.png", 20, 14);

@@ -13,6 +13,7 @@ pub mod condition;
 pub mod cost;
 pub mod diffusers;
 pub mod experts;
+pub mod mix;
 pub mod network;
 pub mod prune;
 pub mod registry;

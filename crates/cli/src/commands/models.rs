@@ -1,5 +1,6 @@
 //! `sana-sr models`: the models `upscale --model` accepts, built in and in the models folder;
 //! `sana-sr models export`: a training snapshot as a model file to ship (float16, described);
+//! `sana-sr models mix`: a weighted sum of models of one network (network interpolation);
 //! `sana-sr models import`: a Real-ESRGAN network from its ncnn files into the models folder;
 //! `sana-sr models assemble`: SANA-SR from a diffusers Sana pipeline folder and a LoRA adapter.
 
@@ -11,6 +12,7 @@ use sana_sr_core::fs::same_file;
 use sana_sr_core::{Device, Kind};
 use sana_sr_model::esrgan::ncnn;
 use sana_sr_pipeline::assemble::{self, Parts};
+use sana_sr_pipeline::mix::{self, Part};
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
 use sana_sr_pipeline::{EsrganModel, SrModel};
@@ -26,6 +28,11 @@ enum Command {
     /// Write a model file (a training snapshot, say) with float16 weights, half the size, optionally with a
     /// new description; the result loads like any model (`upscale --model OUT`).
     Export(ExportArgs),
+    /// Write the weighted sum of models of one network, float16 (ESRGAN's network interpolation): weights in
+    /// [0, 1] between two fine-tunes of one start give a look between theirs, e.g.
+    /// `sana-sr-compact-pruned-gan-real=0.5 sana-sr-compact-pruned-gan-strong=0.5`; a weight past 1 with a
+    /// negative one goes on along their difference. The weights sum to 1.
+    Mix(MixArgs),
     /// Import Real-ESRGAN's RRDBNet (x4plus) or SRVGGNetCompact (general-x4v3) from an ncnn FILE.param and the
     /// FILE.bin beside it, as NAME.safetensors in the models folder (weights float16 or float32 as stored);
     /// `scripts/fetch_peers.sh` fetches and imports the released ones.
@@ -67,6 +74,26 @@ struct AssembleArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct MixArgs {
+    /// Each model with its weight: a built-in model, one in the models folder, or a model file, then `=` and
+    /// the weight.
+    #[arg(value_name = "NAME|PATH=WEIGHT", required = true, num_args = 2..)]
+    parts: Vec<String>,
+    /// The model file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The name it goes by (default: the output file's stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// The one line `sana-sr models` shows for it (default: the parts and their weights).
+    #[arg(long)]
+    description: Option<String>,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct ImportArgs {
     /// The ncnn .param file; its .bin must be beside it.
     param: PathBuf,
@@ -102,6 +129,7 @@ struct ExportArgs {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Some(Command::Export(args)) => export(args),
+        Some(Command::Mix(args)) => mix(args),
         Some(Command::Import(args)) => import(args),
         Some(Command::Assemble(args)) => assemble(args),
         None => list(),
@@ -130,6 +158,39 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     model.save(&weights, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
     println!("{} written ({}, float16)", args.output.display(), model.name());
+    Ok(())
+}
+
+fn mix(args: MixArgs) -> anyhow::Result<()> {
+    if args.output.exists() && !args.overwrite {
+        bail!("{} exists; pass --overwrite to replace it", args.output.display());
+    }
+    let name = match args.name {
+        Some(name) => name,
+        None => args.output.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+    };
+    check_name(&name)?;
+    let mut parts = Vec::with_capacity(args.parts.len());
+    for spec in &args.parts {
+        let (model, weight) = spec
+            .rsplit_once('=')
+            .with_context(|| format!("`{spec}` is not NAME|PATH=WEIGHT (e.g. sana-sr-compact-pruned-gan-real=0.5)"))?;
+        let weight: f64 = weight.parse().with_context(|| format!("`{weight}` in `{spec}` is not a number"))?;
+        let source = ModelSource::resolve(model)?;
+        if let ModelSource::File(input) = &source {
+            if same_file(&args.output, input) {
+                bail!("the output would replace the input {}", input.display());
+            }
+        }
+        let (network, vars) = source.load_network(Device::Cpu).with_context(|| format!("loading {model}"))?;
+        parts.push(Part { label: source.label(), network, vars, weight });
+    }
+    let description = args.description.unwrap_or_else(|| format!("a mix of {}", args.parts.join(", ")));
+    let (mut network, vars) = mix::mix(parts)?;
+    network.set_name(name);
+    network.set_description(description);
+    network.save(&vars, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
+    println!("{} written ({}, float16)", args.output.display(), network.name());
     Ok(())
 }
 
