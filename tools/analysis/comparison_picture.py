@@ -12,7 +12,7 @@ nearest-upscaled | each method | GT (a grey cell where there is none).
         --case "$D/RealSRSet+5images/ppt3.png@8,178" --case "$D/RealSet65/supermarket1.jpeg@18,88" \\
         --case "$D/RealSRSet+5images/foreman.png@78,6" --case "$D/RealSRSet+5images/tiger.png@150,196" \\
         --method bicubic --method "x4plus=realesrgan-x4plus" --method "general-x4v3=realesr-general-x4v3" \\
-        --method "sana-sr (built in)=sana-sr-compact-pruned-gan-strong" -o docs/comparison.png
+        --method "sana-sr (built in)=sana-sr-compact-pruned-gan-extrapolated" -o docs/comparison.png
 
 `bicubic` is Pillow's (the cubic kernel with a = -0.5 that MATLAB's `imresize` uses); every other method is a
 model `sana-sr upscale --model` takes. Needs Pillow in the venv and a release build.

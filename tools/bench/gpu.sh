@@ -80,7 +80,7 @@ run() {
             --precision f32,bf16 ${CASES:+--cases "$CASES"}
         echo "($SECONDS s)"
         echo
-        local models=(sana-sr-compact-pruned-gan-strong sana-sr-compact)
+        local models=(sana-sr-compact-pruned-gan-extrapolated sana-sr-compact)
         for peer in realesr-general-x4v3 realesrgan-x4plus; do
             [[ -f $GPU/models/$peer.safetensors ]] && models+=("$peer")
         done

@@ -99,7 +99,7 @@ fn a_log_gets_a_line_per_image_a_script_json_and_quiet_nothing() {
     let good = by_input("a.png");
     assert_eq!(good["output"], "json/a_x4.png");
     assert_eq!(good["size"], serde_json::json!([48, 40]));
-    assert_eq!(good["model"], "sana-sr-compact-pruned-gan-strong");
+    assert_eq!(good["model"], "sana-sr-compact-pruned-gan-extrapolated");
     assert!(good["seconds"].as_f64().is_some_and(|s| s > 0.0) && good["error"].is_null(), "{good}");
     assert!(by_input("broken.png")["error"].as_str().is_some_and(|e| e.contains("broken.png")));
     assert_eq!(by_input("missing.png")["error"], "no such file or folder");

@@ -100,7 +100,10 @@ fn bad_arguments_get_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     photo(dir.path(), "x.png", 8, 8);
     let cases: &[(&[&str], &str)] = &[
-        (&["upscale", "x.png", "-s", "16"], "scale 16 is not supported by model `sana-sr-compact-pruned-gan-strong`"),
+        (
+            &["upscale", "x.png", "-s", "16"],
+            "scale 16 is not supported by model `sana-sr-compact-pruned-gan-extrapolated`",
+        ),
         (&["upscale", "x.png", "--model", "nope"], "no model named `nope`"),
         (&["upscale", "x.png", "--model", "x.png"], "x.png: not a valid safetensors file"),
         (&["upscale", "x.png", "--tile", "8"], "tile size 8 is too small"),
@@ -122,14 +125,14 @@ fn models_lists_the_built_in_default_and_local_files() {
     std::fs::write(dir.path().join("models/broken.safetensors"), b"nope").unwrap();
     // A local file whose name starts with the default's is not the default.
     let export = sana_sr(
-        &["models", "export", "sana-sr-tiny", "-o", "models/sana-sr-compact-pruned-gan-strong-old.safetensors"],
+        &["models", "export", "sana-sr-tiny", "-o", "models/sana-sr-compact-pruned-gan-extrapolated-old.safetensors"],
         dir.path(),
     );
     assert!(export.status.success(), "{}", stderr(&export));
     let out = sana_sr(&["models"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("*sana-sr-compact-pruned-gan-strong (built in)"), "{text}");
+    assert!(text.contains("*sana-sr-compact-pruned-gan-extrapolated (built in)"), "{text}");
     for other in [
         "sana-sr-compact-pruned-gan-real",
         "sana-sr-compact-pruned-clean",
@@ -140,7 +143,7 @@ fn models_lists_the_built_in_default_and_local_files() {
         assert!(text.contains(&format!(" {other} (built in)")), "{other}: {text}");
     }
     let starred: Vec<&str> = text.lines().filter(|l| l.starts_with('*') && !l.starts_with("* the default")).collect();
-    assert!(starred.len() == 1 && text.contains(" sana-sr-compact-pruned-gan-strong-old "), "{text}");
+    assert!(starred.len() == 1 && text.contains(" sana-sr-compact-pruned-gan-extrapolated-old "), "{text}");
     assert!(text.contains("broken") && text.contains("unreadable"), "{text}");
 }
 
@@ -205,7 +208,7 @@ fn an_exported_model_upscales_like_its_source_and_shows_its_description() {
 fn a_mix_of_two_models_is_written_as_a_model_named_by_its_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("models")).unwrap();
-    let parts = ["sana-sr-compact-pruned-gan-real=0.5", "sana-sr-compact-pruned-gan-strong=0.5"];
+    let parts = ["sana-sr-compact-pruned-gan-real=0.5", "sana-sr-compact-pruned-gan-extrapolated=0.5"];
     let command = [&["models", "mix"], &parts[..], &["-o", "models/between.safetensors"]].concat();
     let out = sana_sr(&command, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

@@ -8,7 +8,7 @@ use sana_sr_pipeline::mix::{mix, MixError, Part};
 use sana_sr_pipeline::ModelSource;
 
 const FAITHFUL: &str = "sana-sr-compact-pruned-gan-real";
-const TEXTURED: &str = "sana-sr-compact-pruned-gan-strong";
+const TEXTURED: &str = "sana-sr-compact-pruned-gan-extrapolated";
 
 fn part(name: &str, weight: f64) -> Part {
     let (network, vars) = ModelSource::resolve(name).unwrap().load_network(Device::Cpu).unwrap();
@@ -65,7 +65,10 @@ fn only_weights_summing_to_one_of_models_of_one_network_mix() {
     assert!(mix(vec![part(FAITHFUL, 0.1), part(TEXTURED, 0.2), part(FAITHFUL, 0.7)]).is_ok());
 
     let other = err(vec![part(TEXTURED, 0.5), part("sana-sr-compact", 0.5)]);
-    assert!(other.contains("sana-sr-compact is not the same network as sana-sr-compact-pruned-gan-strong"), "{other}");
+    assert!(
+        other.contains("sana-sr-compact is not the same network as sana-sr-compact-pruned-gan-extrapolated"),
+        "{other}"
+    );
     let peerless = err(vec![part(TEXTURED, 0.5), part("sana-sr-tiny", 0.5)]);
     assert!(peerless.contains("not the same network"), "{peerless}");
 

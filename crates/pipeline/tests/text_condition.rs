@@ -160,5 +160,5 @@ fn tags_and_guidance_need_a_text_encoder() {
     assert!(check_options(&text, &UpscaleOptions { tags: Some("tree".into()), guidance: 2.0, ..Default::default() })
         .is_ok());
     let err = built_in().conditioning(Some("tree"), 1.0).unwrap_err().to_string();
-    assert!(err.contains("model `sana-sr-compact-pruned-gan-strong` has no text encoder"), "{err}");
+    assert!(err.contains("model `sana-sr-compact-pruned-gan-extrapolated` has no text encoder"), "{err}");
 }

@@ -207,7 +207,7 @@ fn mixed_precision_computes_in_bfloat16_and_gives_float32_gradients() {
     use sana_sr_core::precision::with_compute_kind;
     manual_seed(0);
     // A fixed model, not the default: how far bfloat16 turns the gradient depends on the weights (on this input
-    // 0.959 for sana-sr-compact-pruned-gan-strong, 0.995-1.000 for the other built-in models), and this checks
+    // 0.959 for an earlier default, sana-sr-compact-pruned-gan-strong, 0.995-1.000 for the others), and this checks
     // the mechanism, not one model's sensitivity.
     let (model, mut vs) = ModelSource::resolve("sana-sr-compact").unwrap().load(Device::Cpu).unwrap();
     vs.float();

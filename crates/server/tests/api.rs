@@ -18,7 +18,7 @@ async fn a_photo_becomes_a_job_whose_result_is_four_times_larger() {
     let client = reqwest::Client::new();
     let models: Value = client.get(format!("{}/api/models", server.url)).send().await.unwrap().json().await.unwrap();
     let default = models["models"].as_array().unwrap().iter().find(|m| m["default"] == true).unwrap();
-    assert_eq!(default["name"], "sana-sr-compact-pruned-gan-strong");
+    assert_eq!(default["name"], "sana-sr-compact-pruned-gan-extrapolated");
 
     let response = submit(&client, &server.url, form(png(40, 30), "cat.png", &[("format", "webp")])).await;
     assert_eq!(response.status(), 202);
@@ -76,7 +76,7 @@ async fn a_photo_with_alpha_becomes_a_jpeg_marked_as_upscale_marks_its_outputs()
     let path = folder.path().join("glass_x4.jpg");
     std::fs::write(&path, result.bytes().await.unwrap()).unwrap();
     let software = sana_sr_data::io::read_metadata(&path).unwrap().software();
-    assert_eq!(software, Some(sana_sr_data::metadata::software_marker(4, "sana-sr-compact-pruned-gan-strong")));
+    assert_eq!(software, Some(sana_sr_data::metadata::software_marker(4, "sana-sr-compact-pruned-gan-extrapolated")));
     server.stop().await;
 }
 

@@ -30,7 +30,7 @@ enum Command {
     Export(ExportArgs),
     /// Write the weighted sum of models of one network, float16 (ESRGAN's network interpolation): weights in
     /// [0, 1] between two fine-tunes of one start give a look between theirs, e.g.
-    /// `sana-sr-compact-pruned-gan-real=0.5 sana-sr-compact-pruned-gan-strong=0.5`; a weight past 1 with a
+    /// `sana-sr-compact-pruned-gan-real=0.5 sana-sr-compact-pruned-gan-extrapolated=0.5`; a weight past 1 with a
     /// negative one goes on along their difference. The weights sum to 1.
     Mix(MixArgs),
     /// Import Real-ESRGAN's RRDBNet (x4plus) or SRVGGNetCompact (general-x4v3) from an ncnn FILE.param and the
