@@ -9,13 +9,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use sana_sr_core::fs::same_file;
-use sana_sr_core::{Device, Kind};
+use sana_sr_core::{nn, Device, Kind};
 use sana_sr_model::esrgan::ncnn;
 use sana_sr_pipeline::assemble::{self, Parts};
 use sana_sr_pipeline::mix::{self, Part};
 use sana_sr_pipeline::registry::{local_models, models_dir, MODELS_DIR_ENV, MODEL_EXTENSION};
 use sana_sr_pipeline::registry::{ModelSource, BUILTIN_MODELS, DEFAULT_MODEL};
-use sana_sr_pipeline::{EsrganModel, SrModel};
+use sana_sr_pipeline::{EsrganModel, Network, SrModel};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -79,18 +79,8 @@ struct MixArgs {
     /// the weight.
     #[arg(value_name = "NAME|PATH=WEIGHT", required = true, num_args = 2..)]
     parts: Vec<String>,
-    /// The model file to write.
-    #[arg(short, long)]
-    output: PathBuf,
-    /// The name it goes by (default: the output file's stem).
-    #[arg(long)]
-    name: Option<String>,
-    /// The one line `sana-sr models` shows for it (default: the parts and their weights).
-    #[arg(long)]
-    description: Option<String>,
-    /// Replace OUTPUT if it exists.
-    #[arg(long)]
-    overwrite: bool,
+    #[command(flatten)]
+    output: ModelOutput,
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,19 +101,63 @@ struct ExportArgs {
     /// runs/RUN/snapshots/step_0000400.model.safetensors.
     #[arg(value_name = "NAME|PATH")]
     model: String,
+    #[command(flatten)]
+    output: ModelOutput,
+}
+
+/// The model file `export` and `mix` write (float16) and what it is called.
+#[derive(Debug, clap::Args)]
+struct ModelOutput {
     /// The model file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// The name it goes by (default: the model's own). Outputs and evaluation records are labelled with a
-    /// model's name, so new weights (a fine-tune's snapshot) want a new one.
+    /// The name it goes by (default: an export keeps the model's own, a mix takes the output file's stem).
+    /// Outputs and evaluation records are labelled with a model's name, so new weights (a fine-tune's
+    /// snapshot) want a new one.
     #[arg(long)]
     name: Option<String>,
-    /// The one line `sana-sr models` shows for it (default: the model's own).
+    /// The one line `sana-sr models` shows for it (default: an export keeps the model's own, a mix lists its
+    /// parts).
     #[arg(long)]
     description: Option<String>,
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     overwrite: bool,
+}
+
+impl ModelOutput {
+    /// What can be refused before any model is read: an existing output without `--overwrite`, a bad name.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.output.exists() && !self.overwrite {
+            bail!("{} exists; pass --overwrite to replace it", self.output.display());
+        }
+        self.name.as_deref().map(check_name).transpose()?;
+        Ok(())
+    }
+
+    /// Refuses an output that is the file `source` reads.
+    fn check_input(&self, source: &ModelSource) -> anyhow::Result<()> {
+        match source {
+            ModelSource::File(input) if same_file(&self.output, input) => {
+                bail!("the output would replace the input {}", input.display())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `network` in float16 under the given name and description, where given.
+    fn write(self, mut network: Network, vars: &nn::VarStore) -> anyhow::Result<()> {
+        if let Some(name) = self.name {
+            network.set_name(name);
+        }
+        if let Some(description) = self.description {
+            network.set_description(description);
+        }
+        let output = &self.output;
+        network.save(vars, output, Kind::Half).with_context(|| format!("writing {}", output.display()))?;
+        println!("{} written ({}, float16)", output.display(), network.name());
+        Ok(())
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -137,39 +171,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<()> {
-    if args.output.exists() && !args.overwrite {
-        anyhow::bail!("{} exists; pass --overwrite to replace it", args.output.display());
-    }
-    if let Some(name) = &args.name {
-        check_name(name)?;
-    }
+    args.output.check()?;
     let source = ModelSource::resolve(&args.model)?;
-    if let ModelSource::File(input) = &source {
-        if same_file(&args.output, input) {
-            anyhow::bail!("the output would replace the input {}", input.display());
-        }
-    }
-    let (mut model, weights) = source.load_network(Device::Cpu)?;
-    if let Some(name) = args.name {
-        model.set_name(name);
-    }
-    if let Some(description) = args.description {
-        model.set_description(description);
-    }
-    model.save(&weights, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
-    println!("{} written ({}, float16)", args.output.display(), model.name());
-    Ok(())
+    args.output.check_input(&source)?;
+    let (model, weights) = source.load_network(Device::Cpu)?;
+    args.output.write(model, &weights)
 }
 
 fn mix(args: MixArgs) -> anyhow::Result<()> {
-    if args.output.exists() && !args.overwrite {
-        bail!("{} exists; pass --overwrite to replace it", args.output.display());
-    }
-    let name = match args.name {
-        Some(name) => name,
-        None => args.output.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
-    };
-    check_name(&name)?;
+    let mut output = args.output;
+    let stem = output.output.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    output.name.get_or_insert(stem);
+    output.description.get_or_insert_with(|| format!("a mix of {}", args.parts.join(", ")));
+    output.check()?;
     let mut parts = Vec::with_capacity(args.parts.len());
     for spec in &args.parts {
         let (model, weight) = spec
@@ -177,21 +191,12 @@ fn mix(args: MixArgs) -> anyhow::Result<()> {
             .with_context(|| format!("`{spec}` is not NAME|PATH=WEIGHT (e.g. sana-sr-compact-pruned-gan-real=0.5)"))?;
         let weight: f64 = weight.parse().with_context(|| format!("`{weight}` in `{spec}` is not a number"))?;
         let source = ModelSource::resolve(model)?;
-        if let ModelSource::File(input) = &source {
-            if same_file(&args.output, input) {
-                bail!("the output would replace the input {}", input.display());
-            }
-        }
+        output.check_input(&source)?;
         let (network, vars) = source.load_network(Device::Cpu).with_context(|| format!("loading {model}"))?;
         parts.push(Part { label: source.label(), network, vars, weight });
     }
-    let description = args.description.unwrap_or_else(|| format!("a mix of {}", args.parts.join(", ")));
-    let (mut network, vars) = mix::mix(parts)?;
-    network.set_name(name);
-    network.set_description(description);
-    network.save(&vars, &args.output, Kind::Half).with_context(|| format!("writing {}", args.output.display()))?;
-    println!("{} written ({}, float16)", args.output.display(), network.name());
-    Ok(())
+    let (network, vars) = mix::mix(parts)?;
+    output.write(network, &vars)
 }
 
 /// A model's name is also its file's stem in the models folder: a file name without folders.
