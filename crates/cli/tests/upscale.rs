@@ -209,7 +209,8 @@ fn a_mix_of_two_models_is_written_as_a_model_named_by_its_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("models")).unwrap();
     let parts = ["sana-sr-compact-pruned-gan-real=0.5", "sana-sr-compact-pruned-gan-extrapolated=0.5"];
-    let command = [&["models", "mix"], &parts[..], &["-o", "models/between.safetensors"]].concat();
+    let mix = [&["models", "mix"], &parts[..]].concat();
+    let command = [&mix[..], &["-o", "models/between.safetensors"]].concat();
     let out = sana_sr(&command, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let listed = String::from_utf8_lossy(&sana_sr(&["models"], dir.path()).stdout).into_owned();
@@ -222,6 +223,10 @@ fn a_mix_of_two_models_is_written_as_a_model_named_by_its_file() {
     assert!(upscaled.status.success(), "{}", stderr(&upscaled));
 
     let written = std::fs::read(dir.path().join("models/between.safetensors")).unwrap();
+    let float32 = sana_sr(&[&mix[..], &["-o", "between32.safetensors", "--float32"]].concat(), dir.path());
+    assert!(float32.status.success() && String::from_utf8_lossy(&float32.stdout).contains("float32"));
+    let size = std::fs::metadata(dir.path().join("between32.safetensors")).unwrap().len() as f64;
+    assert!(size > 1.9 * written.len() as f64, "{size} bytes in float32 against {} in float16", written.len());
     let again = sana_sr(&command, dir.path());
     assert!(!again.status.success() && stderr(&again).contains("--overwrite"), "{}", stderr(&again));
     let onto_input = ["models", "mix", "models/between.safetensors=2", "sana-sr-compact-pruned-gan-real=-1"];

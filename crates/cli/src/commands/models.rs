@@ -28,10 +28,10 @@ enum Command {
     /// Write a model file (a training snapshot, say) with float16 weights, half the size, optionally with a
     /// new description; the result loads like any model (`upscale --model OUT`).
     Export(ExportArgs),
-    /// Write the weighted sum of models of one network, float16 (ESRGAN's network interpolation): weights in
-    /// [0, 1] between two fine-tunes of one start give a look between theirs, e.g.
-    /// `sana-sr-compact-pruned-gan-real=0.5 sana-sr-compact-pruned-gan-extrapolated=0.5`; a weight past 1 with a
-    /// negative one goes on along their difference. The weights sum to 1.
+    /// Write the weighted sum of models of one network (ESRGAN's network interpolation), float16 unless
+    /// `--float32`: weights in [0, 1] between two fine-tunes of one start give a look between theirs, e.g.
+    /// `sana-sr-compact-pruned-gan-real=0.5 sana-sr-compact-pruned-gan-extrapolated=0.5`; a weight past 1 with
+    /// a negative one goes on along their difference. The weights sum to 1.
     Mix(MixArgs),
     /// Import Real-ESRGAN's RRDBNet (x4plus) or SRVGGNetCompact (general-x4v3) from an ncnn FILE.param and the
     /// FILE.bin beside it, as NAME.safetensors in the models folder (weights float16 or float32 as stored);
@@ -81,6 +81,10 @@ struct MixArgs {
     parts: Vec<String>,
     #[command(flatten)]
     output: ModelOutput,
+    /// Store the weights in float32 (twice the file): a mix of training snapshots to study or train on
+    /// further, without float16's rounding.
+    #[arg(long)]
+    float32: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,7 +109,7 @@ struct ExportArgs {
     output: ModelOutput,
 }
 
-/// The model file `export` and `mix` write (float16) and what it is called.
+/// The model file `export` and `mix` write and what it is called.
 #[derive(Debug, clap::Args)]
 struct ModelOutput {
     /// The model file to write.
@@ -145,8 +149,9 @@ impl ModelOutput {
         }
     }
 
-    /// Writes `network` in float16 under the given name and description, where given.
-    fn write(self, mut network: Network, vars: &nn::VarStore) -> anyhow::Result<()> {
+    /// Writes `network` with weights of `kind` (float16 or float32) under the given name and description, where
+    /// given.
+    fn write(self, mut network: Network, vars: &nn::VarStore, kind: Kind) -> anyhow::Result<()> {
         if let Some(name) = self.name {
             network.set_name(name);
         }
@@ -154,8 +159,9 @@ impl ModelOutput {
             network.set_description(description);
         }
         let output = &self.output;
-        network.save(vars, output, Kind::Half).with_context(|| format!("writing {}", output.display()))?;
-        println!("{} written ({}, float16)", output.display(), network.name());
+        network.save(vars, output, kind).with_context(|| format!("writing {}", output.display()))?;
+        let storage = if kind == Kind::Half { "float16" } else { "float32" };
+        println!("{} written ({}, {storage})", output.display(), network.name());
         Ok(())
     }
 }
@@ -175,7 +181,7 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
     let source = ModelSource::resolve(&args.model)?;
     args.output.check_input(&source)?;
     let (model, weights) = source.load_network(Device::Cpu)?;
-    args.output.write(model, &weights)
+    args.output.write(model, &weights, Kind::Half)
 }
 
 fn mix(args: MixArgs) -> anyhow::Result<()> {
@@ -196,7 +202,7 @@ fn mix(args: MixArgs) -> anyhow::Result<()> {
         parts.push(Part { label: source.label(), network, vars, weight });
     }
     let (network, vars) = mix::mix(parts)?;
-    output.write(network, &vars)
+    output.write(network, &vars, if args.float32 { Kind::Float } else { Kind::Half })
 }
 
 /// A model's name is also its file's stem in the models folder: a file name without folders.
