@@ -15,8 +15,9 @@ fn part(name: &str, weight: f64) -> Part {
     Part { label: name.to_string(), network, vars, weight }
 }
 
+/// A model's weights by name, as loaded.
 fn weights(name: &str) -> HashMap<String, Tensor> {
-    ModelSource::resolve(name).unwrap().load_network(Device::Cpu).unwrap().1.variables()
+    part(name, 1.0).vars.variables()
 }
 
 /// Every weight of the mix of the two GAN models against `a·faithful + b·textured` computed in float32: the
